@@ -1,0 +1,243 @@
+"""Command line: `python -m benchmarks {run,list,weights,data,figures,report,merge}` (SPEC 9b)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.presets import PRESETS, get_preset
+
+log = logging.getLogger("benchmarks")
+
+DEFAULT_DATASET = "smartphone-synth"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_results_root() -> Path:
+    """`$BENCHMARKS_RESULTS`, else the checkout's `results/` (not the working directory)."""
+    return Path(os.environ.get("BENCHMARKS_RESULTS", REPO_ROOT / "results"))
+
+
+class UsageError(ValueError):
+    """Unusable arguments: reported in one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a grid of method x dataset x variant x seed cells")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every registered method")
+    which.add_argument("--methods", help="comma-separated method names")
+    run.add_argument("--datasets", default=DEFAULT_DATASET,
+                     help="comma-separated: registered names, manifest:PATH, folder:PATH, mvtec:PATH/CATEGORY")
+    run.add_argument("--variants", help="comma-separated variants (default: each method's default variants)")
+    run.add_argument("--seeds", default="0", help="comma-separated integer seeds")
+    run.add_argument("--weights", choices=("auto", "pretrained", "random"), default="auto")
+    run.add_argument("--weights-dir", type=Path, help="folder with <backbone>.safetensors files")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    run.add_argument("--out", type=Path, help="run folder (default: results/<preset>)")
+    run.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    run.add_argument("--force", action="store_true", help="recompute finished cells")
+    run.add_argument("--executor", choices=("local",), default="local")
+    run.add_argument("--shard", help="run slice I of N of the grid, e.g. 1/4")
+    run.add_argument("--cell-timeout", type=float, help="seconds per cell (default from the preset)")
+    run.add_argument("--no-report", action="store_true", help="do not write report.md and figures at the end")
+
+    lister = sub.add_parser("list", help="list methods, datasets or weights")
+    lister.add_argument("what", nargs="?", choices=("methods", "datasets", "weights"), default="methods")
+    lister.add_argument("--weights-dir", type=Path)
+    weights = sub.add_parser("weights", help="where each backbone's weights were found, or how to provide them")
+    weights.add_argument("--weights-dir", type=Path)
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    generate = data_sub.add_parser("generate", help="write the embedded dataset's images, masks and manifest")
+    generate.add_argument("name", choices=("smartphone-synth",))
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--scale", type=float, default=1.0)
+    check = data_sub.add_parser("check", help="validate a manifest and list every problem")
+    check.add_argument("manifest", type=Path)
+
+    for name, text in (("figures", "regenerate all figures"), ("report", "write report.md and tables")):
+        p = sub.add_parser(name, help=f"{text} from a stored run folder")
+        p.add_argument("run_dir", type=Path)
+        p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
+                "figures": cmd_figures, "report": cmd_report}
+    try:
+        return handlers[args.command](args)
+    except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
+    from benchmarks.config import RunConfig, parse_shard
+    from benchmarks.data.loaders import PATH_KINDS, DATASETS
+    from benchmarks.registry import BASELINES, load_plugins
+
+    load_plugins()
+    methods = BASELINES.names() if args.all else _split(args.methods)
+    if not methods:
+        raise UsageError("no methods given (use --all or --methods a,b)")
+    for method in methods:
+        BASELINES.get(method)  # raises with "did you mean"
+    datasets = _split(args.datasets)
+    if not datasets:
+        raise UsageError("no datasets given")
+    for dataset in datasets:
+        kind, sep, _ = dataset.partition(":")
+        if not (sep and kind in PATH_KINDS):
+            DATASETS.get(dataset)
+    try:
+        seeds = tuple(int(s) for s in _split(args.seeds))
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    if args.weights == "random" and args.weights_dir:
+        raise UsageError("--weights random contradicts --weights-dir (nothing would be loaded)")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device} requested but CUDA is not available")
+    preset = get_preset(args.preset)
+    if args.cell_timeout is not None:
+        preset = preset.with_overrides(cell_timeout_s=args.cell_timeout)
+    return RunConfig(
+        methods=tuple(methods), datasets=tuple(datasets), seeds=seeds or (0,), preset=preset,
+        weights=args.weights, weights_dir=args.weights_dir, device=args.device,
+        out=(args.out or default_results_root() / args.preset).resolve(), force=args.force,
+        executor=args.executor, shard=parse_shard(args.shard) if args.shard else None,
+        variants=tuple(_split(args.variants)) or None,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.data.loaders import load_dataset
+    from benchmarks.runner import run
+    from benchmarks.summary import format_summary
+
+    config = _run_config(args)
+    for dataset in config.datasets:  # refuse an invalid dataset before any model work
+        load_dataset(dataset, scale=config.preset.data_scale)
+    summary = run(config)
+    print(format_summary(summary))
+    if not args.no_report and (summary.ran or summary.resumed):
+        _write_outputs(config.out)
+    return 0
+
+
+def _write_outputs(run_dir: Path) -> None:
+    try:
+        from benchmarks.figures import write_figures
+        from benchmarks.report import write_report
+
+        figures = write_figures(run_dir)
+        report = write_report(run_dir)
+        print(f"report: {report}  ({len(figures)} figure files)")
+    except Exception as exc:  # the results are stored; a reporting bug must not hide them
+        log.error("writing the report failed (results are safe in %s): %s", run_dir, exc)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "weights":
+        return cmd_weights(args)
+    if args.what == "datasets":
+        from benchmarks.data.loaders import DATASETS, dataset_names
+
+        for name in dataset_names():
+            loader = DATASETS.get(name.split(":")[0])
+            doc = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
+            print(f"{name:24s} {doc}")
+        return 0
+    from benchmarks.registry import BASELINES, load_plugins
+
+    problems = load_plugins()
+    rows = []
+    for name in BASELINES.names():
+        meta = BASELINES.get(name).meta
+        variants = ", ".join(f"{v}{'*' if v in meta.default_variants else ''}" for v in meta.variants)
+        rows.append((name, meta.backbone, meta.weights_id, str(meta.input_size), variants, meta.paper))
+    header = ("method", "backbone", "weights id", "input", "variants (* = default)", "paper")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.weights import WeightsResolver, describe
+
+    load_plugins()
+    resolver = WeightsResolver(mode="auto", weights_dir=getattr(args, "weights_dir", None), allow_download=False)
+    seen = set()
+    for name in BASELINES.names():
+        for spec in BASELINES.get(name).meta.weight_specs:
+            if spec.key in seen:
+                continue
+            seen.add(spec.key)
+            info = describe(spec, resolver)
+            status = f"found: {info['path']} ({info['source']})" if info["found"] else "NOT FOUND -> random init"
+            print(f"{spec.key} [{spec.library}: {spec.model_id}{' / ' + spec.tag if spec.tag else ''}]  {status}")
+            if not info["found"]:
+                print(f"    {info['how_to_provide']}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "generate":
+        from benchmarks.data.smartphone.generate import generate_smartphone_synth
+
+        manifest = generate_smartphone_synth(args.out, seed=args.seed, scale=args.scale)
+        print(f"wrote {manifest} and {manifest.parent / 'montage.png'}")
+        return 0
+    from benchmarks.data.manifest import read_table, validate_table
+
+    path = args.manifest.resolve()
+    _, problems = validate_table(read_table(path), path.parent)
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        print(problem)
+    print(f"{path}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
+    return 1 if errors else 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from benchmarks.figures import write_figures
+
+    paths = write_figures(args.run_dir, args.out)
+    print(f"wrote {len(paths)} figure files to {args.out or args.run_dir}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0

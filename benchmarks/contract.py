@@ -1,0 +1,178 @@
+"""The plugin contract: what a baseline declares, receives and returns (SPEC 4)."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from benchmarks.data.schema import ImageRecord
+
+from benchmarks.weights import WeightSpec
+
+if TYPE_CHECKING:
+    from benchmarks.presets import Preset
+    from benchmarks.weights import WeightsResolver
+
+
+class Protocol(str, enum.Enum):
+    """Which training data the runner hands to `fit`."""
+
+    ZERO_SHOT = "zero-shot"  # no training images at all
+    FEW_SHOT = "few-shot"  # `shots` normal training images, drawn with the cell's seed
+    FULL_SHOT = "full-shot"  # every normal training image
+    SUPERVISED = "supervised"  # every training image, with labels and masks
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant of a method: its protocol and which training sources it may see."""
+
+    protocol: Protocol
+    shots: int | None = None
+    sources: tuple[str, ...] = ("real",)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol is Protocol.FEW_SHOT and not self.shots:
+            raise ValueError("a few-shot variant needs shots >= 1")
+
+
+@dataclass(frozen=True)
+class MethodMeta:
+    """Facts about a method, written into every result it produces (timm PretrainedCfg-like)."""
+
+    name: str
+    paper: str
+    backbone: str
+    weights_id: str
+    input_size: int
+    variants: Mapping[str, VariantSpec]
+    default_variants: tuple[str, ...] = ("default",)
+    needs_masks: bool = False
+    license: str = "see upstream"
+    notes: str = ""
+    weight_specs: tuple[WeightSpec, ...] = ()
+    """Every backbone the method may load (for `list weights` and the offline hint)."""
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.default_variants if v not in self.variants]
+        if unknown:
+            raise ValueError(f"{self.name}: default variants {unknown} are not declared")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "paper": self.paper,
+            "backbone": self.backbone,
+            "weights_id": self.weights_id,
+            "input_size": self.input_size,
+            "variants": {
+                k: {"protocol": v.protocol.value, "shots": v.shots, "sources": list(v.sources)}
+                for k, v in self.variants.items()
+            },
+            "needs_masks": self.needs_masks,
+            "license": self.license,
+            "weights": [spec.model_id for spec in self.weight_specs],
+        }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An image handed to `fit`: RGB uint8 `(H, W, 3)`, its record, and a bool `(H, W)` mask or None."""
+
+    record: ImageRecord
+    image: np.ndarray
+    mask: np.ndarray | None = None
+
+    @property
+    def label(self) -> int:
+        return self.record.label
+
+
+@dataclass
+class Prediction:
+    """What `predict` returns for a batch of B images.
+
+    scores: `(B,)` float, higher = more anomalous.
+    maps: optional `(B, h, w)` float anomaly maps at any resolution (the runner resizes them to
+        each image for pixel metrics); larger = more anomalous.
+    texts: optional B answer strings (prompting methods).
+    extra: optional per-image columns (name -> B values) stored beside the scores.
+    """
+
+    scores: np.ndarray
+    maps: np.ndarray | None = None
+    texts: list[str] | None = None
+    extra: dict[str, list[object]] = field(default_factory=dict)
+
+    def check(self, batch_size: int) -> None:
+        """Raise ValueError naming what is wrong with this prediction for a batch of `batch_size`."""
+        scores = np.asarray(self.scores)
+        if scores.shape != (batch_size,):
+            raise ValueError(f"scores have shape {scores.shape}, expected ({batch_size},)")
+        bad = int((~np.isfinite(scores.astype(np.float64))).sum())
+        if bad:
+            raise ValueError(f"{bad} of {batch_size} scores are NaN or infinite")
+        if self.maps is not None:
+            maps = np.asarray(self.maps)
+            if maps.ndim != 3 or maps.shape[0] != batch_size:
+                raise ValueError(f"maps have shape {maps.shape}, expected ({batch_size}, h, w)")
+            if not np.isfinite(maps).all():
+                raise ValueError("maps contain NaN or infinite values")
+        if self.texts is not None and len(self.texts) != batch_size:
+            raise ValueError(f"{len(self.texts)} texts for {batch_size} images")
+        for name, values in self.extra.items():
+            if len(values) != batch_size:
+                raise ValueError(f"extra column {name!r} has {len(values)} values for {batch_size} images")
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What the runner gives a plugin at construction time."""
+
+    variant: str
+    seed: int
+    device: str
+    weights: WeightsResolver
+    preset: Preset
+    class_name: str = "object"
+    description: str = ""
+    work_dir: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Plugin-specific overrides (backbone, image size, ...); tests use them for tiny models."""
+
+
+class Baseline(ABC):
+    """Base class of every method plugin.
+
+    Subclasses set `meta` and implement `fit` and `predict`. `predict` must do the whole
+    pipeline from decoded RGB arrays (resize, normalise, model, scoring): latency is timed on it.
+    """
+
+    meta: ClassVar[MethodMeta]
+
+    def __init__(self, context: MethodContext) -> None:
+        if context.variant not in self.meta.variants:
+            raise ValueError(
+                f"{self.meta.name} has no variant {context.variant!r}; "
+                f"known: {', '.join(self.meta.variants)}"
+            )
+        self.context = context
+
+    @property
+    def variant(self) -> VariantSpec:
+        return self.meta.variants[self.context.variant]
+
+    @abstractmethod
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        """Build memory banks / prompts or train. `train` follows the variant's protocol."""
+
+    @abstractmethod
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        """Score RGB uint8 `(H, W, 3)` images (sizes may differ); see `Prediction`."""

@@ -1,0 +1,217 @@
+"""Pixel-level metrics where ground-truth masks exist: pixel AUROC and AUPRO.
+
+AUPRO follows the MVTec AD reference (Bergmann et al., IJCV 2021, `compute_pro`): connected
+components of each ground-truth mask (8-connectivity) are the regions; at each threshold the
+per-region overlap (PRO) is the mean over all regions of the fraction of the region's pixels
+at or above it, and the FPR is the fraction of all background pixels at or above it. The PRO
+curve is integrated over FPR in [0, 0.3] (trapezoids, linear interpolation at 0.3) and divided
+by 0.3. anomalib 2.7's `_AUPRO` computes the same curve (the tests check agreement) but needs
+every map the same size and `import anomalib.metrics` costs ~10 s, so it is re-done here in
+NumPy for maps of any size. Pixel AUROC is read off the same sorted pixels (trapezoids over
+the ROC points at distinct scores, as sklearn's `roc_auc_score`, which the tests compare
+against) because a second sort of millions of pixels would double the cost.
+
+Memory: all pixels are held at once (float32 score, int32 region id, sort index and float64
+cumulative curves: about 60 bytes per pixel at peak, ~250 MB at the cap). Above `max_pixels`
+pixels (default 2**22, about 4.2 M: e.g. 64 images at 256x256), a fixed-seed Bernoulli sample of pixels is used for both metrics; regions are labelled at full resolution
+first and their sizes counted within the sample, so PRO is estimated per region; a region
+with no sampled pixel drops out (only regions of a few pixels can). The result records the
+fraction of pixels used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from benchmarks.metrics._checks import check_finite
+
+DEFAULT_FPR_LIMIT = 0.3
+DEFAULT_MAX_PIXELS = 2**22
+_SUBSAMPLE_SEED = 0
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class PixelMetrics:
+    """Pixel AUROC and AUPRO over the images that have masks; None (with a reason) otherwise.
+
+    `pixel_fraction` is the share of pixels used (1.0 unless subsampled, see module doc).
+    """
+
+    pixel_auroc: float | None
+    aupro: float | None
+    n_images: int
+    n_regions: int
+    pixel_fraction: float
+    undefined_reason: str | None
+
+    def to_json(self) -> dict[str, object]:
+        """Keys for the `metrics` dict of `runs.jsonl` (prefixed where they would clash)."""
+        return {
+            "pixel_auroc": self.pixel_auroc,
+            "aupro": self.aupro,
+            "pixel_n_images": self.n_images,
+            "pixel_n_regions": self.n_regions,
+            "pixel_fraction": self.pixel_fraction,
+            "pixel_undefined_reason": self.undefined_reason,
+        }
+
+
+def _undefined(reason: str, n_images: int = 0) -> PixelMetrics:
+    return PixelMetrics(None, None, n_images, 0, 1.0, reason)
+
+
+def resize_map(anomaly_map: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one anomaly map `(h, w) -> (H, W)` float32 numpy (align_corners=False).
+
+    `size` is (height, width), e.g. `image.shape[:2]`. Accepts numpy or torch (any device).
+    """
+    if isinstance(anomaly_map, torch.Tensor):
+        tensor = anomaly_map.detach().to("cpu", torch.float32)
+    else:
+        tensor = torch.from_numpy(np.asarray(anomaly_map, dtype=np.float32))
+    if tensor.ndim != 2:
+        raise ValueError(f"an anomaly map must be (h, w), got shape {tuple(tensor.shape)}")
+    if tuple(tensor.shape) == tuple(size):
+        return tensor.numpy().copy()
+    resized = F.interpolate(tensor[None, None], size=tuple(size), mode="bilinear", align_corners=False)
+    return resized[0, 0].numpy()
+
+
+def _pixels(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Flattened scores `(P,)` float32 and global region ids `(P,)` int32 (0 = background)."""
+    total = sum(int(m.size) for m in masks)
+    keep_rate = min(1.0, max_pixels / total)
+    rng = np.random.default_rng(_SUBSAMPLE_SEED)
+    scores, regions = [], []
+    offset = 0
+    for anomaly_map, mask in zip(maps, masks, strict=True):
+        score = np.asarray(anomaly_map, dtype=np.float32)
+        labelled, n_regions = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+        labelled = np.where(labelled > 0, labelled + offset, 0).astype(np.int32).ravel()
+        offset += n_regions
+        score = score.ravel()
+        if keep_rate < 1.0:
+            kept = rng.random(score.size) < keep_rate
+            score, labelled = score[kept], labelled[kept]
+        scores.append(score)
+        regions.append(labelled)
+    used = sum(s.size for s in scores)
+    return np.concatenate(scores), np.concatenate(regions), used / total
+
+
+@dataclass(frozen=True)
+class _PixelCurves:
+    """ROC and PRO curves over all pixels, one point per distinct score, from (0, 0) to (1, 1)."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    pro: np.ndarray
+
+
+def _pixel_curves(scores: np.ndarray, regions: np.ndarray) -> _PixelCurves:
+    """One descending sort serves both curves (the sort dominates the cost at millions of pixels)."""
+    order = np.argsort(-scores)
+    sorted_scores = scores[order]
+    sorted_regions = regions[order]
+    background = sorted_regions == 0
+    region_sizes = np.bincount(regions)
+    n_regions = int((region_sizes[1:] > 0).sum())
+    fpr = np.cumsum(background) / background.sum()
+    tpr = np.cumsum(~background) / (~background).sum()
+    region_share = np.zeros(sorted_regions.size)
+    region_share[~background] = 1.0 / region_sizes[sorted_regions[~background]]
+    pro = np.cumsum(region_share) / n_regions
+    # A threshold sits at the last pixel of each tie group; the order inside a group is moot.
+    group_end = np.append(sorted_scores[:-1] != sorted_scores[1:], True)
+    start = np.zeros(1)
+    return _PixelCurves(
+        fpr=np.concatenate([start, np.minimum(fpr[group_end], 1.0)]),
+        tpr=np.concatenate([start, np.minimum(tpr[group_end], 1.0)]),
+        pro=np.concatenate([start, np.minimum(pro[group_end], 1.0)]),
+    )
+
+
+def _area_to_limit(fpr: np.ndarray, y: np.ndarray, fpr_limit: float) -> float:
+    """Trapezoid area under y(fpr) on [0, fpr_limit], interpolating y at the limit, / fpr_limit."""
+    last = int(np.searchsorted(fpr, fpr_limit, side="right")) - 1
+    fpr_kept, y_kept = fpr[: last + 1], y[: last + 1]
+    if fpr_kept[-1] < fpr_limit:  # the curve ends at FPR 1, so a next point exists
+        slope = (y[last + 1] - y[last]) / (fpr[last + 1] - fpr[last])
+        fpr_kept = np.append(fpr_kept, fpr_limit)
+        y_kept = np.append(y_kept, y[last] + slope * (fpr_limit - fpr[last]))
+    return float(np.trapezoid(y_kept, fpr_kept) / fpr_limit)
+
+
+def aupro_score(scores: np.ndarray, regions: np.ndarray, fpr_limit: float = DEFAULT_FPR_LIMIT) -> float:
+    """Normalised area under the PRO curve up to `fpr_limit`: `(P,) scores, (P,) region ids -> float`.
+
+    `regions` holds 0 for background and a positive id per ground-truth region (unique across
+    images); both background and at least one region pixel are required.
+    """
+    curves = _pixel_curves(scores, regions)
+    return _area_to_limit(curves.fpr, curves.pro, fpr_limit)
+
+
+def pixel_metrics(
+    maps: Sequence[np.ndarray] | None,
+    masks: Sequence[np.ndarray | None] | None,
+    *,
+    fpr_limit: float = DEFAULT_FPR_LIMIT,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PixelMetrics:
+    """Pixel AUROC and AUPRO from per-image anomaly maps and boolean ground-truth masks.
+
+    maps[i] `(H_i, W_i)` float (larger = more anomalous, already at image size, see
+    `resize_map`); masks[i] `(H_i, W_i)` bool, or None for an image without ground truth,
+    which is left out. Pass an all-False mask for a normal image: its pixels are background.
+    Sizes may differ between images. Both metrics are None, with a reason, when no mask is
+    given, no mask has a positive pixel, or no pixel is background. Raises ValueError for a
+    count or shape mismatch or NaN / infinite map values (naming the image).
+    """
+    if maps is None or masks is None:
+        return _undefined("no anomaly maps" if maps is None else "no ground-truth masks")
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} anomaly maps but {len(masks)} masks")
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must lie in (0, 1], got {fpr_limit}")
+    kept = [i for i, m in enumerate(masks) if m is not None]
+    if not kept:
+        return _undefined("no ground-truth masks")
+    kept_maps = [np.asarray(maps[i]) for i in kept]
+    kept_masks = [np.asarray(masks[i], dtype=bool) for i in kept]
+    for index, anomaly_map, mask in zip(kept, kept_maps, kept_masks, strict=True):
+        if anomaly_map.ndim != 2 or anomaly_map.shape != mask.shape:
+            raise ValueError(
+                f"anomaly map of image {index} has shape {anomaly_map.shape} but its mask {mask.shape}; "
+                "resize maps to image size first (resize_map)"
+            )
+        check_finite(anomaly_map, what=f"anomaly map of image {index}")
+    n_positive = sum(int(m.sum()) for m in kept_masks)
+    if n_positive == 0:
+        return _undefined("no mask has an anomalous pixel", len(kept))
+    if n_positive == sum(m.size for m in kept_masks):
+        return _undefined(
+            "every mask pixel is anomalous: no background to measure false positives", len(kept)
+        )
+    scores, regions, fraction = _pixels(kept_maps, kept_masks, max_pixels)
+    anomalous = regions > 0
+    if anomalous.all() or not anomalous.any():
+        return _undefined("the pixel sample lacks one class; raise max_pixels", len(kept))
+    curves = _pixel_curves(scores, regions)
+    return PixelMetrics(
+        pixel_auroc=float(np.trapezoid(curves.tpr, curves.fpr)),
+        aupro=_area_to_limit(curves.fpr, curves.pro, fpr_limit),
+        n_images=len(kept),
+        n_regions=int((np.bincount(regions)[1:] > 0).sum()),
+        pixel_fraction=fraction,
+        undefined_reason=None,
+    )

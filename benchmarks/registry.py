@@ -1,0 +1,121 @@
+"""One generic registry (the only global mutable state) plus entry-point discovery of plugins."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ENTRY_POINT_GROUP = "benchmarks.baselines"
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message carries a "did you mean" suggestion."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """Name -> object registry usable as a decorator.
+
+    Registering a second, different object under an existing name is refused; re-registering
+    the same object (a re-import) is a no-op.
+    """
+
+    def __init__(self, kind: str, base: type | None = None) -> None:
+        self.kind = kind
+        self.base = base
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            self.add(name, obj)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T) -> None:
+        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
+        existing = self._items.get(name)
+        if existing is not None and not _same_definition(existing, obj):
+            raise ValueError(f"{self.kind} {name!r} is already registered to {existing!r}")
+        self._items[name] = obj
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._items, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            known = ", ".join(sorted(self._items)) or "none"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint} (registered: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def remove(self, name: str) -> None:
+        self._items.pop(name, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def _same_definition(a: object, b: object) -> bool:
+    """True when `a` and `b` are the same object or the same class re-imported."""
+    if a is b:
+        return True
+    return (
+        isinstance(a, type)
+        and isinstance(b, type)
+        and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    )
+
+
+def _baseline_registry() -> Registry:
+    from benchmarks.contract import Baseline
+
+    return Registry("method", Baseline)
+
+
+BASELINES: Registry = _baseline_registry()
+
+
+def load_plugins() -> list[str]:
+    """Import the built-in baselines, then third-party entry points; return load problems.
+
+    Built-ins win a name clash. A plugin that fails to import is reported and skipped.
+    """
+    problems: list[str] = []
+    importlib.import_module("baselines")
+    builtin = set(BASELINES.names())
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in builtin:
+            problems.append(f"plugin {ep.name!r} from {ep.value} ignored: a built-in method has that name")
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not take the suite down
+            problems.append(f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            if ep.name not in BASELINES:
+                BASELINES.add(ep.name, obj)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"plugin {ep.name!r} ({ep.value}) rejected: {exc}")
+    for problem in problems:
+        log.warning(problem)
+    return problems

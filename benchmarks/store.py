@@ -1,0 +1,189 @@
+"""The result store of one run folder (SPEC 9).
+
+Layout: `runs.jsonl` (one line per finished cell, appended atomically: a single `write` of a
+whole line on an O_APPEND descriptor, then fsync), `scores/<cell_key>.parquet` and
+`maps/<cell_key>.npz` (written to a temporary file, then renamed), `run.lock` (one writer at a
+time). Readers take the last line per cell key and drop a torn last line left by a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RUNS_FILE = "runs.jsonl"
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+class RunStore:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    @property
+    def runs_path(self) -> Path:
+        return self.run_dir / RUNS_FILE
+
+    def scores_path(self, cell_key: str) -> Path:
+        return self.run_dir / "scores" / f"{cell_key}.parquet"
+
+    def maps_path(self, cell_key: str) -> Path:
+        return self.run_dir / "maps" / f"{cell_key}.npz"
+
+    def prepare(self) -> None:
+        """Create the folder; fail clearly when it is not writable."""
+        try:
+            (self.run_dir / "scores").mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "maps").mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise OSError(f"cannot write to the output folder {self.run_dir}: {exc.strerror or exc}") from exc
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold `run.lock` for the duration; a second writer gets RunLockedError at once."""
+        self.prepare()
+        handle: IO[str] = open(self.run_dir / "run.lock", "a+")  # noqa: SIM115
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise RunLockedError(
+                        f"another run is writing to {self.run_dir} (run.lock is held); "
+                        "wait for it to finish or use --out to choose another folder"
+                    ) from None
+                raise
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append one cell line atomically (one write call, fsync)."""
+        line = (json.dumps(finite_json(record), allow_nan=False, default=_json_default) + "\n").encode()
+        self._repair_torn_tail()
+        fd = os.open(self.runs_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"short write to {self.runs_path} ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _repair_torn_tail(self) -> None:
+        """Cut a torn last line (no trailing newline) left by a crash, so appends start on a fresh line."""
+        if not self.runs_path.is_file():
+            return
+        with open(self.runs_path, "rb+") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            handle.seek(0)
+            data = handle.read()
+            keep = data.rfind(b"\n") + 1
+            log.warning(
+                "%s: dropping a torn last line (%d bytes) from an interrupted run",
+                self.runs_path,
+                size - keep,
+            )
+            handle.truncate(keep)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete line, in order; torn or invalid lines are skipped with a warning."""
+        if not self.runs_path.is_file():
+            return []
+        out = []
+        for number, line in enumerate(self.runs_path.read_text().splitlines(keepends=True), start=1):
+            if not line.endswith("\n"):
+                log.warning("%s: ignoring torn line %d", self.runs_path, number)
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("%s: ignoring unreadable line %d", self.runs_path, number)
+        return out
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The last record per cell key."""
+        return {r["cell_key"]: r for r in self.records() if "cell_key" in r}
+
+    def write_scores(self, cell_key: str, frame: pd.DataFrame) -> Path:
+        path = self.scores_path(cell_key)
+        with _atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return path
+
+    def write_maps(self, cell_key: str, image_ids: list[str], maps: np.ndarray) -> Path:
+        path = self.maps_path(cell_key)
+        with _atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle, image_ids=np.asarray(image_ids, dtype=str), maps=maps.astype(np.float16)
+            )
+        return path
+
+    def write_json(self, name: str, data: Mapping[str, Any]) -> Path:
+        path = self.run_dir / name
+        with _atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(data, indent=2, default=_json_default))
+        return path
+
+
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finite_json(value: Any) -> Any:
+    """Replace NaN/inf floats by None, recursively: JSON has no NaN and readers expect null."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

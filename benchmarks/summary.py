@@ -1,0 +1,32 @@
+"""The table printed at the end of a run."""
+
+from __future__ import annotations
+
+from benchmarks.runner import RunSummary
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def format_summary(summary: RunSummary) -> str:
+    lines = [f"run folder: {summary.run_dir}"]
+    if summary.resumed:
+        lines.append(f"{len(summary.resumed)} cell(s) already finished, skipped (use --force to recompute)")
+    header = f"{'cell':58s} {'status':8s} {'weights':10s} {'AUROC':>6s} {'F1':>6s} {'F1max':>6s} {'p50 ms':>8s}"
+    lines += [header, "-" * len(header)]
+    for record in summary.ran:
+        m = record.get("metrics") or {}
+        lat = record.get("latency") or {}
+        lines.append(
+            f"{record['cell_key'][:58]:58s} {record['status']:8s} {record['weights']:10s} "
+            f"{_fmt(m.get('image_auroc')):>6s} {_fmt(m.get('f1')):>6s} {_fmt(m.get('f1_max')):>6s} "
+            f"{_fmt(lat.get('batch1_p50_ms'), 1):>8s}"
+        )
+    for record in summary.ran:
+        if record["status"] != "ok":
+            lines.append(f"{record['status'].upper()}: {record['cell_key']}: {record['error']}")
+    if any(r["weights"] == "random" for r in summary.ran):
+        lines.append("!! RANDOM WEIGHTS: some cells ran with random-init backbones; their numbers are not "
+                     "comparable with published results (see `python -m benchmarks weights`).")
+    return "\n".join(lines)

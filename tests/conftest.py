@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny synthetic image task and plugin contexts with random weights."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.contract import MethodContext, Sample  # noqa: E402
+from benchmarks.data.schema import ImageRecord  # noqa: E402
+from benchmarks.presets import get_preset  # noqa: E402
+from benchmarks.weights import WeightsResolver  # noqa: E402
+
+
+def _toy_image(rng: np.random.Generator, anomalous: bool, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A striped texture; anomalies add a bright diagonal scratch. Returns RGB uint8 and bool mask."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    phase = rng.uniform(0, 2 * np.pi)
+    base = 0.5 + 0.2 * np.sin(xx / 3.0 + phase) + rng.normal(0, 0.02, (size, size))
+    mask = np.zeros((size, size), dtype=bool)
+    if anomalous:
+        x0, y0 = rng.integers(size // 4, size // 2, 2)
+        length = size // 3
+        for t in range(length):
+            mask[y0 + t, x0 + t : x0 + t + 2] = True
+        base[mask] = 1.0
+    rgb = np.clip(np.stack([base, base * 0.9, base * 0.8], axis=-1) * 255, 0, 255).astype(np.uint8)
+    return rgb, mask
+
+
+@pytest.fixture(scope="session")
+def toy_task() -> dict[str, list[Sample]]:
+    """train: 8 normals; val: 4 + 4; test: 6 + 6. 64x64 images, masks for anomalies."""
+    rng = np.random.default_rng(0)
+    out: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    counts = {"train": (8, 0), "val": (4, 4), "test": (6, 6)}
+    row = 0
+    for split, (n_normal, n_anomalous) in counts.items():
+        for label, count in ((0, n_normal), (1, n_anomalous)):
+            for _ in range(count):
+                row += 1
+                image, mask = _toy_image(rng, bool(label), 64)
+                record = ImageRecord(
+                    row=row, image_id=f"{split}/{row}.png", image=Path(f"/toy/{split}/{row}.png"),
+                    label=label, split=split, source="real", group="toy",
+                    defect="scratch" if label else "none", hard_negative=False,
+                )
+                out[split].append(Sample(record=record, image=image, mask=mask if label else None))
+    return out
+
+
+@pytest.fixture
+def make_context(tmp_path: Path) -> Callable[..., MethodContext]:
+    """Build a MethodContext with random weights and the smoke preset; keyword overrides allowed."""
+
+    def factory(variant: str = "default", **options: object) -> MethodContext:
+        return MethodContext(
+            variant=variant, seed=0, device="cpu", weights=WeightsResolver(mode="random"),
+            preset=get_preset("smoke"), class_name="toy texture", work_dir=tmp_path, options=options,
+        )
+
+    return factory
+
+
+def write_tiny_manifest(root: Path, n_train: int = 6, n_val: int = 4, n_test: int = 6) -> Path:
+    """A small real-file dataset in the manifest schema: 48x48 PNGs, anomalies with masks."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    lines = ["image,label,split,source,year,group,defect,hard_negative,mask"]
+    plan = [("train", 0, n_train, 2019), ("val", 0, n_val, 2020), ("val", 1, n_val, 2020),
+            ("test", 0, n_test, 2024), ("test", 1, n_test, 2025)]
+    for split, label, count, year in plan:
+        for i in range(count):
+            image, mask = _toy_image(rng, bool(label), 48)
+            name = f"images/{split}_{label}_{i}.png"
+            Image.fromarray(image).save(root / name)
+            mask_name = ""
+            if label:
+                mask_name = f"masks/{split}_{label}_{i}.png"
+                Image.fromarray((mask * 255).astype(np.uint8)).save(root / mask_name)
+            defect = "scratch" if label else "none"
+            lines.append(f"{name},{label},{split},real,{year},toy-{year},{defect},false,{mask_name}")
+    manifest = root / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path: Path) -> Path:
+    return write_tiny_manifest(tmp_path / "data")

@@ -1,0 +1,435 @@
+"""Tests of benchmarks.metrics against scikit-learn, brute force and hand-computed cases."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from benchmarks.metrics import (
+    NO_THRESHOLD,
+    Threshold,
+    aupro_score,
+    breakdown,
+    choose_threshold,
+    hard_negative_fpr,
+    image_metrics,
+    paired_auroc_test,
+    pixel_metrics,
+    resize_map,
+)
+from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows
+from benchmarks.metrics.paired import delong_covariance
+
+SPEC_IMAGE_KEYS = {
+    "image_auroc", "image_auroc_ci", "aupr", "f1", "precision", "recall",
+    "threshold", "threshold_source", "f1_max",
+}  # fmt: skip
+
+
+def _scores(
+    n_normal: int, n_anomalous: int, seed: int = 0, shift: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping Gaussian classes, rounded to 1 decimal so ties occur."""
+    rng = np.random.default_rng(seed)
+    scores = np.concatenate([rng.normal(0, 1, n_normal), rng.normal(shift, 1, n_anomalous)]).round(1)
+    return scores, np.r_[np.zeros(n_normal, int), np.ones(n_anomalous, int)]
+
+
+def _brute_force_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(best F1, lowest threshold reaching it) over every distinct score, rule score >= t."""
+    best, best_t = -1.0, 0.0
+    for t in np.unique(scores):
+        f1 = f1_score(labels, scores >= t)
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best, best_t
+
+
+# --- threshold -----------------------------------------------------------------------------
+
+
+def test_threshold_signature_takes_validation_data_only() -> None:
+    parameters = list(inspect.signature(choose_threshold).parameters)
+    assert parameters == ["val_scores", "val_labels", "normal_quantile"]
+
+
+def test_threshold_is_f1_optimal_on_validation() -> None:
+    scores, labels = _scores(60, 40, seed=3)
+    threshold = choose_threshold(scores, labels)
+    best_f1, best_t = _brute_force_f1(labels, scores)
+    assert threshold.source == "val"
+    assert threshold.value == pytest.approx(best_t)
+    assert f1_score(labels, threshold.predict(scores)) == pytest.approx(best_f1)
+
+
+def test_all_normal_validation_uses_p99_not_the_minimum() -> None:
+    threshold = choose_threshold(np.arange(100.0), np.zeros(100, int))
+    # anomalib's F1 threshold would return the minimum, 0.0, and flag every image.
+    assert (threshold.value, threshold.source) == (pytest.approx(98.01), "val-normal-p99")
+    p95 = choose_threshold(np.arange(100.0), np.zeros(100, int), normal_quantile=0.95)
+    assert p95.source == "val-normal-p95"
+
+
+def test_missing_or_anomalous_only_validation_gives_no_threshold() -> None:
+    assert choose_threshold(None, None) == NO_THRESHOLD
+    assert choose_threshold([], []) == Threshold(None, "none")
+    assert choose_threshold([0.2, 0.9], [1, 1]) == Threshold(None, "none")
+    with pytest.raises(ValueError, match="does not fit"):
+        Threshold(None, "val")
+
+
+def test_nan_validation_scores_are_rejected_with_a_count() -> None:
+    with pytest.raises(ValueError, match="2 NaN and 1 infinite"):
+        choose_threshold([0.1, np.nan, np.nan, np.inf, 0.5], [0, 0, 1, 1, 0])
+
+
+# --- image metrics -------------------------------------------------------------------------
+
+
+def test_image_metrics_match_sklearn() -> None:
+    scores, labels = _scores(120, 80, seed=1)
+    threshold = Threshold(0.5, "val")
+    m = image_metrics(scores, labels, threshold, n_bootstrap=200, seed=0)
+    predicted = scores >= 0.5
+    assert m.image_auroc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert m.aupr == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert m.f1 == pytest.approx(f1_score(labels, predicted), abs=1e-12)
+    assert m.precision == pytest.approx(precision_score(labels, predicted), abs=1e-12)
+    assert m.recall == pytest.approx(recall_score(labels, predicted), abs=1e-12)
+    assert m.f1_max == pytest.approx(_brute_force_f1(labels, scores)[0], abs=1e-12)
+    assert (m.n_normal, m.n_anomalous, m.threshold, m.threshold_source) == (120, 80, 0.5, "val")
+    assert m.undefined_reason is None
+    assert 0.7 < (m.image_auroc or 0) < 0.85  # shift 1 sd: true AUROC = Phi(1/sqrt 2) = 0.76
+
+
+def test_image_metrics_fixed_small_case() -> None:
+    # Hand count: thresholds 0.5 flags 0.5, 0.7, 0.9 -> tp 2, fp 1, fn 1.
+    m = image_metrics(
+        [0.1, 0.5, 0.3, 0.9, 0.7, 0.2], [0, 0, 1, 1, 1, 0], Threshold(0.5, "val"), n_bootstrap=0, seed=0
+    )
+    assert m.image_auroc == pytest.approx(8 / 9)
+    assert (m.precision, m.recall, m.f1) == (pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert m.f1_max == pytest.approx(6 / 7)  # t = 0.3: tp 3, fp 1
+    assert m.image_auroc_ci is None and m.n_bootstrap == 0
+
+
+def test_vectorised_bootstrap_rows_match_sklearn() -> None:
+    rng = np.random.default_rng(7)
+    n0, n1 = 30, 20
+    rows = rng.integers(0, 6, size=(25, n0 + n1)).astype(float)  # heavy ties
+    labels = np.r_[np.zeros(n0, int), np.ones(n1, int)]
+    ap, f1_max = ap_and_f1max_rows(rows, n0)
+    auroc = auroc_rows(rows[:, :n0], rows[:, n0:])
+    f1 = f1_at_rows(rows, n0, 3.0)
+    for i, row in enumerate(rows):
+        assert auroc[i] == pytest.approx(roc_auc_score(labels, row), abs=1e-12)
+        assert ap[i] == pytest.approx(average_precision_score(labels, row), abs=1e-12)
+        assert f1_max[i] == pytest.approx(_brute_force_f1(labels, row)[0], abs=1e-12)
+        assert f1[i] == pytest.approx(f1_score(labels, row >= 3.0), abs=1e-12)
+
+
+def test_bootstrap_cis_contain_estimate_are_seeded_and_shrink_with_data() -> None:
+    threshold = Threshold(0.5, "val")
+    scores, labels = _scores(100, 100, seed=2)
+    m = image_metrics(scores, labels, threshold, n_bootstrap=500, seed=11)
+    for name in ("image_auroc", "aupr", "f1", "f1_max"):
+        lo, hi = getattr(m, f"{name}_ci")
+        assert lo < getattr(m, name) < hi, name
+    assert image_metrics(scores, labels, threshold, n_bootstrap=500, seed=11) == m
+    other_seed = image_metrics(scores, labels, threshold, n_bootstrap=500, seed=12)
+    assert other_seed.image_auroc_ci != m.image_auroc_ci
+    big_scores, big_labels = _scores(2000, 2000, seed=2)
+    big = image_metrics(big_scores, big_labels, threshold, n_bootstrap=200, seed=11)
+    assert m.image_auroc_ci is not None and big.image_auroc_ci is not None
+    width = m.image_auroc_ci[1] - m.image_auroc_ci[0]
+    big_width = big.image_auroc_ci[1] - big.image_auroc_ci[0]
+    assert big_width < width / 3  # sqrt(20) ~ 4.5 times narrower in theory
+    assert 0.08 < width < 0.2
+
+
+def test_bootstrap_is_fast() -> None:
+    scores, labels = _scores(150, 50, seed=4)
+    start = time.perf_counter()
+    image_metrics(scores, labels, Threshold(0.5, "val"), n_bootstrap=1000, seed=0)
+    assert time.perf_counter() - start < 1.5  # ~0.1 s alone; slack for shared CPUs
+
+
+@pytest.mark.parametrize(("labels", "only"), [([0, 0, 0, 0], "normal"), ([1, 1, 1, 1], "anomalous")])
+def test_one_class_test_split_gives_none_with_reason(labels: list[int], only: str) -> None:
+    m = image_metrics([0.1, 0.4, 0.6, 0.9], labels, Threshold(0.5, "val"), n_bootstrap=100, seed=0)
+    for name in ("image_auroc", "image_auroc_ci", "aupr", "aupr_ci", "f1", "f1_ci", "f1_max", "f1_max_ci"):
+        assert getattr(m, name) is None, name
+    assert f"only {only} images (n=4)" in str(m.undefined_reason)
+    if only == "normal":
+        assert (m.precision, m.recall) == (0.0, None)  # 2 false alarms, no anomaly to recall
+    else:
+        assert (m.precision, m.recall) == (1.0, 0.5)
+
+
+def test_no_threshold_gives_null_threshold_metrics() -> None:
+    m = image_metrics([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], NO_THRESHOLD, n_bootstrap=50, seed=0)
+    assert (m.f1, m.f1_ci, m.precision, m.recall, m.threshold) == (None, None, None, None, None)
+    assert m.threshold_source == "none" and "no validation threshold" in str(m.undefined_reason)
+    assert m.image_auroc == 1.0 and m.image_auroc_ci == (1.0, 1.0)
+
+
+def test_threshold_above_every_score_leaves_precision_undefined() -> None:
+    m = image_metrics([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], Threshold(5.0, "val"), n_bootstrap=20, seed=0)
+    assert (m.precision, m.recall, m.f1, m.f1_ci) == (None, 0.0, 0.0, (0.0, 0.0))
+    assert m.undefined_reason == "no test image reaches the threshold: precision undefined"
+
+
+def test_bad_test_scores_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="3 NaN and 0 infinite values out of 5"):
+        image_metrics(
+            [np.nan, 0.1, np.nan, np.nan, 0.3], [0, 1, 0, 1, 0], NO_THRESHOLD, n_bootstrap=0, seed=0
+        )
+    with pytest.raises(ValueError, match="empty"):
+        image_metrics([], [], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
+        image_metrics([0.1, 0.2], [0, 2], NO_THRESHOLD, n_bootstrap=0, seed=0)
+
+
+def test_to_json_is_plain_and_has_spec_keys() -> None:
+    scores, labels = _scores(20, 20)
+    payload = image_metrics(scores, labels, Threshold(0.5, "val"), n_bootstrap=50, seed=0).to_json()
+    assert SPEC_IMAGE_KEYS <= payload.keys()
+    assert isinstance(payload["image_auroc_ci"], list) and len(payload["image_auroc_ci"]) == 2
+    assert json.loads(json.dumps(payload)) == payload
+
+
+# --- pixel metrics -------------------------------------------------------------------------
+
+
+def _hand_case() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two images, 10 background pixels, region R1 (2 px, scores 0.95 / 0.5), R2 (1 px, 0.85).
+
+    Descending: 0.95 R1 -> (fpr 0, pro .25); 0.9 bg -> (.1, .25); 0.85 R2 -> (.1, .75);
+    0.8, 0.7 bg -> (.3, .75); 0.6 bg -> (.4, .75); 0.5 R1 -> (.4, 1); the rest bg -> (1, 1).
+    Area to 0.3 = .1 * .25 + .2 * .75 = .175 -> AUPRO .175 / .3; area to 1 = .85.
+    """
+    mask_1 = np.zeros((2, 5), bool)
+    mask_1[0, :2] = True
+    map_1 = np.array([[0.95, 0.5, 0.9, 0.8, 0.7], [0.6, 0.4, 0.3, 0.2, 0.1]])
+    mask_2 = np.array([[False, True, False]])
+    map_2 = np.array([[0.05, 0.85, 0.0]])
+    return [map_1, map_2], [mask_1, mask_2]
+
+
+def test_aupro_hand_computed() -> None:
+    maps, masks = _hand_case()
+    result = pixel_metrics(maps, masks)
+    assert result.aupro == pytest.approx(0.175 / 0.3)
+    assert pixel_metrics(maps, masks, fpr_limit=1.0).aupro == pytest.approx(0.85)
+    assert result.n_regions == 2 and result.n_images == 2 and result.pixel_fraction == 1.0
+    scores = np.concatenate([m.ravel() for m in maps])
+    truth = np.concatenate([m.ravel() for m in masks])
+    assert result.pixel_auroc == pytest.approx(roc_auc_score(truth, scores))
+
+
+def test_pixel_auroc_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    masks = rng.random((5, 20, 30)) < 0.1
+    maps = (rng.random((5, 20, 30)) + 0.3 * masks).round(1)  # many ties across classes
+    expected = roc_auc_score(masks.ravel(), maps.ravel())
+    assert pixel_metrics(list(maps), list(masks)).pixel_auroc == pytest.approx(expected, abs=1e-12)
+
+
+def test_aupro_tied_scores_interpolate_at_the_limit() -> None:
+    # One tie group holds the region pixel and one of 3 background pixels: the curve goes
+    # (0, 0) -> (1/3, 1) in one diagonal step; at FPR .3, PRO = .9; area .135 / .3 = .45.
+    scores = np.array([0.5, 0.5, 0.2, 0.1], np.float32)
+    assert aupro_score(scores, np.array([1, 0, 0, 0])) == pytest.approx(0.45)
+
+
+def test_aupro_regions_are_eight_connected() -> None:
+    # (0,0), (0,1) and (1,2) form one region (diagonal neighbours); only (0,0) scores above
+    # the background, so PRO = 1/3 until FPR 1 (two 4-connected regions would give 0.25).
+    mask = np.zeros((3, 3), bool)
+    mask[0, 0] = mask[0, 1] = mask[1, 2] = True
+    anomaly_map = np.arange(1, 10, dtype=float).reshape(3, 3) / 10
+    anomaly_map[mask] = [0.95, 0.0, 0.0]
+    assert pixel_metrics([anomaly_map], [mask]).aupro == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+def test_aupro_agrees_with_anomalib() -> None:
+    aupro_module = pytest.importorskip("anomalib.metrics.aupro")
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, 32, 32), bool)
+    masks[0, 3:9, 4:12] = masks[1, 20:30, 2:5] = masks[1, 5, 5] = masks[2, 10:14, 10:25] = True
+    maps = rng.random((4, 32, 32)) + 0.6 * masks
+    expected = aupro_module._AUPRO(fpr_limit=0.3)
+    expected.update(torch.from_numpy(maps).float(), torch.from_numpy(masks).float())
+    assert pixel_metrics(list(maps), list(masks)).aupro == pytest.approx(float(expected.compute()), abs=1e-4)
+
+
+def test_pixel_metrics_none_cases_and_errors() -> None:
+    anomaly_map = np.zeros((4, 4))
+    assert pixel_metrics([anomaly_map], None).aupro is None
+    none = pixel_metrics([anomaly_map], [None])
+    assert (none.pixel_auroc, none.aupro, none.undefined_reason) == (None, None, "no ground-truth masks")
+    empty = pixel_metrics([anomaly_map], [np.zeros((4, 4), bool)])
+    assert empty.pixel_auroc is None and "no mask has an anomalous pixel" in str(empty.undefined_reason)
+    with pytest.raises(ValueError, match="image 1 has shape \\(4, 4\\) but its mask \\(5, 5\\)"):
+        pixel_metrics([anomaly_map, anomaly_map], [None, np.zeros((5, 5), bool)])
+    with pytest.raises(ValueError, match="image 0: 1 NaN"):
+        pixel_metrics([np.array([[0.1, np.nan], [0.2, 0.3]])], [np.eye(2, dtype=bool)])
+
+
+def test_pixel_subsampling_is_deterministic_and_close() -> None:
+    rng = np.random.default_rng(5)
+    masks = np.zeros((3, 64, 64), bool)
+    masks[:, 10:30, 20:40] = True
+    maps = list(rng.random((3, 64, 64)) + 0.5 * masks)
+    full = pixel_metrics(maps, list(masks))
+    sampled = pixel_metrics(maps, list(masks), max_pixels=4000)
+    assert sampled == pixel_metrics(maps, list(masks), max_pixels=4000)
+    assert 0.3 < sampled.pixel_fraction < 0.35
+    assert sampled.pixel_auroc == pytest.approx(full.pixel_auroc, abs=0.03)
+    assert sampled.aupro == pytest.approx(full.aupro, abs=0.05)
+
+
+def test_resize_map_is_bilinear() -> None:
+    resized = resize_map(np.array([[0.0, 1.0], [2.0, 3.0]]), (4, 4))
+    assert resized.dtype == np.float32 and resized.shape == (4, 4)
+    np.testing.assert_allclose(resized[0], [0.0, 0.25, 0.75, 1.0])
+    np.testing.assert_allclose(resized[:, 0], [0.0, 0.5, 1.5, 2.0])
+    assert resize_map(np.ones((7, 3)), (2, 9)).tolist() == np.ones((2, 9)).tolist()
+    np.testing.assert_array_equal(resize_map(torch.arange(4.0).reshape(2, 2), (4, 4)), resized)
+
+
+# --- breakdowns ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def score_frame() -> pd.DataFrame:
+    rows = [
+        # image_id, label, split, year, group, defect, hard_negative, score
+        ("n1", 0, "test", 2024, "a", "none", False, 0.1),
+        ("n2", 0, "test", 2024, "a", "none", True, 0.6),
+        ("n3", 0, "test", 2025, "b", "none", False, 0.3),
+        ("n4", 0, "test", 2025, "b", "none", True, 0.2),
+        ("s1", 1, "test", 2024, "a", "scratch", False, 0.7),
+        ("s2", 1, "test", 2025, "b", "scratch", False, 0.4),
+        ("c1", 1, "test", 2025, "b", "crack", False, 0.9),
+        ("v1", 1, "val", 2020, "z", "crack", False, 0.0),  # never counted: not test
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["image_id", "label", "split", "year", "group", "defect", "hard_negative", "score"]
+    )
+    return frame.assign(source="real")
+
+
+def test_breakdown_by_year_uses_each_years_own_images(score_frame: pd.DataFrame) -> None:
+    result = breakdown(score_frame, "year", 0.5)
+    assert list(result) == ["2024", "2025"]
+    y24, y25 = result["2024"], result["2025"]
+    # 2024: normals .1, .6; anomaly .7 -> AUROC 1; flagged .6 (fp), .7 (tp).
+    assert (y24["n"], y24["n_anomalous"], y24["auroc"]) == (3, 1, 1.0)
+    assert (y24["precision"], y24["recall"], y24["f1"], y24["fpr"]) == (0.5, 1.0, pytest.approx(2 / 3), 0.5)
+    # 2025: normals .3, .2; anomalies .4, .9 -> AUROC 1; flagged .9 only.
+    assert (y25["auroc"], y25["precision"], y25["recall"], y25["f1"]) == (1.0, 1.0, 0.5, pytest.approx(2 / 3))
+    assert breakdown(score_frame, "source", None)["real"]["f1"] is None
+
+
+def test_breakdown_by_defect_compares_each_kind_with_all_normals(score_frame: pd.DataFrame) -> None:
+    result = breakdown(score_frame, "defect", 0.5)
+    assert list(result) == ["crack", "none", "scratch"]
+    scratch, crack, normals = result["scratch"], result["crack"], result["none"]
+    # scratch (.7, .4) vs normals (.1, .6, .3, .2): 7 of 8 pairs ranked right.
+    assert (scratch["n"], scratch["n_normal"], scratch["n_anomalous"]) == (6, 4, 2)
+    assert scratch["auroc"] == pytest.approx(
+        roc_auc_score([0, 0, 0, 0, 1, 1], [0.1, 0.6, 0.3, 0.2, 0.7, 0.4])
+    )
+    assert scratch["auroc"] == pytest.approx(7 / 8) and scratch["recall"] == 0.5
+    assert (crack["auroc"], crack["recall"], crack["n"]) == (1.0, 1.0, 5)
+    assert (normals["n_anomalous"], normals["auroc"], normals["recall"]) == (0, None, None)
+    assert normals["fpr"] == 0.25  # .6 of the four normals
+
+
+def test_breakdown_missing_column_is_named(score_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="lacks columns \\['device'\\]"):
+        breakdown(score_frame, "device", 0.5)
+
+
+def test_hard_negative_fpr(score_frame: pd.DataFrame) -> None:
+    rate = hard_negative_fpr(score_frame, 0.5)
+    # hard negatives .6 (flagged) and .2; plain normals .1, .3 (none flagged).
+    assert (rate.fpr, rate.normal_fpr, rate.n_hard_negative, rate.n_normal) == (0.5, 0.0, 2, 2)
+    assert rate.to_json()["fpr"] == 0.5
+    assert hard_negative_fpr(score_frame, None).fpr is None
+    assert hard_negative_fpr(score_frame.assign(hard_negative=False), 0.5).fpr is None
+
+
+# --- paired comparison ---------------------------------------------------------------------
+
+
+def _slow_delong(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """DeLong (1988) straight from its definition with the O(m n) kernel: (delta, var of delta)."""
+    components = []
+    for s in (a, b):
+        pos, neg = s[labels == 1], s[labels == 0]
+        kernel = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        components.append((kernel.mean(), kernel.mean(axis=1), kernel.mean(axis=0)))
+    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = components
+    s10 = np.cov(np.stack([v10_a, v10_b]))
+    s01 = np.cov(np.stack([v01_a, v01_b]))
+    cov = s10 / len(v10_a) + s01 / len(v01_a)
+    return auc_a - auc_b, cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+
+
+def test_delong_identical_scores() -> None:
+    scores, labels = _scores(50, 30)
+    result = paired_auroc_test(scores, scores, labels)
+    assert (result.delta, result.p_value, result.method) == (0.0, 1.0, "delong")
+
+
+def test_delong_clearly_different_scores() -> None:
+    scores, labels = _scores(100, 100, seed=1, shift=2.0)
+    noise = np.random.default_rng(9).normal(0, 3, scores.size)
+    result = paired_auroc_test(scores, scores + noise, labels)
+    assert result.delta is not None and result.p_value is not None
+    assert result.delta > 0.15 and result.p_value < 1e-4
+    assert result.auroc_a == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_delong_matches_definition_and_paired_bootstrap() -> None:
+    scores, labels = _scores(150, 150, seed=6)
+    other = scores + np.random.default_rng(1).normal(0, 1, scores.size)
+    result = paired_auroc_test(scores, other, labels)
+    delta, variance = _slow_delong(scores, other, labels)
+    assert result.delta == pytest.approx(delta, abs=1e-12)
+    assert result.z == pytest.approx(delta / np.sqrt(variance), rel=1e-9)
+    # Paired stratified bootstrap of the AUROC difference: same images for both methods.
+    rng = np.random.default_rng(0)
+    normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    i0 = rng.choice(normal, size=(2000, normal.size))
+    i1 = rng.choice(anomalous, size=(2000, anomalous.size))
+    diffs = auroc_rows(scores[i0], scores[i1]) - auroc_rows(other[i0], other[i1])
+    assert np.sqrt(variance) == pytest.approx(diffs.std(), rel=0.15)
+
+
+def test_delong_covariance_diagonal_is_auc_variance() -> None:
+    scores, labels = _scores(40, 40, seed=8)
+    aurocs, covariance = delong_covariance(scores[None, :], labels)
+    assert aurocs[0] == pytest.approx(roc_auc_score(labels, scores))
+    assert covariance.shape == (1, 1) and 0.0005 < covariance[0, 0] < 0.01
+
+
+def test_delong_undefined_with_one_class() -> None:
+    result = paired_auroc_test([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0, 0, 1])
+    assert result.delta is None and result.p_value is None and "at least 2" in str(result.undefined_reason)

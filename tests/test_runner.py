@@ -1,0 +1,93 @@
+"""End-to-end runner behaviour with small honest plugins in cell processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import dummy_plugins  # noqa: F401  (registers the test plugins)
+from benchmarks.config import CellSpec, RunConfig, shard_cells
+from benchmarks.presets import get_preset
+from benchmarks.runner import run
+from benchmarks.store import RunStore
+
+SPEC_KEYS = {"schema", "run_id", "method", "variant", "dataset", "seed", "status", "error", "weights",
+             "metrics", "latency", "config_hash", "versions", "hardware"}
+METRIC_KEYS = {"image_auroc", "image_auroc_ci", "aupr", "f1", "precision", "recall", "threshold",
+               "threshold_source", "f1_max", "pixel_auroc", "aupro"}
+LATENCY_KEYS = {"device", "batch1_p50_ms", "batch1_p95_ms", "throughput_ips", "fit_s", "peak_mem_mb"}
+
+
+def _config(manifest: Path, out: Path, methods: tuple[str, ...], **kw: object) -> RunConfig:
+    preset = get_preset("smoke").with_overrides(cell_timeout_s=kw.pop("timeout", 120.0), bootstrap_samples=50)
+    return RunConfig(methods=methods, datasets=(f"manifest:{manifest}",), seeds=(0,), preset=preset,
+                     weights="random", out=out, **kw)  # type: ignore[arg-type]
+
+
+def test_run_writes_spec_keys_scores_and_maps(tiny_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = run(_config(tiny_manifest, out, ("mean-brightness",)))
+    assert [r["status"] for r in summary.ran] == ["ok"], summary.ran[0]["error"]
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    assert SPEC_KEYS <= set(record)
+    assert METRIC_KEYS <= set(record["metrics"])
+    assert LATENCY_KEYS <= set(record["latency"])
+    assert record["weights"] == "random"
+    assert record["metrics"]["threshold_source"] == "val"
+    assert record["metrics"]["image_auroc"] > 0.9  # the toy scratch is a bright line
+    assert record["metrics"]["pixel_auroc"] is not None
+    assert record["latency"]["batch1_p50_ms"] > 0
+    scores = pd.read_parquet(out / record["scores_file"])
+    assert set(scores.split) == {"val", "test"}
+    assert len(scores[scores.split == "test"]) == 12
+    assert (out / record["maps_file"]).is_file()
+    assert set(record["breakdowns"]["year"]) == {"2024", "2025"}
+
+
+def test_failures_fail_their_cell_only(tiny_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = _config(tiny_manifest, out, ("crashing", "nan-scores", "dying", "hanging", "mean-brightness"),
+                     timeout=20.0)
+    summary = run(config)
+    status = {r["method"]: (r["status"], r["error"]) for r in summary.ran}
+    assert status["mean-brightness"][0] == "ok"
+    assert status["crashing"] == ("failed", "RuntimeError: planted failure in fit")
+    assert "NaN" in status["nan-scores"][1] and status["nan-scores"][0] == "failed"
+    assert status["dying"][0] == "failed" and "died" in status["dying"][1]
+    assert status["hanging"][0] == "failed" and "TimeoutError" in status["hanging"][1]
+
+
+def test_resume_skips_finished_cells_and_force_recomputes(tiny_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = _config(tiny_manifest, out, ("mean-brightness", "crashing"))
+    run(config)
+    # Simulate an interrupted later write: a torn, newline-less last line.
+    with open(out / "runs.jsonl", "a") as handle:
+        handle.write('{"schema": 1, "cell_key": "torn')
+    second = run(config)
+    assert [r["method"] for r in second.ran] == ["crashing"]  # failed cells are retried
+    assert len(second.resumed) == 1
+    records = RunStore(out).records()
+    assert len(records) == 3 and all("cell_key" in r for r in records)
+    forced = run(RunConfig(**{**config.__dict__, "force": True}))
+    assert sorted(r["method"] for r in forced.ran) == ["crashing", "mean-brightness"]
+
+
+def test_shards_partition_the_grid() -> None:
+    cells = [CellSpec(m, "default", "d", s) for m in ("a", "b", "c") for s in range(3)]
+    parts = [shard_cells(cells, (i, 3)) for i in (1, 2, 3)]
+    keys = [c.key for part in parts for c in part]
+    assert sorted(keys) == sorted(c.key for c in cells)
+    assert len(set(keys)) == len(keys)
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    from benchmarks.store import RunLockedError
+
+    store = RunStore(tmp_path / "run")
+    with store.lock(), pytest.raises(RunLockedError, match="another run"), RunStore(tmp_path / "run").lock():
+        pass
