@@ -1,0 +1,114 @@
+"""Manifest validation names every bad row; loaders share the validator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.cli import main
+from benchmarks.data.loaders import load_dataset
+from benchmarks.data.manifest import ManifestError, load_manifest, read_table, validate_table
+
+HEADER = "image,label,split,source,year,group,defect,hard_negative,mask"
+
+
+def _png(path: Path, size: tuple[int, int] = (16, 16), value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+
+
+def _write(root: Path, rows: list[str]) -> Path:
+    manifest = root / "manifest.csv"
+    manifest.write_text("\n".join([HEADER, *rows]) + "\n")
+    return manifest
+
+
+def test_every_bad_row_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for name in ("a", "b", "c", "d", "e"):
+        _png(root / f"{name}.png")
+    _png(root / "small_mask.png", size=(8, 8))
+    (root / "empty.png").write_bytes(b"")
+    outside = tmp_path / "outside.png"
+    _png(outside)
+    os.symlink(outside, root / "link.png")
+    manifest = _write(root, [
+        "a.png,0,train,real,2019,g,none,false,",              # 1 ok
+        "missing.png,0,train,real,2019,g,none,false,",        # 2 missing file
+        "b.png,2,train,real,2019,g,none,false,",              # 3 bad label
+        "c.png,0,holdout,real,2019,g,none,false,",            # 4 unknown split
+        f"{outside},0,train,real,2019,g,none,false,",          # 5 absolute path
+        "../outside.png,0,train,real,2019,g,none,false,",     # 6 escape
+        "link.png,0,train,real,2019,g,none,false,",           # 7 symlink leaving the folder
+        "a.png,0,train,real,2019,g,none,false,",              # 8 duplicate of row 1
+        "d.png,1,test,generated,2024,g,scratch,false,",       # 9 generated in test
+        "e.png,1,test,real,2024,g,scratch,false,small_mask.png",  # 10 mask of the wrong size
+        "empty.png,0,test,real,2024,g,none,false,",           # 11 zero-byte
+        "e.png,0,val,real,twenty,g,none,maybe,",              # 12 bad year, bad hard_negative (dup of 10 too)
+    ])
+    _, problems = validate_table(read_table(manifest), root)
+    rows = {p.row for p in problems if p.severity == "error"}
+    assert rows == {*range(2, 13), None}, [str(p) for p in problems]  # None: every test row was bad
+    text = "\n".join(str(p) for p in problems)
+    for needle in ("does not exist", "label must be 0 or 1", "unknown split", "absolute path", "escapes",
+                   "outside the dataset folder", "duplicate of row 1", "generated image in the test split",
+                   "mask is 8x8 but the image is 16x16", "empty (0 bytes)", "year must be an integer",
+                   "hard_negative must be true/false", "the test split is empty"):
+        assert needle in text, needle
+    with pytest.raises(ManifestError) as info:
+        load_manifest(manifest)
+    assert "row 4 [split]" in str(info.value)
+
+
+def test_missing_columns_and_one_class_test(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "a.png")
+    (root / "m.csv").write_text("image,label\na.png,0\n")
+    _, problems = validate_table(read_table(root / "m.csv"), root)
+    assert "missing required column(s): split, source, group, defect, hard_negative" in str(problems[0])
+    manifest = _write(root, ["a.png,0,test,real,2024,g,none,false,"])
+    dataset = load_manifest(manifest)  # one-class test is a warning, not an error
+    assert "only normal images" in dataset.extra["warnings"]
+
+
+def test_data_check_cli_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "data"
+    _png(root / "a.png")
+    good = _write(root, ["a.png,0,train,real,,g,none,false,", "a.png,1,test,real,,g,dent,false,"])
+    assert main(["data", "check", str(good)]) == 1  # duplicate row
+    assert "row 2 [image]: duplicate of row 1" in capsys.readouterr().out
+    _png(root / "b.png")
+    good = _write(root, ["a.png,0,train,real,,g,none,false,", "b.png,1,test,real,,g,dent,false,"])
+    assert main(["data", "check", str(good)]) == 0
+
+
+def test_mvtec_layout_holds_out_val_from_test(tmp_path: Path) -> None:
+    root = tmp_path / "bottle"
+    for i in range(3):
+        _png(root / "train" / "good" / f"{i:03d}.png")
+    for i in range(5):
+        _png(root / "test" / "good" / f"{i:03d}.png")
+        _png(root / "test" / "broken" / f"{i:03d}.png")
+        _png(root / "ground_truth" / "broken" / f"{i:03d}_mask.png", value=255)
+    dataset = load_dataset(f"mvtec:{root}")
+    assert dataset.class_name == "bottle"
+    val_ids = {r.image_id for r in dataset.split("val")}
+    test_ids = {r.image_id for r in dataset.split("test")}
+    assert val_ids and not val_ids & test_ids
+    assert {r.label for r in dataset.split("val")} == {0, 1}
+    assert all(r.mask is not None for r in dataset.records if r.label == 1)
+
+
+def test_folder_layout(tmp_path: Path) -> None:
+    root = tmp_path / "widgets"
+    for split in ("train", "val", "test"):
+        _png(root / split / "good" / "0.png")
+    _png(root / "val" / "scratch" / "0.png")
+    _png(root / "test" / "scratch" / "0.png")
+    dataset = load_dataset(f"folder:{root}")
+    assert [(r.split, r.label, r.defect) for r in dataset.records] == [
+        ("train", 0, "none"), ("val", 0, "none"), ("val", 1, "scratch"), ("test", 0, "none"), ("test", 1, "scratch")]
