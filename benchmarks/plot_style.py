@@ -1,0 +1,106 @@
+"""The one figure style of the suite: sizes, fonts, colour-blind-safe colours, saving, stamps.
+
+Figures are built on `matplotlib.figure.Figure` with an Agg canvas, never through pyplot, so
+importing this module changes no global backend or state of the caller's session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib as mpl
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+SINGLE_COLUMN_IN = 3.5
+DOUBLE_COLUMN_IN = 7.16
+PNG_DPI = 200
+
+# Built-in methods keep the same colour in every run; other methods take the remaining
+# palette entries in name order.
+KNOWN_METHODS = ("ltfm", "winclip", "patchcore", "dino-knn", "anomalygpt")
+LineStyle = str | tuple[int, tuple[int, ...]]
+LINESTYLES: tuple[LineStyle, ...] = (
+    "-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 3)),
+)  # fmt: skip
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+# Score-distribution categories use fixed colours that do not collide with method colours' role.
+CATEGORY_COLORS = {"normal": "#9e9e9e", "hard negative": "#56b4e9", "defect": "#d55e00"}
+STAMP_COLOR = "#c00000"
+
+_RC: dict[RcKeyType, Any] = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 6.5,
+    "legend.title_fontsize": 7,
+    "figure.titlesize": 8,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4,
+    "grid.linewidth": 0.4,
+    "grid.alpha": 0.5,
+    "legend.frameon": False,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+}
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """Apply the suite's seaborn theme and font sizes for the duration of the block."""
+    with sns.axes_style("whitegrid"), mpl.rc_context(_RC):
+        yield
+
+
+def new_figure(width_in: float = SINGLE_COLUMN_IN, height_in: float = 2.6) -> Figure:
+    """A pyplot-free figure with an Agg canvas and constrained layout."""
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """Map each method to a fixed colour of seaborn's "colorblind" palette.
+
+    Known methods own fixed slots; unknown ones fill the rest in sorted order (the palette
+    repeats after 10 methods, at which point line styles and markers still tell them apart).
+    """
+    palette = sns.color_palette("colorblind", 10)
+    colors = {m: palette[i] for i, m in enumerate(KNOWN_METHODS)}
+    others = sorted(set(methods) - set(KNOWN_METHODS))
+    for i, method in enumerate(others):
+        colors[method] = palette[(len(KNOWN_METHODS) + i) % len(palette)]
+    return colors
+
+
+def plain(text: str) -> str:
+    """Make a data-provided string safe for matplotlib text (no accidental mathtext)."""
+    return text.replace("$", r"\$")
+
+
+def stamp_random_weights(fig: Figure, methods: Iterable[str], all_random: bool) -> None:
+    """Write a visible red "RANDOM WEIGHTS" line on top of the figure."""
+    text = "RANDOM WEIGHTS: scores are not meaningful"
+    if not all_random:
+        text = "RANDOM WEIGHTS: " + ", ".join(plain(m) for m in sorted(set(methods)))
+    fig.suptitle(text, color=STAMP_COLOR, fontweight="bold", fontsize=7.5)
+
+
+def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    """Save `fig` as `<name>.png` (dpi 200) and `<name>.pdf`; return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=PNG_DPI)
+    fig.savefig(paths[1])
+    return paths

@@ -1,0 +1,290 @@
+"""Reading a run folder and writing report.md plus CSV / Markdown / LaTeX tables."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_run import FAILED_ERROR, GROUPS, write_fake_run
+
+from benchmarks import figures
+from benchmarks.report import Column, ReportTable, md_escape, tex_escape, write_report
+from benchmarks.results_table import RunStoreWarning, dataset_slugs, load_run
+
+SLUG = "smartphone-synth"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """report.md of a 2-method random-weights run with a failed cell.
+
+    Only the ROC figure is drawn (test_figures.py covers every kind) to keep the suite fast.
+    """
+    run = write_fake_run(tmp_path_factory.mktemp("run"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "_DRAWERS", (figures.draw_roc,))
+        return write_report(run)
+
+
+def stored(run: Path) -> dict[str, dict]:
+    return {obj["method"]: obj for obj in map(json.loads, (run / "runs.jsonl").read_text().splitlines())}
+
+
+def unescaped(text: str, char: str) -> int:
+    return len(re.findall(rf"(?<!\\){re.escape(char)}", text))
+
+
+# --- reading the store ------------------------------------------------------------------------
+
+
+def test_load_run_types_every_cell(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path)
+    results = load_run(run)
+    assert [c.method for c in results.cells] == ["patchcore", "winclip", "anomalygpt"]
+    patchcore = results.cells[0]
+    expected = stored(run)["patchcore"]["metrics"]
+    assert patchcore.metrics is not None and patchcore.metrics.image_auroc == expected["image_auroc"]
+    assert patchcore.metrics.image_auroc_ci is not None
+    assert patchcore.metrics.image_auroc_ci.lo == expected["image_auroc_ci"][0]
+    assert patchcore.latency is not None and patchcore.latency.batch1_p50_ms == 45.0
+    assert patchcore.breakdowns["year"]["2024"].n == 32
+    assert results.cells[2].status == "failed" and results.cells[2].metrics is None
+    assert results.any_random_weights
+
+
+def test_frame_has_flat_ci_columns_and_failed_rows(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path)
+    frame = load_run(run).frame().set_index("method")
+    expected = stored(run)["winclip"]["metrics"]
+    assert frame.loc["winclip", "image_auroc_lo"] == expected["image_auroc_ci"][0]
+    assert frame.loc["winclip", "image_auroc_hi"] == expected["image_auroc_ci"][1]
+    assert frame.loc["winclip", "batch1_p50_ms"] == 130.0
+    assert pd.isna(frame.loc["anomalygpt", "image_auroc"])
+    assert frame.loc["anomalygpt", "error"] == FAILED_ERROR
+    assert frame["image_auroc"].dtype == "float64" and str(frame["seed"].dtype) == "Int64"
+
+
+def test_scores_reads_the_cells_parquet(tmp_path: Path) -> None:
+    results = load_run(write_fake_run(tmp_path))
+    scores = results.scores(results.cells[0])
+    assert set(scores["split"]) == {"val", "test"}
+    assert {"image_id", "label", "score", "hard_negative", "year", "group"} <= set(scores.columns)
+    with pytest.raises(FileNotFoundError, match="anomalygpt"):
+        results.scores(results.cells[2])
+
+
+def test_scores_file_may_not_leave_the_run_folder(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", failed_method=None)
+    line = stored(run)["patchcore"] | {"scores_file": "../../etc/passwd"}
+    with (run / "runs.jsonl").open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    results = load_run(run)
+    with pytest.raises(ValueError, match="outside the run folder"):
+        results.scores(next(c for c in results.cells if c.method == "patchcore"))
+
+
+def test_torn_last_line_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path)
+    with (run / "runs.jsonl").open("a") as f:
+        f.write('{"schema": 1, "run_id": "fake-run", "cell_key": "ltfm__base__smartphone-synth__s0", "met')
+    with pytest.warns(RunStoreWarning, match="torn last line"):
+        results = load_run(run)
+    assert [c.method for c in results.cells] == ["patchcore", "winclip", "anomalygpt"]
+    assert len(results.problems) == 1 and "line 4" in results.problems[0]
+
+
+def test_last_line_per_cell_key_wins(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path)
+    rerun = stored(run)["anomalygpt"] | {"status": "ok", "error": None, "metrics": {"image_auroc": 0.5}}
+    with (run / "runs.jsonl").open("a") as f:
+        f.write(json.dumps(rerun) + "\n")
+    results = load_run(run)
+    assert len(results.cells) == 3
+    cell = next(c for c in results.cells if c.method == "anomalygpt")
+    assert cell.status == "ok" and cell.error is None
+    assert cell.metrics is not None and cell.metrics.image_auroc == 0.5
+
+
+def test_missing_runs_jsonl_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"has no runs\.jsonl"):
+        load_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report(tmp_path / "nowhere")
+
+
+def test_dataset_slugs_are_file_safe_and_unique() -> None:
+    slugs = dataset_slugs(("manifest:/data/a b.csv", "manifest-data-a-b.csv", "smartphone-synth"))
+    assert slugs["smartphone-synth"] == "smartphone-synth"
+    assert len(set(slugs.values())) == 3
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", s) for s in slugs.values())
+
+
+# --- report.md ----------------------------------------------------------------------------------
+
+
+def test_report_is_stamped_random_weights(report: Path) -> None:
+    text = report.read_text()
+    stamp = next(line for line in text.splitlines() if "RANDOM WEIGHTS" in line)
+    assert stamp.startswith("> **⚠ RANDOM WEIGHTS.**")
+    assert "| Weights |" in text and "| random |" in text
+
+
+def test_report_main_table_shows_stored_numbers_with_cis(report: Path) -> None:
+    text = report.read_text()
+    metrics = stored(report.parent)["patchcore"]["metrics"]
+    lo, hi = metrics["image_auroc_ci"]
+    row = next(line for line in text.splitlines() if line.startswith("| patchcore | default | random |"))
+    assert f"**{metrics['image_auroc']:.3f}** [{lo:.3f}, {hi:.3f}]" in row
+    assert f"{metrics['f1_max']:.3f}" in row
+    assert "45.0** / 54.0" in row  # fastest p50, bold; p95 beside it
+
+
+def test_report_explains_the_threshold_protocol(report: Path) -> None:
+    text = report.read_text()
+    assert "threshold chosen on the **validation** split (never on test)" in text
+    assert "F1-max is the best F1 over all thresholds" in text
+    operating = text.split("### Operating point")[1].split("###")[0]
+    assert operating.count("| val |") == 2
+
+
+def test_report_flags_thresholds_not_chosen_on_validation(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", failed_method=None)
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    lines[0]["metrics"]["threshold_source"] = "test"
+    lines[1]["metrics"] |= {"threshold_source": "none", "threshold": None, "f1": None, "f1_ci": None}
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    text = write_report(run, figures=False).read_text()
+    assert "patchcore\\_\\_default\\_\\_smartphone-synth\\_\\_s0 took its threshold from test" in text
+    assert "winclip\\_\\_default\\_\\_smartphone-synth\\_\\_s0 had no usable validation data" in text
+    row = next(line for line in text.splitlines() if line.startswith("| winclip | default | random |"))
+    assert row.split(" | ")[5] == "–"  # F1@val missing, shown as a dash
+
+
+def test_report_lists_failed_cell_with_escaped_error(report: Path) -> None:
+    text = report.read_text()
+    section = text.split("## Cells without results")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if "anomalygpt" in line)
+    assert "| failed |" in row
+    assert "RuntimeError: plugin exploded \\| \\<script\\>alert(1)\\</script\\>" in row
+    assert "<script>" not in text
+
+
+def test_report_escapes_dataset_strings(report: Path) -> None:
+    text = report.read_text()
+    hostile = GROUPS[2025]
+    assert hostile not in text
+    assert md_escape(hostile) in text
+    for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.M):
+        widths = {unescaped(line, "|") for line in block.splitlines()}
+        assert len(widths) == 1, f"ragged Markdown table:\n{block}"
+
+
+def test_report_has_breakdown_hard_negative_latency_and_environment(report: Path) -> None:
+    text = report.read_text()
+    assert "### Breakdown by year: AUROC" in text and "| 2024 (n=32) | 2025 (n=32) |" in text
+    defect = text.split("### Breakdown by defect")[1].split("###")[0]
+    assert "| burn\\_in (n=8) | crack (n=8) | scratch (n=8) |" in defect  # anomalies; normals are shared
+    assert "none" not in defect
+    assert "Breakdown by source" not in text  # one stratum only would repeat the main table
+    answers = text.split("### Prompting answers")[1].split("###")[0]
+    assert "| winclip | default |" in answers and "patchcore" not in answers
+    assert "FPR hard neg." in text
+    assert "## Latency" in text and "| cpu |" in text
+    assert "Hardware (all cells): cpu: Fake CPU @ 2GHz" in text
+    assert "torch: 2.5.0" in text
+
+
+def test_report_embeds_existing_figures_by_relative_link(report: Path) -> None:
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report.read_text())
+    assert links == [f"figures/roc_{SLUG}.png"]
+    assert all(not Path(link).is_absolute() and (report.parent / link).is_file() for link in links)
+
+
+def test_report_without_figures_links_only_what_exists(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run")
+    text = write_report(run, tmp_path / "out", figures=False).read_text()
+    assert "![" not in text and "No figures for this dataset" in text
+    assert (tmp_path / "out" / "tables" / f"main_{SLUG}.tex").is_file()
+
+
+def test_several_seeds_get_a_seed_column_and_summary(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1), failed_method=None, weights="pretrained")
+    text = write_report(run, figures=False).read_text()
+    assert "RANDOM WEIGHTS" not in text and "| Weights |" not in text
+    assert "| Method | Variant | Seed |" in text
+    summary = text.split("### Across seeds")[1].split("###")[0]
+    assert "| patchcore | default | 2 |" in summary and " ± " in summary
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def test_latex_table_is_balanced_booktabs_with_bold_best(report: Path) -> None:
+    tex = (report.parent / "tables" / f"main_{SLUG}.tex").read_text()
+    lines = tex.splitlines()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert [ln for ln in lines if ln in (r"\toprule", r"\midrule", r"\bottomrule")] == [
+        r"\toprule",
+        r"\midrule",
+        r"\bottomrule",
+    ]
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex)
+    assert spec is not None
+    body = lines[lines.index(r"\toprule") + 1 : lines.index(r"\bottomrule")]
+    rows = [ln for ln in body if ln != r"\midrule"]
+    assert len(rows) == 3  # header + 2 ok cells; the failed cell is not a result row
+    assert {unescaped(row, "&") for row in rows} == {len(spec.group(1)) - 1}
+    assert all(row.endswith(r"\\") for row in rows)
+    aurocs = {m: d["metrics"]["image_auroc"] for m, d in stored(report.parent).items() if d["metrics"]}
+    best, worst = sorted(aurocs, key=lambda m: aurocs[m], reverse=True)
+    assert rf"\textbf{{{aurocs[best]:.3f}}}" in next(r for r in rows if r.startswith(best))
+    assert rf"\textbf{{{aurocs[worst]:.3f}}}" not in tex
+    assert "RANDOM WEIGHTS" in lines[0] + lines[1] + lines[2]
+
+
+def test_latex_escapes_dataset_strings(report: Path) -> None:
+    tex = (report.parent / "tables" / f"breakdown_group_{SLUG}.tex").read_text()
+    assert tex_escape(GROUPS[2025]) in tex
+    body = tex.split(r"\toprule")[1]
+    assert {unescaped(row, "&") for row in body.splitlines() if row.endswith(r"\\")} == {2}
+
+
+def test_csv_tables_hold_raw_values(report: Path) -> None:
+    main = pd.read_csv(report.parent / "tables" / f"main_{SLUG}.csv").set_index("method")
+    metrics = stored(report.parent)["winclip"]["metrics"]
+    assert main.loc["winclip", "image_auroc"] == pytest.approx(metrics["image_auroc"])
+    assert main.loc["winclip", "image_auroc_hi"] == pytest.approx(metrics["image_auroc_ci"][1])
+    group = pd.read_csv(report.parent / "tables" / f"breakdown_group_{SLUG}.csv")
+    assert f"auroc[{GROUPS[2025]}]" in group.columns
+    for name in ("latency", "cells", "breakdowns", "cells_without_results"):
+        assert not pd.read_csv(report.parent / "tables" / f"{name}.csv").empty
+
+
+def test_bold_marks_ties_and_direction_and_needs_two_values() -> None:
+    data = pd.DataFrame(
+        {"m": ["a", "b", "c"], "auroc": [0.9, 0.9, 0.8], "ms": [5.0, 3.0, None], "x": [1.0, None, None]}
+    )
+    render = lambda name: lambda row: None if pd.isna(row[name]) else (f"{row[name]:.3f}", "")  # noqa: E731
+    table = ReportTable(
+        "t",
+        "t",
+        data,
+        (
+            Column("Method", lambda row: (row["m"], ""), text=True),
+            Column("AUROC", render("auroc"), "auroc"),
+            Column("ms", render("ms"), "ms", higher_is_better=False),
+            Column("x", render("x"), "x"),
+        ),
+    )
+    bold = [[cell[2] if cell else None for cell in row] for row in table.cells()]
+    assert bold == [[False, True, False, False], [False, True, True, None], [False, False, None, None]]
+    assert "| a | **0.900** | 5.000 | 1.000 |" in table.to_markdown()
+    assert "| c | 0.800 | – | – |" in table.to_markdown()
+
+
+def test_escapers_neutralise_markup() -> None:
+    assert md_escape("[x](javascript:1) <img>\n# h|*b*") == r"\[x\](javascript:1) \<img\> # h\|\*b\*"
+    assert tex_escape(r"a_b & 50% {x} $\y$ [z]") == r"a\_b \& 50\% \{x\} \$\textbackslash{}y\$ {[}z{]}"
