@@ -86,10 +86,7 @@ class RunStore:
         self._repair_torn_tail()
         fd = os.open(self.runs_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.runs_path} ({written} of {len(line)} bytes)")
-            os.fsync(fd)
+            _write_line(fd, line, self.runs_path)
         finally:
             os.close(fd)
 
@@ -153,6 +150,14 @@ class RunStore:
         with _atomic_path(path) as tmp:
             Path(tmp).write_text(json.dumps(data, indent=2, default=_json_default))
         return path
+
+
+def _write_line(fd: int, line: bytes, path: Path) -> None:
+    """One `write` of the whole line (O_APPEND makes it atomic against other appenders), then fsync."""
+    written = os.write(fd, line)
+    if written != len(line):
+        raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
+    os.fsync(fd)
 
 
 @contextmanager
