@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{text} from a stored run folder")
         p.add_argument("run_dir", type=Path)
         p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
+    merge = sub.add_parser("merge", help="combine shard run folders into one (cells merge by key)")
+    merge.add_argument("sources", type=Path, nargs="+", help="shard run folders")
+    merge.add_argument("--out", type=Path, required=True, help="merged run folder")
     return parser
 
 
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
-                "figures": cmd_figures, "report": cmd_report}
+                "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge}
     try:
         return handlers[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -237,4 +240,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.out, figures=False)}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from benchmarks.merge import merge_runs
+
+    missing = [str(s) for s in args.sources if not (s / "runs.jsonl").is_file()]
+    if missing:
+        raise UsageError(f"not run folders (no runs.jsonl): {', '.join(missing)}")
+    print(f"merged {merge_runs(args.sources, args.out)} cell(s) into {args.out}")
     return 0

@@ -91,3 +91,18 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "run")
     with store.lock(), pytest.raises(RunLockedError, match="another run"), RunStore(tmp_path / "run").lock():
         pass
+
+
+def test_two_shards_merge_into_the_same_cells_as_one_run(tiny_manifest: Path, tmp_path: Path) -> None:
+    from benchmarks.cli import main
+
+    base = _config(tiny_manifest, tmp_path / "whole", ("mean-brightness",))
+    base = RunConfig(**{**base.__dict__, "seeds": (0, 1, 2)})
+    whole = {r["cell_key"]: r["metrics"] for r in run(base).ran}
+    for index in (1, 2):
+        run(RunConfig(**{**base.__dict__, "out": tmp_path / f"shard{index}", "shard": (index, 2)}))
+    merged = tmp_path / "merged"
+    assert main(["merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(merged)]) == 0
+    latest = RunStore(merged).latest()
+    assert {k: r["metrics"] for k, r in latest.items()} == whole
+    assert all((merged / r["scores_file"]).is_file() for r in latest.values())
