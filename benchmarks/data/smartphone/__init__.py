@@ -1,0 +1,6 @@
+"""The embedded `smartphone-synth` benchmark (SPEC 3.2): procedural phone photos with defects.
+
+render.py draws devices of each generation year, defects.py the defects and hard negatives,
+generate.py writes the dataset (`generate_smartphone_synth`, `cached_smartphone_synth`). Nothing is
+imported here, so that `benchmarks.data.augment` can use the drawing helpers without a cycle.
+"""
