@@ -99,7 +99,7 @@ def greedy_coreset(
 def gaussian_blur_maps(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
     """Gaussian-smooth `(B, H, W)` maps with kernel size 2*round(4*sigma)+1 (reflect padding)."""
     radius = int(round(4 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype)
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     b = maps[:, None]

@@ -33,6 +33,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self.base = base
         self._items: dict[str, T] = {}
+        self._prefix_factories: dict[str, Callable[[str], T]] = {}
+
+    def register_prefix(self, prefix: str, factory: Callable[[str], T]) -> None:
+        """Names starting with `prefix` (e.g. `anomalib:`) are built on demand by `factory(rest)`."""
+        self._prefix_factories[prefix] = factory
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -50,6 +55,14 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     def get(self, name: str) -> T:
+        if name in self._items:
+            return self._items[name]
+        for prefix, factory in self._prefix_factories.items():
+            if name.startswith(prefix):
+                obj = factory(name[len(prefix):])  # raises ValueError naming the valid names
+                if name not in self._items:
+                    self.add(name, obj)
+                return obj
         try:
             return self._items[name]
         except KeyError:
@@ -71,6 +84,7 @@ class Registry(Generic[T]):
         self._items.pop(name, None)
 
     def clear(self) -> None:
+        """Forget registered names (prefix factories stay)."""
         self._items.clear()
 
 

@@ -184,6 +184,9 @@ def _in_hf_cache(spec: WeightSpec) -> tuple[Path, str] | None:
 
 
 def _in_torch_hub(spec: WeightSpec) -> tuple[Path, str] | None:
+    """torch hub's checkpoint folder holds torchvision-style files named `<key>-<hash>.pth`."""
+    if spec.library not in ("torchvision", "file"):
+        return None
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     if not checkpoints.is_dir():
         return None

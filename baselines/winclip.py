@@ -1,0 +1,219 @@
+"""WinCLIP / WinCLIP+ (Jeong et al., CVPR 2023) as the `winclip` method: anomalib's model behind our contract.
+
+The scoring is anomalib's `WinClipModel`, unchanged; this module only builds its open_clip model
+from our weights resolver instead of open_clip's downloader, and feeds it RGB arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+import open_clip
+import torch
+from anomalib.models.image.winclip import torch_model as anomalib_winclip
+from anomalib.models.image.winclip.torch_model import WinClipModel
+
+from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
+from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.registry import BASELINES
+from benchmarks.weights import WeightSpec, WeightsResolver
+
+log = logging.getLogger(__name__)
+
+BACKBONE = anomalib_winclip.BACKBONE  # "ViT-B-16-plus-240"
+PRETRAINED_TAG = anomalib_winclip.PRETRAINED  # "laion400m_e31"
+OPEN_CLIP_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+WINCLIP_WEIGHTS = WeightSpec(
+    key="vit_b_16_plus_240.laion400m_e31",
+    library="open_clip",
+    model_id=BACKBONE,
+    # open_clip's own registry entry for this tag (open_clip.get_pretrained_cfg(...)["hf_hub"])
+    hf_repo="timm/vit_base_patch16_plus_clip_240.laion400m_e31",
+    filenames=OPEN_CLIP_FILENAMES,
+    tag=PRETRAINED_TAG,
+)
+
+
+@dataclass(frozen=True)
+class WinClipOptions:
+    """Overrides read from `MethodContext.options`.
+
+    model_name / pretrained: open_clip architecture and pretrained tag (weights located by the
+        resolver through open_clip's registry entry for that tag).
+    model_overrides: keyword overrides of the open_clip model config (`embed_dim`, `vision_cfg`,
+        `text_cfg`); tests build a tiny CLIP with these. Pretrained weights only fit the
+        unchanged architecture. The input size is the model's `vision_cfg.image_size`.
+    scales: window sizes in patches (paper: 2 and 3). batch_size: images per forward pass.
+    """
+
+    model_name: str = BACKBONE
+    pretrained: str = PRETRAINED_TAG
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    scales: tuple[int, ...] = (2, 3)
+    batch_size: int = 8
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> WinClipOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"winclip: unknown options {unknown}; known: {sorted(known)}")
+        values = dict(options)
+        if "scales" in values:
+            values["scales"] = tuple(values["scales"])
+        return cls(**values)
+
+
+def weight_spec(model_name: str, tag: str) -> WeightSpec:
+    """The resolver entry for an open_clip model and pretrained tag (from open_clip's registry)."""
+    if (model_name, tag) == (BACKBONE, PRETRAINED_TAG):
+        return WINCLIP_WEIGHTS
+    hf_hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub") or ""
+    return WeightSpec(key=f"{model_name}.{tag}", library="open_clip", model_id=model_name,
+                      hf_repo=hf_hub.strip("/") or None, filenames=OPEN_CLIP_FILENAMES, tag=tag)
+
+
+def build_clip(options: WinClipOptions, resolver: WeightsResolver) -> tuple[torch.nn.Module, Callable]:
+    """An open_clip model (random init, then the resolver's weights if any) and its eval transform.
+
+    `open_clip.load_checkpoint` reads safetensors, or `.bin`/`.pt` with `torch.load(weights_only=True)`.
+    """
+    clip, _, preprocess = open_clip.create_model_and_transforms(
+        options.model_name, pretrained=None, **options.model_overrides
+    )
+    resolved = resolver.resolve(weight_spec(options.model_name, options.pretrained))
+    if resolved.path is not None:
+        open_clip.load_checkpoint(clip, str(resolved.path))
+    return clip.eval().requires_grad_(False), preprocess
+
+
+@contextmanager
+def _anomalib_uses(clip: torch.nn.Module, preprocess: Callable) -> Iterator[None]:
+    """While active, anomalib's `open_clip.create_model_and_transforms(...)` returns `clip`.
+
+    `WinClipModel.__init__` hard-codes `open_clip.create_model_and_transforms(BACKBONE,
+    pretrained=PRETRAINED)`, which downloads; only the `open_clip` name inside anomalib's winclip
+    module is swapped, and only for the constructor call. Not thread-safe (one build at a time).
+    """
+    original = anomalib_winclip.open_clip
+    anomalib_winclip.open_clip = SimpleNamespace(  # type: ignore[assignment]
+        create_model_and_transforms=lambda *args, **kwargs: (clip, None, preprocess)
+    )
+    try:
+        yield
+    finally:
+        anomalib_winclip.open_clip = original
+
+
+class ResolvedWinClipModel(WinClipModel):
+    """anomalib's `WinClipModel` on a CLIP model built by the caller; scoring code untouched.
+
+    Besides the constructor hook, `_generate_masks` puts the window masks on the CLIP model's
+    device, so reference images on a GPU can be encoded inside `__init__` (anomalib creates them
+    on the CPU and expects a later `.to(device)`), which saves a second text-encoding pass.
+    """
+
+    def __init__(
+        self,
+        clip: torch.nn.Module,
+        preprocess: Callable,
+        class_name: str,
+        reference_images: torch.Tensor | None = None,
+        scales: tuple[int, ...] = (2, 3),
+    ) -> None:
+        with _anomalib_uses(clip, preprocess):
+            super().__init__(class_name=class_name, reference_images=reference_images, scales=scales)
+
+    def _generate_masks(self) -> list[torch.Tensor]:
+        device = next(self.clip.parameters()).device
+        return [mask.to(device) for mask in super()._generate_masks()]
+
+
+@BASELINES.register("winclip")
+class WinClip(Baseline):
+    """WinCLIP (zero-shot, `k0`) and WinCLIP+ (`k1`, `k2`, `k4` normal shots) via anomalib 2.7's `WinClipModel`.
+
+    Prompts use `context.class_name` in anomalib's compositional ensemble (7 normal and 4
+    anomalous states x 21 templates). Image score: softmax over cosine / 0.07 to the two class
+    prototypes; windows 2x2 and 3x3 with harmonic aggregation; WinCLIP+ averages the zero-shot
+    and few-shot maps and (zero-shot score + max few-shot map) / 2. Maps are returned at 240x240.
+
+    Deviations (anomalib's, kept because the model is wrapped, not rewritten):
+    - Class prototypes are the mean of the raw prompt embeddings; the paper averages normalised
+      ones (cosines normalise the mean afterwards, so prompts with larger norms weigh more).
+    - WinCLIP+ patch memory is the final-layer patch tokens before the projection (896-d),
+      windows use projected window embeddings, association = min over memory of (1 - cos) / 2.
+    Ours:
+    - Images are squashed to 240x240 (bicubic, antialiased, CLIP mean/std), as anomalib's
+      pre-processor does; portrait phone photos are therefore scaled anisotropically rather than
+      centre-cropped, so no part of the phone is lost. Unlike anomalib's transform, resized
+      values are clamped to [0, 1] before normalisation (bicubic overshoot).
+    - Reference shots are the runner's seeded draw, not the first k of the training loader.
+    - The CLIP weights come from our resolver (same laion400m_e31 checkpoint; `ResolvedWinClipModel`).
+    """
+
+    meta: ClassVar[MethodMeta] = MethodMeta(
+        name="winclip",
+        paper="Jeong et al., WinCLIP: Zero-/Few-Shot Anomaly Classification and Segmentation, CVPR 2023",
+        backbone="open_clip ViT-B-16-plus-240",
+        weights_id=PRETRAINED_TAG,
+        input_size=240,
+        variants={
+            "k0": VariantSpec(Protocol.ZERO_SHOT, description="WinCLIP zero-shot (prompts only)"),
+            "k1": VariantSpec(Protocol.FEW_SHOT, shots=1, description="WinCLIP+ with 1 normal shot"),
+            "k2": VariantSpec(Protocol.FEW_SHOT, shots=2, description="WinCLIP+ with 2 normal shots"),
+            "k4": VariantSpec(Protocol.FEW_SHOT, shots=4, description="WinCLIP+ with 4 normal shots"),
+        },
+        default_variants=("k0",),
+        license="anomalib Apache-2.0; open_clip and laion400m weights MIT",
+        notes="anomalib WinClipModel wrapped; CLIP weights via the benchmark resolver",
+    )
+    weight_specs: ClassVar[tuple[WeightSpec, ...]] = (WINCLIP_WEIGHTS,)
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        self.options = WinClipOptions.from_mapping(context.options)
+        self.device = torch.device(context.device)
+        self.model: ResolvedWinClipModel | None = None
+        self.input_size: tuple[int, int] = (240, 240)
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        """Encode the prompt ensemble and, for WinCLIP+, the first `shots` normal images."""
+        clip, preprocess = build_clip(self.options, self.context.weights)
+        clip = clip.to(self.device)
+        size = clip.visual.image_size
+        self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        references = None
+        shots = self.variant.shots or 0
+        if shots:
+            normals = [s.image for s in train if s.label == 0][:shots]
+            if not normals:
+                raise ValueError(f"winclip {self.context.variant} needs normal training images")
+            if len(normals) < shots:
+                log.warning("winclip %s: %d normal images for %d shots", self.context.variant, len(normals), shots)
+            references = self._to_tensor(normals)
+        # anomalib encodes prompts and references under its own torch.no_grad
+        self.model = ResolvedWinClipModel(
+            clip, preprocess, self.context.class_name, references, self.options.scales
+        ).eval()
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        if self.model is None:
+            raise RuntimeError("winclip: call fit before predict")
+        scores, maps = [], []
+        with torch.inference_mode():
+            for chunk in batches(images, self.options.batch_size):
+                out = self.model(self._to_tensor(chunk))
+                scores.append(out.pred_score.float().cpu())
+                maps.append(out.anomaly_map.float().cpu())
+        return Prediction(scores=torch.cat(scores).numpy(), maps=torch.cat(maps).numpy())
+
+    def _to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images -> `(B, 3, 240, 240)` CLIP-normalised batch on the method's device."""
+        return images_to_tensor(images, self.input_size, CLIP_MEAN, CLIP_STD).to(self.device)

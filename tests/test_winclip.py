@@ -1,0 +1,117 @@
+"""winclip: the plugin adds nothing to anomalib's WinClipModel; weights come from our resolver."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from anomalib.models.image.winclip import torch_model as anomalib_winclip
+from anomalib.models.image.winclip.lightning_model import WinClip as AnomalibWinClip
+from anomalib.models.image.winclip.utils import harmonic_aggregation, make_masks
+from torchvision.transforms.v2.functional import normalize
+
+from baselines.common import CLIP_MEAN, CLIP_STD, images_to_tensor
+from baselines.winclip import WINCLIP_WEIGHTS, WinClip
+from benchmarks.registry import BASELINES
+from benchmarks.weights import WeightsResolver
+
+# A 2-layer CLIP with the real tokenizer (context 77); 64 px / patch 16 = 4x4 grid, enough for windows 2 and 3.
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def _fit(make_context, toy_task, variant: str, **options: object) -> WinClip:
+    torch.manual_seed(0)
+    plugin = WinClip(make_context(variant, model_overrides=TINY_CLIP, **options))
+    plugin.fit(toy_task["train"])
+    return plugin
+
+
+@pytest.mark.parametrize("variant", ["k0", "k2"])
+def test_scores_equal_anomalib_winclip_model(make_context, toy_task, monkeypatch, variant):
+    plugin = _fit(make_context, toy_task, variant)
+    test_images = [s.image for s in toy_task["test"]]
+    ours = plugin.predict(test_images)
+    ours.check(len(test_images))
+
+    # anomalib's own model, built by anomalib's constructor on a copy of the same random CLIP
+    clip = copy.deepcopy(plugin.model.clip)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda *a, **k: (clip, None, None))
+
+    def tensor(images):  # 64x64 toy images at the model's 64 px input: no resize involved
+        x = torch.stack([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
+        return normalize(x, list(CLIP_MEAN), list(CLIP_STD))
+
+    shots = plugin.variant.shots
+    references = tensor([s.image for s in toy_task["train"][:shots]]) if shots else None
+    reference = anomalib_winclip.WinClipModel(class_name="toy texture", reference_images=references)
+    assert reference.k_shot == (shots or 0)
+    expected = reference(tensor(test_images))
+
+    np.testing.assert_allclose(ours.scores, expected.pred_score.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.maps, expected.anomaly_map.numpy(), rtol=1e-5, atol=1e-6)
+    assert ours.maps.shape == (len(test_images), 64, 64)
+
+
+def test_preprocessing_matches_anomalib_pre_processor():
+    """Same 240x240 tensor as anomalib's WinClip pre-processor (smooth image: no bicubic overshoot to clamp)."""
+    yy, xx = np.mgrid[0:96, 0:64]
+    image = np.stack([0.3 + 0.4 * yy / 96, 0.3 + 0.4 * xx / 64, np.full_like(yy, 0.5, dtype=float)], -1)
+    image = (image * 255).round().astype(np.uint8)
+    ours = images_to_tensor([image], 240, CLIP_MEAN, CLIP_STD)
+    transform = AnomalibWinClip.configure_pre_processor().transform
+    theirs = transform(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    assert ours.shape == theirs.shape == (1, 3, 240, 240)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_harmonic_aggregation_by_hand():
+    """Windows 2x2 on a 3x3 grid: a patch's score is the harmonic mean of the windows covering it."""
+    masks = make_masks((3, 3), kernel_size=2, stride=1)  # 4 windows: top-left, top-right, bottom-left, bottom-right
+    window_scores = torch.tensor([[1.0, 0.5, 0.25, 0.2]])
+    h = lambda *s: len(s) / sum(1 / v for v in s)  # noqa: E731
+    expected = torch.tensor([
+        [h(1.0), h(1.0, 0.5), h(0.5)],
+        [h(1.0, 0.25), h(1.0, 0.5, 0.25, 0.2), h(0.5, 0.2)],
+        [h(0.25), h(0.25, 0.2), h(0.2)],
+    ])
+    torch.testing.assert_close(harmonic_aggregation(window_scores, (3, 3), masks)[0], expected)
+    assert abs(expected[1, 1].item() - 1 / 3) < 1e-7  # 4 / (1 + 2 + 4 + 5)
+    assert anomalib_winclip.harmonic_aggregation is harmonic_aggregation  # the function WinClipModel uses
+
+
+def test_resolver_weights_are_loaded(make_context, toy_task, tmp_path):
+    source = open_clip.create_model("ViT-B-16-plus-240", pretrained=None, **TINY_CLIP)
+    torch.save(source.state_dict(), tmp_path / f"{WINCLIP_WEIGHTS.key}.bin")
+    resolver = WeightsResolver(mode="pretrained", weights_dir=tmp_path, allow_download=False)
+    context = dataclasses.replace(make_context("k0", model_overrides=TINY_CLIP), weights=resolver)
+    plugin = WinClip(context)
+    plugin.fit([])
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(plugin.model.clip.state_dict()[name], value, msg=name)
+    assert resolver.summary()[0]["mode"] == "pretrained"
+    assert anomalib_winclip.open_clip is open_clip  # the constructor hook is undone
+
+
+def test_weight_spec_is_open_clips_registry_entry():
+    cfg = open_clip.get_pretrained_cfg("ViT-B-16-plus-240", "laion400m_e31")
+    assert WINCLIP_WEIGHTS.hf_repo == cfg["hf_hub"].strip("/")
+    assert (WINCLIP_WEIGHTS.model_id, WINCLIP_WEIGHTS.tag) == (anomalib_winclip.BACKBONE, anomalib_winclip.PRETRAINED)
+
+
+def test_meta_options_and_registration(make_context):
+    assert BASELINES.get("winclip") is WinClip
+    meta = WinClip.meta
+    assert meta.default_variants == ("k0",) and meta.input_size == 240
+    assert {k: v.shots for k, v in meta.variants.items()} == {"k0": None, "k1": 1, "k2": 2, "k4": 4}
+    with pytest.raises(ValueError, match="unknown options"):
+        WinClip(make_context("k0", backbone="x"))
+    with pytest.raises(RuntimeError, match="fit"):
+        WinClip(make_context("k0")).predict([np.zeros((8, 8, 3), np.uint8)])
