@@ -249,6 +249,7 @@ class AnomalyGPT(Baseline):
         default_variants=("k1", "unsupervised"),
         license="reimplementation; AnomalyGPT reference code CC BY-NC-SA 4.0; LAION CLIP weights MIT",
         notes="no LLM: template answers (or an external chat model); threshold from val, else synthetic",
+        weight_specs=(weight_spec(),),
     )
 
     def __init__(self, context: MethodContext) -> None:

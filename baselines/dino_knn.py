@@ -228,8 +228,8 @@ class DinoKnn(Baseline):
         default_variants=("k1", "full"),
         license="DINOv2 weights Apache-2.0",
         notes="AnomalyDINO reference pipeline; masking off by default",
+        weight_specs=(DINOV2_VITS14_WEIGHTS,),
     )
-    weight_specs: ClassVar[tuple[WeightSpec, ...]] = (DINOV2_VITS14_WEIGHTS,)
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

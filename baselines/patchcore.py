@@ -132,6 +132,7 @@ class PatchCore(Baseline):
         },
         license="Apache-2.0 (method code and timm weights)",
         notes="layers 2+3, 3x3 aggregation, greedy coreset 10 %, faiss 1-NN, max patch score",
+        weight_specs=(timm_weight_spec("wide_resnet50_2"),),
     )
 
     def __init__(self, context: MethodContext) -> None:

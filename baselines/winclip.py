@@ -173,8 +173,8 @@ class WinClip(Baseline):
         default_variants=("k0",),
         license="anomalib Apache-2.0; open_clip and laion400m weights MIT",
         notes="anomalib WinClipModel wrapped; CLIP weights via the benchmark resolver",
+        weight_specs=(WINCLIP_WEIGHTS,),
     )
-    weight_specs: ClassVar[tuple[WeightSpec, ...]] = (WINCLIP_WEIGHTS,)
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

@@ -185,6 +185,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print("anomalib:<Model>  any anomalib image model through the generic adapter, e.g. anomalib:Padim, "
+          "anomalib:Dinomaly (see baselines/anomalib_adapter.py)")
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0
