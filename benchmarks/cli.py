@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("faiss.loader", "fontTools", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
                 "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge}
     try:
