@@ -22,6 +22,7 @@ from torch import nn
 
 from baselines.common import batches, gaussian_blur_maps, greedy_coreset, images_to_tensor, knn_search
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, load_state_dict
 
@@ -141,6 +142,7 @@ class PatchCore(Baseline):
         self.device = torch.device(context.device)
         self.model = self._build_model().to(self.device)
         self.memory_bank: np.ndarray | None = None
+        self._cache_namespace: str | None = None
 
     def _build_model(self) -> PatchcoreModel:
         opts = self.options
@@ -171,13 +173,25 @@ class PatchCore(Baseline):
             pooled = {layer: self.model.feature_pooler(f) for layer, f in features.items()}
             return self.model.generate_embedding(pooled)
 
+    def embed_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB images -> `(B, D, h, w)` embeddings, through the shared feature cache when there is one."""
+        cache = self.context.feature_cache
+        if cache is None:
+            return self.embed(self.preprocess(images))
+        if self._cache_namespace is None:
+            o = self.options
+            self._cache_namespace = (f"patchcore|{o.backbone}|{','.join(o.layers)}|{o.image_size}|{o.crop_size}|"
+                                     f"{weights_fingerprint(self.model.feature_extractor)}")
+        return cache.map(self._cache_namespace, images, lambda todo: self.embed(self.preprocess(todo)).cpu()).to(
+            self.device)
+
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
         """Embed every training patch, keep a greedy coreset of `coreset_ratio` of them."""
         if not train:
             raise ValueError("patchcore needs at least one normal training image")
         chunks = []
         for batch in batches([s.image for s in train], self.options.batch_size):
-            embedding = self.embed(self.preprocess(batch))
+            embedding = self.embed_images(batch)
             chunks.append(PatchcoreModel.reshape_embedding(embedding).float().cpu())
         patches = torch.cat(chunks).numpy()
         keep = greedy_coreset(patches, self.options.coreset_ratio, seed=self.context.seed)
@@ -188,7 +202,7 @@ class PatchCore(Baseline):
         """Nearest-neighbour distance of every patch: `(B, h, w)` on CPU, plus the `(B*h*w, D)` embeddings."""
         if self.memory_bank is None:
             raise RuntimeError("patchcore.predict called before fit")
-        embedding = self.embed(self.preprocess(images))
+        embedding = self.embed_images(images)
         b, _, h, w = embedding.shape
         flat = PatchcoreModel.reshape_embedding(embedding)
         distances = knn_search(self.memory_bank, flat, k=1)[:, 0]

@@ -22,9 +22,11 @@ from tqdm import tqdm
 from benchmarks import latency, metrics
 from benchmarks.config import CellSpec, RunConfig
 from benchmarks.contract import Baseline, MethodContext, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.data.cache import cache_root
 from benchmarks.data.images import ImageDecodeError, load_image, load_mask
 from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
+from benchmarks.feature_cache import FeatureCache
 from benchmarks.registry import BASELINES, load_plugins
 from benchmarks.store import RunStore
 from benchmarks.weights import WeightsResolver
@@ -100,7 +102,7 @@ def _cap(records: list[ImageRecord], cap: int | None, rng: np.random.Generator) 
     for i, r in enumerate(records):
         by_label.setdefault(r.label, []).append(i)
     chosen: list[int] = []
-    for label, indices in sorted(by_label.items()):
+    for _, indices in sorted(by_label.items()):
         share = max(1, round(cap * len(indices) / len(records)))
         chosen.extend(rng.choice(indices, size=min(share, len(indices)), replace=False).tolist())
     return [records[i] for i in sorted(chosen)]
@@ -216,6 +218,7 @@ def _run_cell(
         description=dataset.description,
         work_dir=run_dir / "work" / cell.key,
         options=config.method_options.get(cell.method, {}),
+        feature_cache=FeatureCache(cache_root() / "features") if config.feature_cache else None,
     )
     train = load_samples(
         select_train(dataset.records, spec, cell.seed, config.preset.max_train_images),

@@ -101,7 +101,7 @@ def _split(text: str | None) -> list[str]:
 
 def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
     from benchmarks.config import RunConfig, parse_shard
-    from benchmarks.data.loaders import PATH_KINDS, DATASETS
+    from benchmarks.data.loaders import DATASETS, PATH_KINDS
     from benchmarks.registry import BASELINES, load_plugins
 
     load_plugins()

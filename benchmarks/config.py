@@ -45,6 +45,7 @@ class RunConfig:
     executor: str = "local"
     shard: tuple[int, int] | None = None
     variants: tuple[str, ...] | None = None
+    feature_cache: bool = True
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cell_hash(self, cell: CellSpec, method_meta: dict[str, Any]) -> str:

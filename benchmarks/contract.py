@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from benchmarks.data.schema import ImageRecord
-
 from benchmarks.weights import WeightSpec
 
 if TYPE_CHECKING:
+    from benchmarks.feature_cache import FeatureCache
     from benchmarks.presets import Preset
     from benchmarks.weights import WeightsResolver
 
@@ -146,6 +146,8 @@ class MethodContext:
     work_dir: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     """Plugin-specific overrides (backbone, image size, ...); tests use them for tiny models."""
+    feature_cache: FeatureCache | None = None
+    """Shared on-disk backbone-feature cache; None disables caching. Off while latency is timed."""
 
 
 class Baseline(ABC):

@@ -12,14 +12,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import dummy_plugins  # noqa: F401
 import pytest
 
-import dummy_plugins  # noqa: F401
+from benchmarks import store as store_module
 from benchmarks.cli import main
 from benchmarks.config import RunConfig
 from benchmarks.presets import get_preset
 from benchmarks.runner import run
-from benchmarks import store as store_module
 from benchmarks.store import RunStore
 
 TESTS = Path(__file__).resolve().parent

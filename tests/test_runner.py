@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dummy_plugins  # noqa: F401  (registers the test plugins)
 import pandas as pd
 import pytest
 
-import dummy_plugins  # noqa: F401  (registers the test plugins)
 from benchmarks.config import CellSpec, RunConfig, shard_cells
 from benchmarks.presets import get_preset
 from benchmarks.runner import run

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from benchmarks.weights import (
     RandomWeightsWarning,
-    WeightSpec,
     WeightsNotFoundError,
+    WeightSpec,
     WeightsResolver,
     load_state_dict,
 )

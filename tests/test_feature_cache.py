@@ -1,0 +1,61 @@
+"""The shared feature cache: hits return what was stored, writes are atomic, latency bypasses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baselines.patchcore import PatchCore
+from benchmarks.feature_cache import FeatureCache, weights_fingerprint
+
+
+def test_map_computes_only_missing_images_and_returns_the_same_features(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    images = [np.full((4, 4, 3), i, np.uint8) for i in range(3)]
+    calls: list[int] = []
+
+    def compute(todo):  # noqa: ANN001, ANN202
+        calls.append(len(todo))
+        return torch.stack([torch.full((2,), float(im[0, 0, 0])) for im in todo])
+
+    first = cache.map("ns", images, compute)
+    again = cache.map("ns", images, compute)
+    assert calls == [3] and torch.equal(first, again) and cache.hits == 3
+    cache.map("other-namespace", images[:1], compute)
+    assert calls == [3, 1]
+    with cache.disabled():
+        cache.map("ns", images, compute)
+    assert calls == [3, 1, 3]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_eviction_keeps_the_cache_bounded(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, max_bytes=20_000)  # room for about four 4 kB entries
+    for i in range(66):  # eviction runs every 64 writes
+        cache.put("ns", np.full((2, 2, 3), i, np.uint8), torch.zeros(1000))
+    assert len(list(tmp_path.rglob("*.safetensors"))) <= 6
+
+
+def test_random_init_weights_get_distinct_fingerprints() -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 4)
+    torch.manual_seed(1)
+    b = torch.nn.Linear(4, 4)
+    assert weights_fingerprint(a) != weights_fingerprint(b)
+
+
+def test_patchcore_scores_identical_with_warm_cache(make_context, toy_task, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    options = {"backbone": "resnet18", "image_size": 64, "crop_size": 56}
+    images = [s.image for s in toy_task["test"]]
+    scores = []
+    for _ in range(2):
+        context = replace(make_context(**options), feature_cache=FeatureCache(tmp_path / "features"))
+        method = PatchCore(context)
+        method.fit(toy_task["train"])
+        scores.append(method.predict(images).scores)
+    assert context.feature_cache.hits == len(toy_task["train"]) + len(images)
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
