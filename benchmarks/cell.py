@@ -184,6 +184,14 @@ def score_frame(samples: Sequence[Sample], prediction: Prediction) -> pd.DataFra
     return rows
 
 
+def _relative(mask: Path | None, record: ImageRecord) -> str | None:
+    """The mask path relative to the dataset root (the folder the image id is relative to)."""
+    if mask is None:
+        return None
+    root = Path(str(record.image)[: -len(record.image_id)]) if str(record.image).endswith(record.image_id) else None
+    return Path(mask).relative_to(root).as_posix() if root and Path(mask).is_relative_to(root) else str(mask)
+
+
 def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_dir: Path) -> CellOutcome:
     """Execute `cell`; every failure becomes an outcome with status failed/skipped, never an exception."""
     resolver = WeightsResolver(mode=config.weights, weights_dir=config.weights_dir)  # type: ignore[arg-type]

@@ -21,11 +21,33 @@ import pandas as pd
 
 from benchmarks.data.schema import NORMAL_DEFECT
 from benchmarks.figures import FIGURE_CAPTIONS, render_figures
-from benchmarks.results_table import CellResult, RunResults, dataset_slugs, load_run, strata_order
+from benchmarks.published import (
+    DATASET_KIND_NAMES,
+    PROTOCOL_CAVEATS,
+    PUBLISHED,
+    PublishedResult,
+    dataset_kind,
+)
+from benchmarks.results_table import (
+    SIGNIFICANCE_LEVEL,
+    BestComparison,
+    CellResult,
+    RunResults,
+    aggregate_seeds,
+    compare_with_best,
+    dataset_slugs,
+    load_run,
+    strata_order,
+)
 
 log = logging.getLogger(__name__)
 
 CI_NOTE = "95 % CIs (stratified bootstrap) are shown as [lo, hi]"
+WORSE_MARK = "†"
+SIGNIFICANCE_NOTE = (
+    f"{WORSE_MARK} after an AUROC: significantly lower than the best method/variant of the dataset"
+    f" (paired DeLong test on the same test images, Holm-adjusted p < {SIGNIFICANCE_LEVEL:g})"
+)
 MISSING_MD = "–"
 MISSING_TEX = "--"
 ERROR_CHARS = 300
@@ -116,7 +138,8 @@ class ReportTable:
                     continue
                 head, tail, bold = cell
                 head = tex_escape(head) if column.text else head
-                texts.append((rf"\textbf{{{head}}}" if bold else head) + tail.replace("±", r"$\pm$"))
+                tail = tail.replace("±", r"$\pm$").replace(WORSE_MARK, r"\textsuperscript{\dag}")
+                texts.append((rf"\textbf{{{head}}}" if bold else head) + tail)
             lines.append(" & ".join(texts) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
@@ -193,6 +216,7 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
     comments = [CI_NOTE] + (
         ["RANDOM WEIGHTS: some cells used randomly initialised backbones"] if any_random else []
     )
+    comments.append(SIGNIFICANCE_NOTE)
     run_ids = sorted({c.run_id for c in results.cells if c.run_id})
     out = [f"# Benchmark report: {md_escape(', '.join(run_ids) or results.run_dir.name)}", ""]
     out += _stamp(results)
@@ -208,16 +232,22 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
             out += ["No cell of this dataset finished; see *Cells without results*.", ""]
             continue
         show_seed = data.groupby(["method", "variant"]).size().max() > 1
-        tables = [_main_table(data, slug, show_seed, any_random), _operating_table(data, slug, show_seed)]
+        summary = aggregate_seeds(data)
+        comparisons = compare_with_best(results, dataset)
+        tables = [
+            _main_table(summary, comparisons, slug, show_seed, any_random),
+            _operating_table(data, slug, show_seed),
+        ]
+        if comparisons:
+            tables.append(_comparison_table(comparisons, summary, slug))
         tables += _breakdown_tables(results, dataset, slug)
         if data["decision_f1"].notna().any() or data["location_accuracy"].notna().any():
             tables.append(_answers_table(data, slug, show_seed))
-        if show_seed:
-            tables.append(_seed_table(data, slug))
         for table in tables:
             table.write(tables_dir, comments)
             out += [f"### {table.title}", "", table.to_markdown()]
         out += _figure_links(pngs.get(dataset, []), target, dataset, slug)
+    out += _published_section(results, frame, tables_dir, comments)
     out += _latency_section(frame, tables_dir, comments)
     out += _failed_section(frame, tables_dir, comments)
     out += _notes(results)
@@ -275,6 +305,11 @@ def _protocol(results: RunResults) -> list[str]:
         " the **validation** split (never on test); the threshold and its source per cell are in the"
         " *operating point* tables.",
         f"- {CI_NOTE}. Best value per column in **bold** (higher is better; lower for latency, memory and FPR).",
+        "- Main tables have one row per method/variant. When several seeds ran, a value is the mean over"
+        " seeds ± their standard deviation, its [lo, hi] the envelope of the seeds' 95 % CIs, and latency"
+        " the median over seeds; the *operating point* tables keep one row per seed.",
+        f"- {SIGNIFICANCE_NOTE}. With several seeds each seed is tested against the best's same seed and the"
+        " largest p-value counts; the *paired comparison* tables give every delta and p-value.",
         "- Latency: per image at batch size 1 after warm-up (p50 / p95 in ms); throughput in images/s at the"
         " best batch size; peak memory in MB (RSS on CPU, max allocated on GPU).",
         "- Threshold sources: `val` = F1-optimal on the validation split; `val-normal-p99` = 99th percentile"
@@ -354,20 +389,38 @@ def _key_columns(show_seed: bool, show_weights: bool = False) -> list[Column]:
     return columns
 
 
-def _main_table(data: pd.DataFrame, slug: str, show_seed: bool, show_weights: bool) -> ReportTable:
-    one_device = data["device"].dropna().nunique() <= 1
+def _main_table(
+    summary: pd.DataFrame,
+    comparisons: Sequence[BestComparison],
+    slug: str,
+    show_seeds: bool,
+    show_weights: bool,
+) -> ReportTable:
+    """One row per method/variant: means over seeds (± sd with several), the significance mark on AUROC."""
+    one_device = summary["device"].dropna().nunique() <= 1
+    worse = {(c.method, c.variant): c for c in comparisons}
+    data = summary.copy()
+    found = [worse.get(key) for key in zip(data["method"], data["variant"], strict=True)]
+    data["delta_vs_best"] = [None if c is None else c.delta for c in found]
+    data["p_vs_best_holm"] = [None if c is None else c.p_holm for c in found]
+    data["significance"] = [WORSE_MARK if c is not None and c.significantly_worse else "" for c in found]
 
     def rank(name: str) -> str | None:
         return name if one_device else None  # latencies measured on different devices do not compete
 
-    columns = [
-        *_key_columns(show_seed, show_weights),
-        Column("AUROC (95 % CI)", _with_ci("image_auroc"), "image_auroc"),
-        Column("AUPR", _number("aupr"), "aupr"),
-        Column("F1@val", _number("f1"), "f1"),
-        Column("F1-max", _number("f1_max"), "f1_max"),
-        Column("Pixel AUROC", _number("pixel_auroc"), "pixel_auroc"),
-        Column("AUPRO", _number("aupro"), "aupro"),
+    spread = " ± seed sd" if show_seeds else ""
+    columns = [Column("Method", _text("method"), text=True), Column("Variant", _text("variant"), text=True)]
+    if show_seeds:
+        columns.append(Column("Seeds", _number("seeds", 0)))
+    if show_weights:
+        columns.append(Column("Weights", _text("weights"), text=True))
+    columns += [
+        Column(f"AUROC{spread} (95 % CI)", _mean("image_auroc", ci=True, mark=True), "image_auroc"),
+        Column("AUPR", _mean("aupr"), "aupr"),
+        Column("F1@val", _mean("f1"), "f1"),
+        Column("F1-max", _mean("f1_max"), "f1_max"),
+        Column("Pixel AUROC", _mean("pixel_auroc"), "pixel_auroc"),
+        Column("AUPRO", _mean("aupro"), "aupro"),
         Column("p50 / p95 (ms)", _latency_pair, rank("batch1_p50_ms"), higher_is_better=False, decimals=2),
         Column("Throughput (img/s)", _number("throughput_ips", 1), rank("throughput_ips"), decimals=1),
         Column(
@@ -381,16 +434,18 @@ def _main_table(data: pd.DataFrame, slug: str, show_seed: bool, show_weights: bo
     keep = [
         "method",
         "variant",
-        "seed",
+        "seeds",
         "weights",
-        "image_auroc",
+        *(
+            f"{m}{suffix}"
+            for m in ("image_auroc", "aupr", "f1", "f1_max", "pixel_auroc", "aupro")
+            for suffix in ("", "_sd")
+        ),
         "image_auroc_lo",
         "image_auroc_hi",
-        "aupr",
-        "f1",
-        "f1_max",
-        "pixel_auroc",
-        "aupro",
+        "delta_vs_best",
+        "p_vs_best_holm",
+        "significance",
         "device",
         "batch1_p50_ms",
         "batch1_p95_ms",
@@ -398,6 +453,72 @@ def _main_table(data: pd.DataFrame, slug: str, show_seed: bool, show_weights: bo
         "peak_mem_mb",
     ]
     return ReportTable(f"main_{slug}", "Main results (test split)", data[keep], tuple(columns))
+
+
+def _mean(name: str, ci: bool = False, mark: bool = False) -> Callable[[pd.Series], Rendered | None]:
+    """`mean` plus, in the tail, the significance mark, `± sd` over seeds and `[lo, hi]`, where present."""
+
+    def render(row: pd.Series) -> Rendered | None:
+        value = row.get(name)
+        if pd.isna(value):
+            return None
+        tail = str(row.get("significance") or "") if mark else ""
+        sd = row.get(f"{name}_sd")
+        tail += "" if pd.isna(sd) else f" ± {sd:.3f}"
+        lo, hi = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+        tail += "" if not ci or pd.isna(lo) or pd.isna(hi) else f" [{lo:.3f}, {hi:.3f}]"
+        return f"{value:.3f}", tail
+
+    return render
+
+
+def _comparison_table(comparisons: Sequence[BestComparison], summary: pd.DataFrame, slug: str) -> ReportTable:
+    best = (comparisons[0].best_method, comparisons[0].best_variant)
+    auroc = summary.set_index(["method", "variant"])["image_auroc"]
+    data = pd.DataFrame(
+        [
+            {
+                "method": c.method,
+                "variant": c.variant,
+                "image_auroc": auroc.get((c.method, c.variant)),
+                "delta": c.delta,
+                "p_value": c.p_value,
+                "p_holm": c.p_holm,
+                "n_images": c.n_images,
+                "n_pairs": c.n_pairs,
+                "result": _verdict(c),
+            }
+            for c in comparisons
+        ]
+    )
+
+    def p_value(name: str) -> Callable[[pd.Series], Rendered | None]:
+        def render(row: pd.Series) -> Rendered | None:
+            value = row.get(name)
+            return None if pd.isna(value) else (f"{value:.2g}" if value < 0.001 else f"{value:.3f}", "")
+
+        return render
+
+    columns = (
+        *_key_columns(False),
+        Column("AUROC", _number("image_auroc")),
+        Column("Δ AUROC vs best", lambda r: None if pd.isna(r["delta"]) else (f"{r['delta']:+.3f}", "")),
+        Column("p (DeLong)", p_value("p_value")),
+        Column("p (Holm)", p_value("p_holm")),
+        Column("Test images", _number("n_images", 0)),
+        Column("Seed pairs", _number("n_pairs", 0)),
+        Column("Result", _text("result"), text=True),
+    )
+    title = f"Paired comparison with the best method/variant, {best[0]}/{best[1]} (DeLong, test images)"
+    return ReportTable(f"paired_{slug}", title, data, columns)
+
+
+def _verdict(comparison: BestComparison) -> str:
+    if comparison.p_holm is None:
+        return f"not tested: {comparison.undefined_reason or 'no p-value'}"
+    if comparison.significantly_worse:
+        return f"significantly worse {WORSE_MARK}"
+    return "not significantly different"
 
 
 def _operating_table(data: pd.DataFrame, slug: str, show_seed: bool) -> ReportTable:
@@ -514,25 +635,6 @@ def _auroc_recall(i: int) -> Callable[[pd.Series], Rendered | None]:
     return render
 
 
-def _seed_table(data: pd.DataFrame, slug: str) -> ReportTable:
-    metrics = ["image_auroc", "aupr", "f1", "f1_max"]
-    grouped = data.groupby(["method", "variant"], sort=True)[metrics]
-    summary = grouped.mean().add_suffix("_mean").join(grouped.std().add_suffix("_sd"))
-    summary = summary.join(grouped.size().rename("seeds")).reset_index()
-
-    def mean_sd(name: str) -> Callable[[pd.Series], Rendered | None]:
-        def render(row: pd.Series) -> Rendered | None:
-            mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
-            return None if pd.isna(mean) else (f"{mean:.3f}", "" if pd.isna(sd) else f" ± {sd:.3f}")
-
-        return render
-
-    columns = [*_key_columns(False), Column("Seeds", _number("seeds", 0))]
-    for name, header in zip(metrics, ("AUROC", "AUPR", "F1@val", "F1-max"), strict=True):
-        columns.append(Column(f"{header} (mean ± sd)", mean_sd(name), f"{name}_mean"))
-    return ReportTable(f"seeds_{slug}", "Across seeds: mean ± standard deviation", summary, tuple(columns))
-
-
 def _breakdown_long(results: RunResults) -> pd.DataFrame:
     rows = [
         {
@@ -583,6 +685,95 @@ def _figure_links(pngs: list[Path], target: Path, dataset: str, slug: str) -> li
             "",
         ]
     return lines
+
+
+def _published_section(
+    results: RunResults, frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str]
+) -> list[str]:
+    """Every published number of `benchmarks.published`, beside the run's number where comparable."""
+    summary = aggregate_seeds(frame)
+    roots = {c.dataset: c.dataset_root for c in results.cells}
+    summary["kind"] = [dataset_kind(d, roots.get(d)) for d in summary["dataset"]]
+    papers = list(dict.fromkeys(entry.paper for entry in PUBLISHED))
+    data = pd.DataFrame(
+        [_published_row(entry, summary, papers.index(entry.paper) + 1) for entry in PUBLISHED]
+    )
+
+    def percent(name: str) -> Callable[[pd.Series], Rendered | None]:
+        def render(row: pd.Series) -> Rendered | None:
+            value = row[name]
+            return (
+                None
+                if pd.isna(value)
+                else (f"{value:.1f}" if round(value, 1) == value else f"{value:.2f}", "")
+            )
+
+        return render
+
+    columns = (
+        Column("Method", _text("method"), text=True),
+        Column("Variant", _text("variants"), text=True),
+        Column("Metric", _text("metric"), text=True),
+        Column("Protocol", _text("protocol"), text=True),
+        Column("Dataset", _text("dataset_name"), text=True),
+        Column("Published", percent("published")),
+        Column("Reproduced", _number("reproduced", 2)),
+        Column("Δ (pp)", lambda r: None if pd.isna(r["delta"]) else (f"{r['delta']:+.2f}", "")),
+        Column("Status", _text("status"), text=True),
+        Column("Source", _text("source"), text=True),
+    )
+    table = ReportTable("published_vs_reproduced", "Published vs reproduced", data, columns)
+    table.write(tables_dir, comments)
+    return [
+        "## Published vs reproduced",
+        "",
+        "Published numbers (percent) of the suite's methods and, where this run has a dataset of the same kind"
+        " with pretrained weights, the reproduced mean over seeds (and over the run's datasets of that kind)"
+        " with Δ = reproduced − published in percentage points. `mvtec:` datasets match MVTec AD entries"
+        " (VisA when a folder of the path is named `visa`); the smartphone study's F1 matches `ltfm` only on a"
+        ' `manifest:` dataset whose `dataset.json` says `"published_reference": "smartphone-study"`;'
+        " random-weights cells are never comparable. Protocol differences that remain:",
+        "",
+        *(f"- {DATASET_KIND_NAMES[kind]}: {md_escape(text)}" for kind, text in PROTOCOL_CAVEATS.items()),
+        "",
+        table.to_markdown(),
+        "Sources:",
+        "",
+        *(f"{i}. {md_escape(paper)}" for i, paper in enumerate(papers, start=1)),
+        "",
+    ]
+
+
+def _published_row(entry: PublishedResult, summary: pd.DataFrame, source: int) -> dict[str, object]:
+    ran = summary[(summary["method"] == entry.method) & summary["variant"].isin(entry.variants)]
+    same = ran[ran["kind"] == entry.dataset_kind]
+    usable = same[(same["weights"] != "random") & same[entry.metric].notna()]
+    reproduced = delta = None
+    if ran.empty:
+        status = "not run"
+    elif same.empty:
+        status = f"not comparable: different data ({', '.join(sorted(set(ran['dataset'])))})"
+    elif usable.empty:
+        random = (same["weights"] == "random").any()
+        status = "not comparable: random weights" if random else f"{entry.metric} not recorded"
+    else:
+        reproduced = 100 * float(usable[entry.metric].mean())
+        delta = reproduced - entry.value
+        status = f"comparable ({len(usable)} dataset{'s' if len(usable) > 1 else ''})"
+    return {
+        "method": entry.method,
+        "variants": ", ".join(entry.variants),
+        "metric": entry.metric,
+        "protocol": entry.protocol,
+        "dataset_kind": entry.dataset_kind,
+        "dataset_name": entry.dataset_name,
+        "published": entry.value,
+        "reproduced": reproduced,
+        "delta": delta,
+        "status": status,
+        "paper": entry.paper,
+        "source": f"[{source}] {entry.table}" + (f"; {entry.note}" if entry.note else ""),
+    }
 
 
 def _latency_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str]) -> list[str]:

@@ -2,19 +2,27 @@
 
 Scores are drawn per method with a known separation, and every metric in `runs.jsonl` is
 computed from those scores (scikit-learn), so curves, tables and stored numbers agree; only the
-CIs are made up (no bootstrap, to keep tests fast).
+CIs are made up (no bootstrap, to keep tests fast). A tiny dataset folder (`dataset_root`) holds
+the test images (phone-like 48x80 PNGs), defect masks and a `manifest.csv`, and every cell
+stores 64x64 maps that peak on the defect (stronger for better-separated methods).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from PIL import Image
+from scipy import ndimage
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 DATASET = "smartphone-synth"
 # One group name carries Markdown/HTML/LaTeX metacharacters: reports must escape it.
@@ -23,7 +31,14 @@ DEFECTS = ("scratch", "crack", "burn_in")
 FAILED_ERROR = "RuntimeError: plugin exploded | <script>alert(1)</script>"
 PROMPTING_METHODS = ("winclip", "anomalygpt")  # get `text_metrics` (answer F1, location accuracy)
 # method -> (separation of anomalous scores in noise units, score scale, p50 latency ms)
-METHOD_PROFILES = {"patchcore": (2.5, 1.0, 45.0), "winclip": (1.2, 0.01, 130.0), "dino-knn": (1.8, 5.0, 70.0)}
+Profile = tuple[float, float, float]
+METHOD_PROFILES: dict[str, Profile] = {
+    "patchcore": (2.5, 1.0, 45.0), "winclip": (1.2, 0.01, 130.0), "dino-knn": (1.8, 5.0, 70.0),
+}  # fmt: skip
+# The LTFM ablation improves as in the study; k-shot variants improve with log2(k).
+LTFM_GAIN = {"base": 0.8, "ft-real": 1.5, "ft-real-gen": 1.8}
+IMAGE_SIZE = (48, 80)  # width, height: portrait like a phone
+MAP_SIZE = 64
 
 
 def write_fake_run(
@@ -34,39 +49,74 @@ def write_fake_run(
     weights: str = "random",
     seeds: Sequence[int] = (0,),
     with_latency: bool = True,
+    variants: Mapping[str, Sequence[str]] | None = None,
+    dataset: str = DATASET,
+    profiles: Mapping[str, Profile] | None = None,
+    shared_noise: bool = False,
+    with_maps: bool = True,
 ) -> Path:
-    """Write `runs.jsonl`, `scores/*.parquet` and `maps/*.npz` for `methods` x seeds on one dataset.
+    """Write `runs.jsonl`, `scores/*.parquet`, `maps/*.npz` and the dataset folder `<run_dir>/dataset`.
 
-    `failed_method` adds a failed cell (metrics and files null) with `FAILED_ERROR`.
+    Cells are `methods` x their `variants` (default: "default") x seeds on `dataset`.
+    `failed_method` adds a failed cell (metrics and files null) with `FAILED_ERROR`. `profiles`
+    override `METHOD_PROFILES`; with `shared_noise` every method draws the same noise, so methods
+    with the same separation rank the images identically.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scores").mkdir(exist_ok=True)
     (run_dir / "maps").mkdir(exist_ok=True)
+    root = run_dir / "dataset"
+    centers = _write_dataset(root)
     lines = []
     for method in methods:
-        for seed in seeds:
-            lines.append(_ok_cell(run_dir, method, seed, weights, with_latency))
+        profile = {**METHOD_PROFILES, **(profiles or {})}.get(method, (1.0, 1.0, 90.0))
+        for variant in (variants or {}).get(method, ("default",)):
+            for seed in seeds:
+                cell = _Cell(method, variant, dataset, seed, weights)
+                lines.append(
+                    _ok_cell(
+                        run_dir, cell, profile, with_latency, shared_noise, centers if with_maps else None
+                    )
+                )
     if failed_method:
-        key = f"{failed_method}__default__{DATASET}__s0"
-        lines.append({**_common(key, failed_method, 0, weights), "status": "failed", "error": FAILED_ERROR})
+        cell = _Cell(failed_method, "default", dataset, 0, weights)
+        lines.append({**_common(cell), "status": "failed", "error": FAILED_ERROR})
+    for line in lines:
+        line["dataset_root"] = str(root.resolve())
     with (run_dir / "runs.jsonl").open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(json.dumps(line) + "\n")
     return run_dir
 
 
-def _common(key: str, method: str, seed: int, weights: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Cell:
+    method: str
+    variant: str
+    dataset: str
+    seed: int
+    weights: str
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.method}__{self.variant}__{re.sub(r'[^A-Za-z0-9._-]+', '_', self.dataset)}__s{self.seed}"
+        )
+
+
+def _common(cell: _Cell) -> dict[str, object]:
+    method = cell.method
     return {
         "schema": 1,
         "run_id": "fake-run",
-        "cell_key": key,
+        "cell_key": cell.key,
         "method": method,
-        "variant": "default",
-        "dataset": DATASET,
-        "seed": seed,
+        "variant": cell.variant,
+        "dataset": cell.dataset,
+        "seed": cell.seed,
         "status": "ok",
         "error": None,
-        "weights": weights,
+        "weights": cell.weights,
         "metrics": None,
         "latency": None,
         "breakdowns": None,
@@ -99,7 +149,7 @@ def _images() -> pd.DataFrame:
             year = years[i % 2]
             rows.append(
                 {
-                    "image_id": f"{split}/{i:03d}.png",
+                    "image_id": f"images/{split}/{i:03d}.png",
                     "image": f"images/{split}/{i:03d}.png",
                     "label": label,
                     "split": split,
@@ -115,28 +165,45 @@ def _images() -> pd.DataFrame:
     return frame
 
 
-def _ok_cell(run_dir: Path, method: str, seed: int, weights: str, with_latency: bool) -> dict[str, object]:
-    separation, scale, p50 = METHOD_PROFILES.get(method, (1.0, 1.0, 90.0))
-    rng = np.random.default_rng([zlib.crc32(method.encode()), seed])
+def _variant_gain(variant: str) -> float:
+    if (shots := re.fullmatch(r"k(\d+)", variant)) is not None:
+        return 0.6 + 0.2 * math.log2(1 + int(shots.group(1)))
+    return LTFM_GAIN.get(variant, 1.0)
+
+
+def _ok_cell(
+    run_dir: Path,
+    cell: _Cell,
+    profile: Profile,
+    with_latency: bool,
+    shared_noise: bool,
+    centers: dict[str, tuple[float, float]] | None,
+) -> dict[str, object]:
+    separation, scale, p50 = profile
+    separation *= _variant_gain(cell.variant)
+    method, seed, key = cell.method, cell.seed, cell.key
+    rng = np.random.default_rng(
+        [0 if shared_noise else zlib.crc32(f"{method}/{cell.variant}".encode()), seed]
+    )
     images = _images()
     noise = rng.normal(size=len(images))
     shift = separation * images["label"] + 0.8 * images["hard_negative"]
     images["score"] = scale * (noise + shift)
     images["text"] = np.where(images["score"] > scale * separation / 2, "Yes, anomalous.", "No.")
-    key = f"{method}__default__{DATASET}__s{seed}"
     images.to_parquet(run_dir / "scores" / f"{key}.parquet", index=False)
     test = images[images["split"] == "test"]
-    maps = rng.random((len(test), 64, 64)).astype(np.float16)
-    np.savez(run_dir / "maps" / f"{key}.npz", image_ids=test["image_id"].to_numpy(str), maps=maps)
+    if centers is not None:
+        maps = np.stack([_fake_map(rng, centers.get(i), separation) for i in test["image_id"]])
+        np.savez(run_dir / "maps" / f"{key}.npz", image_ids=test["image_id"].to_numpy(str), maps=maps)
 
     val = images[images["split"] == "val"]
     threshold = _best_f1_threshold(val["label"].to_numpy(), val["score"].to_numpy())
     y, s = test["label"].to_numpy(), test["score"].to_numpy()
     f1, precision, recall = _f1_at(y, s, threshold)
     f1_max = _f1_at(y, s, _best_f1_threshold(y, s))[0]
-    auroc, aupr = float(roc_auc_score(y, s)), float(average_precision_score(y, s))
-    cell = _common(key, method, seed, weights)
-    cell["metrics"] = {
+    auroc, aupr = float(_auroc(y, s)), float(average_precision_score(y, s))
+    line = _common(cell)
+    line["metrics"] = {
         "image_auroc": auroc,
         "image_auroc_ci": _interval(auroc),
         "aupr": aupr,
@@ -156,7 +223,7 @@ def _ok_cell(run_dir: Path, method: str, seed: int, weights: str, with_latency: 
         "undefined_reason": None,
     }
     if with_latency:
-        cell["latency"] = {
+        line["latency"] = {
             "device": "cpu",
             "batch1_p50_ms": p50,
             "batch1_p95_ms": p50 * 1.2,
@@ -169,24 +236,84 @@ def _ok_cell(run_dir: Path, method: str, seed: int, weights: str, with_latency: 
             "peak_mem_mb": 812.0,
             "peak_mem_kind": "rss",
         }
-    cell["breakdowns"] = {
+    line["breakdowns"] = {
         kind: _strata(test, kind, threshold) for kind in ("year", "group", "defect", "source")
     }
     normals = test[test["label"] == 0]
     hard = normals["hard_negative"].to_numpy(bool)
     flagged = normals["score"].to_numpy() >= threshold
-    cell["hard_negative"] = {
+    line["hard_negative"] = {
         "fpr": float(flagged[hard].mean()), "normal_fpr": float(flagged[~hard].mean()),
         "n_hard_negative": int(hard.sum()), "n_normal": int((~hard).sum()), "threshold": threshold,
     }  # fmt: skip
     if method in PROMPTING_METHODS:
-        cell["text_metrics"] = {
+        line["text_metrics"] = {
             "decision_f1": f1, "decision_accuracy": float(((s >= threshold) == (y == 1)).mean()),
             "n_failed_answers": 1, "location_accuracy": 0.5, "n_located": 24,
         }  # fmt: skip
-    cell["scores_file"] = f"scores/{key}.parquet"
-    cell["maps_file"] = f"maps/{key}.npz"
-    return cell
+    line["scores_file"] = f"scores/{key}.parquet"
+    line["maps_file"] = f"maps/{key}.npz" if centers is not None else None
+    return line
+
+
+def _write_dataset(root: Path) -> dict[str, tuple[float, float]]:
+    """Test images, masks and `manifest.csv` under `root`; returns image_id -> defect centre (x, y in 0..1)."""
+    test = _images().query("split == 'test'")
+    for folder in ("images/test", "masks/test"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    centers: dict[str, tuple[float, float]] = {}
+    masks = []
+    for i, row in enumerate(test.itertuples()):
+        image, mask, center = _fake_image(
+            np.random.default_rng([7, i]), bool(row.label), bool(row.hard_negative)
+        )
+        Image.fromarray(image).save(root / row.image)
+        if mask is not None:
+            masks.append(f"masks/test/{i:03d}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / masks[-1])
+            centers[str(row.image_id)] = center
+        else:
+            masks.append("")
+    manifest = test.drop(columns=["image_id"]).assign(mask=masks)
+    manifest.to_csv(root / "manifest.csv", index=False)
+    return centers
+
+
+def _fake_image(
+    rng: np.random.Generator, anomalous: bool, hard_negative: bool
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float]]:
+    """A phone front (frame, screen with a gradient wallpaper); a scratch with its mask, or a smudge."""
+    width, height = IMAGE_SIZE
+    yy, xx = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    image = np.full((height, width, 3), 40.0)
+    screen = (yy > 0.06) & (yy < 0.94) & (xx > 0.08) & (xx < 0.92)
+    hue = rng.uniform(0, 1, 3)
+    wallpaper = 60 + 140 * (
+        hue[None, None, :] * (1 - yy[..., None]) + (1 - hue[None, None, :]) * yy[..., None]
+    )
+    image[screen] = wallpaper[screen]
+    cx, cy = rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.75)
+    mask = None
+    if anomalous:
+        angle = rng.uniform(0, np.pi)
+        distance = np.abs((xx - cx) * width * np.sin(angle) - (yy - cy) * height * np.cos(angle))
+        along = np.hypot((xx - cx) * width, (yy - cy) * height)
+        mask = (distance < 1.2) & (along < 12) & screen
+        image[mask] = 245
+    elif hard_negative:
+        smudge = np.exp(-(((xx - cx) * width) ** 2 + ((yy - cy) * height) ** 2) / 40)
+        image += 50 * smudge[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8), mask, (cx, cy)
+
+
+def _fake_map(rng: np.random.Generator, center: tuple[float, float] | None, separation: float) -> np.ndarray:
+    """A 64x64 map: smooth noise, plus a peak at the defect whose height grows with the separation."""
+    noise = ndimage.zoom(rng.random((8, 8)), MAP_SIZE // 8, order=1)
+    if center is None:
+        return (0.3 * noise).astype(np.float16)
+    yy, xx = np.mgrid[0:MAP_SIZE, 0:MAP_SIZE] / MAP_SIZE
+    peak = np.exp(-((xx - center[0]) ** 2 + (yy - center[1]) ** 2) / 0.01)
+    return (0.3 * noise + 0.4 * separation * peak).astype(np.float16)
 
 
 def _strata(test: pd.DataFrame, kind: str, threshold: float) -> dict[str, dict[str, object]]:
@@ -201,11 +328,18 @@ def _strata(test: pd.DataFrame, kind: str, threshold: float) -> dict[str, dict[s
         two_classes = 0 < y.sum() < len(y)
         out[str(name)] = {
             "n": len(part), "n_normal": int((y == 0).sum()), "n_anomalous": int(y.sum()),
-            "auroc": roc_auc_score(y, s) if two_classes else None, "f1": f1 if y.sum() else None,
+            "auroc": _auroc(y, s) if two_classes else None, "f1": f1 if y.sum() else None,
             "precision": precision, "recall": recall if y.sum() else None,
             "fpr": float((s[y == 0] >= threshold).mean()) if (y == 0).any() else None,
         }  # fmt: skip
     return out
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count 1/2), equal to scikit-learn's and much faster on tiny inputs."""
+    ranks = rankdata(s)
+    positives = int(y.sum())
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * (len(y) - positives)))
 
 
 def _best_f1_threshold(y: np.ndarray, s: np.ndarray) -> float:

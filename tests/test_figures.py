@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fake_run import write_fake_run
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from PIL import Image
 
 from benchmarks import figures
-from benchmarks.figures import FIGURE_CAPTIONS, write_figures
+from benchmarks.figures import FIGURE_CAPTIONS, LTFM_VARIANTS, STUDY_LABEL, write_figures
 from benchmarks.plot_style import PNG_DPI, STAMP_COLOR, method_colors
 from benchmarks.results_table import load_run
 
@@ -33,10 +36,14 @@ def keeping(kept: list[Figure], write: bool = True) -> Callable[[Figure, Path, s
     return keep
 
 
+# The LTFM ablation and winclip's k0 / k1 (two shots make a k-shot curve) give every figure kind data.
+VARIANTS = {"ltfm": LTFM_VARIANTS, "winclip": ("k0", "k1")}
+
+
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Figure], float]:
-    """Figures of a 2-method random-weights run with a failed cell; the Figure objects are kept."""
-    run = write_fake_run(tmp_path_factory.mktemp("run"))
+    """Figures of a 3-method, 6-cell random-weights run with a failed cell; the Figure objects are kept."""
+    run = write_fake_run(tmp_path_factory.mktemp("run"), ("patchcore", "winclip", "ltfm"), variants=VARIANTS)
     kept: list[Figure] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(figures, "save_figure", keeping(kept))
@@ -83,11 +90,10 @@ def test_every_figure_of_a_random_weights_run_is_stamped(
 def test_failed_cell_is_left_out_of_curves(drawn: tuple[list[Path], list[Figure], float]) -> None:
     _, kept, _ = drawn
     (roc,) = [f for f in kept if f.axes[0].get_title().startswith("ROC")]
-    legend = roc.axes[0].get_legend()
-    assert legend is not None
+    legend = roc.axes[0].get_legend() or roc.legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
     assert any(label.startswith("patchcore/default") for label in labels)
-    assert any(label.startswith("winclip/default") for label in labels)
+    assert any(label.startswith("winclip/k0") for label in labels)
     assert not any("anomalygpt" in label for label in labels)
     # Legend is ordered by AUROC, best first, after the chance line.
     aurocs = [float(label.rsplit("(", 1)[1].rstrip(")")) for label in labels[1:]]
@@ -137,3 +143,124 @@ def test_method_colours_do_not_depend_on_the_other_methods() -> None:
     crowded = method_colors(["winclip", "patchcore", "zeta", "alpha"])
     assert alone["winclip"] == crowded["winclip"]
     assert len({crowded[m] for m in ("winclip", "patchcore", "zeta", "alpha")}) == 4
+
+
+def draw_only(
+    run: Path, drawer: Callable[..., list[Path]], monkeypatch: pytest.MonkeyPatch, out: Path
+) -> list[Figure]:
+    """The figures `drawer` makes of `run`, kept instead of saved."""
+    kept: list[Figure] = []
+    monkeypatch.setattr(figures, "_DRAWERS", (drawer,))
+    monkeypatch.setattr(figures, "save_figure", keeping(kept, write=False))
+    figures.render_figures(load_run(run), out)
+    return kept
+
+
+def titled(kept: list[Figure], start: str) -> Figure:
+    (fig,) = [f for f in kept if f.axes and f.axes[0].get_title().startswith(start)]
+    return fig
+
+
+def texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_gallery_shows_image_truth_and_one_map_per_method_variant(
+    drawn: tuple[list[Path], list[Figure], float],
+) -> None:
+    _, kept, _ = drawn
+    (gallery,) = [f for f in kept if "ground truth" in texts(f)]
+    shown = texts(gallery)
+    assert shown[:2] == ["image", "ground truth"]
+    cells = [f"ltfm/\n{v}" for v in LTFM_VARIANTS] + ["patchcore/\ndefault", "winclip/\nk0", "winclip/\nk1"]
+    assert sorted(shown[2:8]) == sorted(cells)
+    rows = shown[8:14]
+    assert [r.split("\n")[0] for r in rows] == ["normal", "normal", "hard", "burn_in", "crack", "scratch"]
+    assert shown.count("no defect") == 3 and "image not found" not in shown
+
+
+def test_gallery_picks_are_deterministic_and_cover_every_defect(tmp_path: Path) -> None:
+    results = load_run(write_fake_run(tmp_path / "run", failed_method=None))
+    scores = results.scores(results.cells[0])
+    test = scores[scores["split"] == "test"]
+    picks = figures._gallery_picks(test, set())
+    assert picks == figures._gallery_picks(test.sample(frac=1.0, random_state=3), set())
+    assert len(picks) == figures.GALLERY_ROWS
+    labels = test.set_index("image_id").loc[[i for i, _ in picks]]
+    assert list(labels["label"]) == [0, 0, 0, 1, 1, 1] and labels["hard_negative"].sum() == 1
+    assert sorted(labels["defect"][labels["label"] == 1]) == ["burn_in", "crack", "scratch"]
+
+
+def test_gallery_is_skipped_without_maps_and_drawn_without_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    no_maps = write_fake_run(tmp_path / "no-maps", failed_method=None, with_maps=False)
+    with caplog.at_level(logging.INFO, logger="benchmarks.figures"):
+        assert draw_only(no_maps, figures.draw_gallery, monkeypatch, tmp_path / "out") == []
+    assert "skipping figure gallery" in caplog.text and "no cell stored anomaly maps" in caplog.text
+    no_images = write_fake_run(tmp_path / "no-images", failed_method=None)
+    shutil.rmtree(no_images / "dataset")
+    (gallery,) = draw_only(no_images, figures.draw_gallery, monkeypatch, tmp_path / "out")
+    assert texts(gallery).count("image not found") == figures.GALLERY_ROWS
+
+
+def test_ltfm_ablation_has_published_bars_beside_and_says_they_are_other_data(
+    drawn: tuple[list[Path], list[Figure], float],
+) -> None:
+    _, kept, _ = drawn
+    fig = titled(kept, "LTFM ablation")
+    ax = fig.axes[0]
+    bars = {c.get_label(): [r.get_height() for r in c] for c in ax.containers if isinstance(c, BarContainer)}
+    assert bars[STUDY_LABEL] == [84.73, 87.38, 88.48]
+    f1 = {
+        c.variant: c.metrics.f1 for c in load_run(kept_run(drawn)).cells if c.method == "ltfm" and c.metrics
+    }
+    assert bars["F1 at the validation threshold"] == pytest.approx([100 * f1[v] for v in LTFM_VARIANTS])
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == list(LTFM_VARIANTS)
+    (legend,) = fig.legends
+    assert "a different dataset from smartphone-synth: not comparable" in legend.get_title().get_text()
+    cross = titled(kept, "LTFM F1 by test release year")
+    assert len(cross.axes) == 2 and cross.axes[1].get_title() == "by test device group"
+
+
+def kept_run(drawn: tuple[list[Path], list[Figure], float]) -> Path:
+    return drawn[0][0].parent.parent
+
+
+def test_ltfm_ablation_on_the_flagged_study_set_has_no_caveat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = write_fake_run(
+        tmp_path / "run", ("ltfm",), variants=VARIANTS, dataset="manifest:/data/phones/manifest.csv",
+        failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    (run / "dataset" / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
+    (fig,) = draw_only(run, figures.draw_ablation_ltfm, monkeypatch, tmp_path / "out")
+    (legend,) = fig.legends
+    assert "different dataset" not in legend.get_title().get_text()
+    assert not any("RANDOM" in t.get_text() for t in fig.texts)
+
+
+def test_kshot_curve_averages_seeds_and_marks_published_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shots = ("k0", "k1", "k2", "k4")
+    run = write_fake_run(
+        tmp_path / "run", ("winclip", "patchcore"), variants={"winclip": shots}, seeds=(0, 1),
+        dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    (fig,) = draw_only(run, figures.draw_kshot, monkeypatch, tmp_path / "out")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "4"]
+    (curve,) = [line for line in ax.get_lines() if line.get_label() == "winclip"]
+    aurocs = {(c.variant, c.seed): c.metrics.image_auroc for c in load_run(run).cells if c.metrics}
+    expected = [(aurocs[(k, 0)] + aurocs[(k, 1)]) / 2 for k in shots]
+    assert list(curve.get_xdata()) == [0, 1, 2, 3]
+    assert list(curve.get_ydata()) == pytest.approx(expected)
+    published = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert sorted(float(line.get_ydata()[0]) for line in published) == pytest.approx(
+        [0.918, 0.931, 0.944, 0.952]
+    )
+    (legend,) = fig.legends
+    assert "published (MVTec AD)" in [t.get_text() for t in legend.get_texts()]
+    assert "mean of up to 2 seeds" in legend.get_title().get_text()

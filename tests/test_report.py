@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_run import FAILED_ERROR, GROUPS, write_fake_run
+from fake_run import DATASET, FAILED_ERROR, GROUPS, write_fake_run
 
 from benchmarks import figures
-from benchmarks.report import Column, ReportTable, md_escape, tex_escape, write_report
-from benchmarks.results_table import RunStoreWarning, dataset_slugs, load_run
+from benchmarks.report import WORSE_MARK, Column, ReportTable, md_escape, tex_escape, write_report
+from benchmarks.results_table import RunStoreWarning, compare_with_best, dataset_slugs, holm, load_run
 
 SLUG = "smartphone-synth"
 
@@ -210,13 +211,24 @@ def test_report_without_figures_links_only_what_exists(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "tables" / f"main_{SLUG}.tex").is_file()
 
 
-def test_several_seeds_get_a_seed_column_and_summary(tmp_path: Path) -> None:
-    run = write_fake_run(tmp_path / "run", seeds=(0, 1), failed_method=None, weights="pretrained")
+def test_several_seeds_are_averaged_in_the_main_table(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1, 2), failed_method=None, weights="pretrained")
     text = write_report(run, figures=False).read_text()
     assert "RANDOM WEIGHTS" not in text and "| Weights |" not in text
-    assert "| Method | Variant | Seed |" in text
-    summary = text.split("### Across seeds")[1].split("###")[0]
-    assert "| patchcore | default | 2 |" in summary and " ± " in summary
+    main = text.split("### Main results")[1].split("###")[0]
+    assert "| Method | Variant | Seeds | AUROC ± seed sd (95 % CI) |" in main
+    aurocs = [d["metrics"]["image_auroc"] for d in map(json.loads, (run / "runs.jsonl").read_text().splitlines())
+              if d["method"] == "patchcore"]  # fmt: skip
+    cis = [d["metrics"]["image_auroc_ci"] for d in map(json.loads, (run / "runs.jsonl").read_text().splitlines())
+           if d["method"] == "patchcore"]  # fmt: skip
+    row = next(line for line in main.splitlines() if line.startswith("| patchcore | default | 3 |"))
+    mean, sd = statistics.mean(aurocs), statistics.stdev(aurocs)
+    lo, hi = min(c[0] for c in cis), max(c[1] for c in cis)
+    assert f"{mean:.3f}** ± {sd:.3f} [{lo:.3f}, {hi:.3f}]" in row  # mean ± sd [CI envelope]
+    assert "| Method | Variant | Seed |" in text.split("### Operating point")[1]  # per seed there
+    main_csv = pd.read_csv(run / "tables" / f"main_{SLUG}.csv").set_index("method")
+    assert main_csv.loc["patchcore", "seeds"] == 3
+    assert main_csv.loc["patchcore", "image_auroc"] == pytest.approx(mean)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -288,3 +300,65 @@ def test_bold_marks_ties_and_direction_and_needs_two_values() -> None:
 def test_escapers_neutralise_markup() -> None:
     assert md_escape("[x](javascript:1) <img>\n# h|*b*") == r"\[x\](javascript:1) \<img\> # h\|\*b\*"
     assert tex_escape(r"a_b & 50% {x} $\y$ [z]") == r"a\_b \& 50\% \{x\} \$\textbackslash{}y\$ {[}z{]}"
+
+
+# --- paired comparisons ------------------------------------------------------------------------
+
+
+def main_rows(text: str) -> list[str]:
+    main = text.split("### Main results")[1].split("###")[0]
+    return [line for line in main.splitlines() if line.startswith("| ") and "Method" not in line]
+
+
+def test_clearly_worse_method_is_marked_significant(tmp_path: Path) -> None:
+    run = write_fake_run(
+        tmp_path / "run", profiles={"patchcore": (5.0, 1.0, 45.0), "winclip": (0.2, 0.01, 130.0)},
+        failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    assert (comparison.best_method, comparison.method) == ("patchcore", "winclip")
+    assert comparison.delta is not None and comparison.delta < -0.3
+    assert comparison.p_value is not None and comparison.p_value < 1e-6
+    assert comparison.significantly_worse and comparison.n_images == 64
+    text = write_report(run, figures=False).read_text()
+    worse = next(row for row in main_rows(text) if row.startswith("| winclip |"))
+    best = next(row for row in main_rows(text) if row.startswith("| patchcore |"))
+    assert f"{WORSE_MARK} [" in worse and WORSE_MARK not in best
+    assert "† after an AUROC: significantly lower than the best" in text
+    paired = text.split("### Paired comparison with the best method/variant, patchcore/default")[1].split(
+        "###"
+    )[0]
+    assert "| winclip | default |" in paired and f"significantly worse {WORSE_MARK}" in paired
+    tex = (run / "tables" / f"main_{SLUG}.tex").read_text()
+    assert r"\textsuperscript{\dag}" in tex and WORSE_MARK not in tex.split(r"\midrule")[1]
+
+
+def test_identical_rankings_get_no_mark(tmp_path: Path) -> None:
+    run = write_fake_run(
+        tmp_path / "run", profiles={"patchcore": (2.0, 1.0, 45.0), "winclip": (2.0, 0.01, 130.0)},
+        shared_noise=True, failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    assert comparison.delta == pytest.approx(0.0) and comparison.p_value == pytest.approx(1.0)
+    assert not comparison.significantly_worse
+    text = write_report(run, figures=False).read_text()
+    assert not any(WORSE_MARK in row for row in main_rows(text))
+    assert "not significantly different" in text
+
+
+def test_holm_adjustment() -> None:
+    assert holm([0.01, None, 0.04, 0.03]) == pytest.approx([0.03, None, 0.06, 0.06])
+    assert holm([]) == []
+
+
+def test_comparison_with_a_missing_score_file_is_reported_not_raised(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1), failed_method=None)
+    (run / "scores" / "winclip__default__smartphone-synth__s1.parquet").unlink()
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    assert comparison.p_value is None and comparison.n_pairs == 2
+    assert (
+        comparison.undefined_reason is not None
+        and "winclip__default__smartphone-synth__s1" in comparison.undefined_reason
+    )
+    text = write_report(run, figures=False).read_text()
+    assert "not tested:" in text

@@ -1,0 +1,138 @@
+"""The published reference table, its lookup, dataset-kind matching and the report's comparison section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_run import write_fake_run
+
+from benchmarks.published import PUBLISHED, dataset_kind, lookup
+from benchmarks.report import write_report
+from benchmarks.results_table import SEED_METRICS
+
+
+def values(entries: list) -> dict[str, float]:
+    return {e.metric: e.value for e in entries}
+
+
+def test_lookup_returns_the_papers_numbers() -> None:
+    assert values(lookup("winclip", "k0", "mvtec")) == {
+        "image_auroc": 91.8,
+        "f1_max": 92.9,
+        "pixel_auroc": 85.1,
+    }
+    assert values(lookup("winclip", "zero-shot", "visa")) == {
+        "image_auroc": 78.1,
+        "f1_max": 79.0,
+        "pixel_auroc": 79.6,
+    }
+    shots = {
+        k: lookup("winclip", f"k{k}", kind, "image_auroc")[0].value for k in (1, 2, 4) for kind in ["mvtec"]
+    }
+    assert shots == {1: 93.1, 2: 94.4, 4: 95.2}
+    assert [e.value for k in (1, 2, 4) for e in lookup("winclip", f"k{k}", "visa")] == [83.8, 84.6, 87.3]
+    assert values(lookup("patchcore", "default", "mvtec")) == {"image_auroc": 99.2}
+    assert values(lookup("dino-knn", "k1")) == {"image_auroc": 96.6}
+    assert values(lookup("anomalygpt", "k1", "mvtec")) == {
+        "image_auroc": 94.1, "pixel_auroc": 95.3, "decision_accuracy": 86.1,
+    }  # fmt: skip
+    assert [e.value for e in lookup("ltfm", "base", metric="image_auroc")] == [94.0, 91.1]
+    study = {e.variants: e.value for e in lookup("ltfm", dataset_kind="smartphone-study")}
+    assert study == {("base",): 84.73, ("ft-real",): 87.38, ("ft-real-gen",): 88.48}
+    assert lookup("patchcore", "k1") == [] and lookup("nobody") == []
+
+
+def test_every_entry_names_its_source_and_a_stored_metric() -> None:
+    for entry in PUBLISHED:
+        assert entry.paper and entry.table and entry.protocol and entry.variants
+        assert entry.metric in SEED_METRICS and 0 < entry.value <= 100
+
+
+def test_dataset_kind(tmp_path: Path) -> None:
+    assert dataset_kind("mvtec:/data/mvtec_ad/bottle") == "mvtec"
+    assert dataset_kind("mvtec:/data/VisA/candle") == "visa"
+    assert dataset_kind("mvtec:/data/visa") == "mvtec"  # the category itself is not the collection
+    assert dataset_kind("smartphone-synth") is None and dataset_kind("folder:/x") is None
+    assert dataset_kind("manifest:/phones/manifest.csv", tmp_path) is None  # not flagged
+    (tmp_path / "dataset.json").write_text("{not json")
+    assert dataset_kind("manifest:/phones/manifest.csv", tmp_path) is None
+    (tmp_path / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
+    assert dataset_kind("manifest:/phones/manifest.csv", tmp_path) == "smartphone-study"
+    assert dataset_kind("smartphone-synth", tmp_path) is None  # only manifests can be the study's data
+
+
+def published_table(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "tables" / "published_vs_reproduced.csv")
+
+
+def row(table: pd.DataFrame, method: str, variants: str, metric: str, kind: str) -> pd.Series:
+    found = table[
+        (table["method"] == method)
+        & (table["variants"] == variants)
+        & (table["metric"] == metric)
+        & (table["dataset_kind"] == kind)
+    ]
+    assert len(found) == 1
+    return found.iloc[0]
+
+
+def test_report_compares_matching_mvtec_cells(tmp_path: Path) -> None:
+    run = write_fake_run(
+        tmp_path / "run", ("winclip",), variants={"winclip": ("k0", "k1")}, seeds=(0, 1),
+        dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    text = write_report(run, figures=False).read_text()
+    assert "## Published vs reproduced" in text
+    table = published_table(run)
+    assert len(table) == len(PUBLISHED)
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    zero_shot = [d["metrics"]["image_auroc"] for d in lines if d["variant"] == "k0"]
+    auroc = row(table, "winclip", "k0, zero-shot", "image_auroc", "mvtec")
+    assert auroc["status"] == "comparable (1 dataset)"
+    assert auroc["reproduced"] == pytest.approx(100 * sum(zero_shot) / 2)
+    assert auroc["delta"] == pytest.approx(auroc["reproduced"] - 91.8)
+    pixel = row(table, "winclip", "k0, zero-shot", "pixel_auroc", "mvtec")
+    assert pixel["status"] == "pixel_auroc not recorded" and pd.isna(pixel["delta"])
+    assert row(table, "winclip", "k0, zero-shot", "image_auroc", "visa")["status"].startswith(
+        "not comparable: different data"
+    )
+    assert row(table, "patchcore", "default", "image_auroc", "mvtec")["status"] == "not run"
+    section = text.split("## Published vs reproduced")[1].split("\n## ")[0]
+    assert "| winclip | k0, zero-shot | image\\_auroc | zero-shot | MVTec AD | 91.8 |" in section
+
+
+def test_random_weights_and_other_data_are_not_comparable(tmp_path: Path) -> None:
+    run = write_fake_run(
+        tmp_path / "mvtec", ("winclip",), variants={"winclip": ("k0",)}, dataset="mvtec:/data/mvtec_ad/bottle",
+        failed_method=None, weights="random",
+    )  # fmt: skip
+    write_report(run, figures=False)
+    auroc = row(published_table(run), "winclip", "k0, zero-shot", "image_auroc", "mvtec")
+    assert auroc["status"] == "not comparable: random weights" and pd.isna(auroc["reproduced"])
+    phones = write_fake_run(
+        tmp_path / "phones", ("ltfm",), variants={"ltfm": ("base", "ft-real", "ft-real-gen")},
+        failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    write_report(phones, figures=False)
+    study = row(published_table(phones), "ltfm", "ft-real", "f1", "smartphone-study")
+    assert study["status"] == "not comparable: different data (smartphone-synth)"
+
+
+def test_the_flagged_study_set_is_compared_with_the_studys_f1(tmp_path: Path) -> None:
+    run = write_fake_run(
+        tmp_path / "run", ("ltfm",), variants={"ltfm": ("base", "ft-real", "ft-real-gen")},
+        dataset="manifest:/data/phones/manifest.csv", failed_method=None, weights="pretrained",
+    )  # fmt: skip
+    (run / "dataset" / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
+    write_report(run, figures=False)
+    f1 = {
+        d["variant"]: d["metrics"]["f1"]
+        for d in map(json.loads, (run / "runs.jsonl").read_text().splitlines())
+    }
+    for variant, published in (("base", 84.73), ("ft-real", 87.38), ("ft-real-gen", 88.48)):
+        study = row(published_table(run), "ltfm", variant, "f1", "smartphone-study")
+        assert study["status"] == "comparable (1 dataset)"
+        assert study["delta"] == pytest.approx(100 * f1[variant] - published)
