@@ -161,7 +161,8 @@ def _resize(anomaly_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return anomaly_map if anomaly_map.shape == shape else metrics.resize_map(anomaly_map, shape[-2:])
 
 
-def score_frame(samples: Sequence[Sample], prediction: Prediction) -> pd.DataFrame:
+def score_frame(samples: Sequence[Sample], prediction: Prediction, root: Path) -> pd.DataFrame:
+    """One row per image: its manifest fields (paths relative to the dataset `root`) and its outputs."""
     rows = pd.DataFrame(
         {
             "image_id": [s.record.image_id for s in samples],
@@ -182,14 +183,6 @@ def score_frame(samples: Sequence[Sample], prediction: Prediction) -> pd.DataFra
     for name, values in prediction.extra.items():
         rows[name] = [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in values]
     return rows
-
-
-def _relative(mask: Path | None, record: ImageRecord) -> str | None:
-    """The mask path relative to the dataset root (the folder the image id is relative to)."""
-    if mask is None:
-        return None
-    root = Path(str(record.image)[: -len(record.image_id)]) if str(record.image).endswith(record.image_id) else None
-    return Path(mask).relative_to(root).as_posix() if root and Path(mask).is_relative_to(root) else str(mask)
 
 
 def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_dir: Path) -> CellOutcome:
@@ -249,7 +242,8 @@ def _run_cell(
         test_pred.scores, labels, threshold, n_bootstrap=config.preset.bootstrap_samples, seed=cell.seed
     )
     pixel = _pixel_metrics(test, test_pred, dataset)
-    frame = pd.concat([score_frame(val, val_pred), score_frame(test, test_pred)], ignore_index=True)
+    frame = pd.concat([score_frame(val, val_pred, dataset.root), score_frame(test, test_pred, dataset.root)],
+                      ignore_index=True)
     breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
     hard = metrics.hard_negative_fpr(frame, threshold.value)
 
