@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default: results/<preset>)")
     run.add_argument("--preset", choices=sorted(PRESETS), default="default")
     run.add_argument("--force", action="store_true", help="recompute finished cells")
-    run.add_argument("--executor", choices=("local",), default="local")
+    run.add_argument("--executor", choices=("local", "ray"), default="local", help="ray: cells as Ray tasks")
     run.add_argument("--shard", help="run slice I of N of the grid, e.g. 1/4")
     run.add_argument("--cell-timeout", type=float, help="seconds per cell (default from the preset)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md and figures at the end")

@@ -11,7 +11,7 @@ import logging
 import multiprocessing as mp
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,17 +83,31 @@ def run(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = No
                 summary.resumed.append(cell.key)
                 continue
             todo.append((cell, digest))
-        bar = tqdm(todo, desc="cells", unit="cell")
-        for cell, digest in bar:
-            bar.set_postfix_str(cell.key)
-            started = datetime.now(timezone.utc)
-            outcome = _execute(config, cell)
+        if config.executor == "ray":
+            from benchmarks.ray_executor import ray_outcomes
+
+            finished = ray_outcomes(config, todo)
+        else:
+            finished = _local_outcomes(config, todo)
+        for cell, digest, started, outcome in finished:
             record = _record(config, cell, digest, run_id, outcome, started)
             store.append(record)
             summary.ran.append(record)
             if on_cell:
                 on_cell(record)
     return summary
+
+
+FinishedCell = tuple[CellSpec, str, datetime, CellOutcome]
+
+
+def _local_outcomes(config: RunConfig, todo: list[tuple[CellSpec, str]]) -> Iterator[FinishedCell]:
+    """Cells one after another, each in its own process (the 2-core default; no oversubscription)."""
+    bar = tqdm(todo, desc="cells", unit="cell")
+    for cell, digest in bar:
+        bar.set_postfix_str(cell.key)
+        started = datetime.now(timezone.utc)
+        yield cell, digest, started, _execute(config, cell)
 
 
 def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
@@ -127,7 +141,7 @@ def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
             return CellOutcome(
                 "failed",
                 f"TimeoutError: cell exceeded {timeout:.0f} s and was stopped",
-                _declared_weights(config),
+                declared_weights(config),
                 [],
             )
     process.join(timeout=30)
@@ -138,7 +152,7 @@ def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
         code = process.exitcode
         reason = "killed (out of memory?)" if code == -9 else f"exit code {code}"
         return CellOutcome(
-            "failed", f"cell process died without a result: {reason}", _declared_weights(config), []
+            "failed", f"cell process died without a result: {reason}", declared_weights(config), []
         )
     return outcome
 
@@ -161,7 +175,7 @@ def _child(config: RunConfig, cell: CellSpec, module: str, conn: Any) -> None:
     conn.close()
 
 
-def _declared_weights(config: RunConfig) -> str:
+def declared_weights(config: RunConfig) -> str:
     return "pretrained" if config.weights == "pretrained" else "random"
 
 

@@ -106,3 +106,17 @@ def test_two_shards_merge_into_the_same_cells_as_one_run(tiny_manifest: Path, tm
     latest = RunStore(merged).latest()
     assert {k: r["metrics"] for k, r in latest.items()} == whole
     assert all((merged / r["scores_file"]).is_file() for r in latest.values())
+
+
+def test_ray_executor_gives_the_same_cells_as_local(tiny_manifest: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    # Ray workers import torch/anomalib from scratch: allow for a slow start on a loaded machine.
+    base = _config(tiny_manifest, tmp_path / "local", ("mean-brightness", "crashing"), timeout=900.0)
+    local = {r["cell_key"]: (r["status"], r["metrics"]) for r in run(base).ran}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
+    try:
+        remote = run(RunConfig(**{**base.__dict__, "out": tmp_path / "ray", "executor": "ray"}))
+    finally:
+        ray.shutdown()
+    assert {r["cell_key"]: (r["status"], r["metrics"]) for r in remote.ran} == local
