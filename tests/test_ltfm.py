@@ -1,0 +1,255 @@
+"""LTFM: module shapes, frozen towers, checkpoints, training on the toy task, the plugin's variants and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from baselines.ltfm_plugin import LTFMBaseline, combine_crops, grid_word
+from benchmarks.contract import MethodContext, Protocol, Sample
+from benchmarks.feature_cache import FeatureCache as SharedFeatureCache
+from benchmarks.weights import WeightsResolver
+from ltfm.checkpoint import EXPERT_KEY_MAP, load_checkpoint, load_expert_checkpoint, save_checkpoint
+from ltfm.module import LTFM, LTFMConfig, adverb
+from ltfm.towers import VisionTower, build_tower, encode_images, level_depths
+from ltfm.trainer import FeatureCache, TrainConfig, synthetic_source_domain, train_ltfm
+
+TINY = {"tower": "dinov2-tiny", "dim": 64}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models: one thread is several times faster than two on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_ltfm(width: int = 32, grid: tuple[int, int] = (8, 8), seed: int = 0) -> LTFM:
+    torch.manual_seed(seed)
+    return LTFM(LTFMConfig(width=width, grid=grid, embedding_dim=16, class_dim=16, attention_dim=16, head_dim=16))
+
+
+def test_module_output_shapes_and_paper_size() -> None:
+    model = tiny_ltfm()
+    out = model(torch.randn(3, 5, 4, 64, 32))
+    assert out.logit.shape == out.score.shape == (3,)
+    assert out.significance_map.shape == (3, 5, 8, 8)
+    assert out.level_maps.shape == (3, 5, 4, 8, 8)
+    assert torch.allclose(out.significance_map, out.level_maps.mean(dim=2))
+    assert ((out.score > 0) & (out.score < 1)).all()
+    assert ((out.significance_map >= 0) & (out.significance_map <= 1)).all()
+    with pytest.raises(ValueError, match="tower and input size"):
+        model(torch.randn(1, 1, 4, 49, 32))
+    # The paper's expert at SigLIP so400m (width 1152, 27x27 tokens) has about 7 M parameters.
+    n_params = sum(p.numel() for p in LTFM(LTFMConfig()).parameters())
+    assert 6.5e6 < n_params < 7.5e6
+
+
+@pytest.mark.parametrize("name", ["siglip-tiny", "clip-tiny", "dinov2-tiny"])
+def test_towers_give_four_levels_and_are_frozen(name: str) -> None:
+    tower = build_tower(name, WeightsResolver(mode="random"))
+    images = [np.full((40, 70, 3), 128, np.uint8), np.zeros((64, 64, 3), np.uint8)]
+    feats = encode_images(tower, images, anyres=True)
+    assert feats.shape == (2, 5, 4, tower.num_tokens, tower.width)
+    assert tower.num_tokens == 64 and not tower.training
+    assert all(not p.requires_grad for p in tower.parameters())
+    assert not torch.equal(feats[:, :, 0], feats[:, :, 3])  # different depths, not one level repeated
+
+
+def _library_format(name: str, tower: VisionTower) -> dict[str, torch.Tensor]:
+    """The tower's weights laid out as its library publishes them (with keys the loader must drop)."""
+    if name.startswith("siglip"):  # a full SiglipModel: vision + text + the pooling head
+        vision = {"vision_model." + k.removeprefix("vision_model."): v for k, v in tower.model.state_dict().items()}
+        return {**vision, "text_model.embeddings.x": torch.zeros(1), "vision_model.head.probe": torch.zeros(1)}
+    if name.startswith("clip"):  # a full open_clip CLIP model
+        return {**{f"visual.{k}": v for k, v in tower.visual.state_dict().items()}, "logit_scale": torch.ones(())}
+    return dict(tower.model.state_dict())  # a timm model
+
+
+@pytest.mark.parametrize("name", ["siglip-tiny", "clip-tiny", "dinov2-tiny"])
+def test_towers_load_weights_found_by_the_resolver(name: str, tmp_path) -> None:
+    torch.manual_seed(1)
+    source = build_tower(name, WeightsResolver(mode="random"))
+    key = f"ltfm_{name.split('-')[0]}_tiny"
+    save_file({k: v.contiguous() for k, v in _library_format(name, source).items()}, tmp_path / f"{key}.safetensors")
+    torch.manual_seed(2)
+    resolver = WeightsResolver(mode="pretrained", weights_dir=tmp_path)
+    loaded = build_tower(name, resolver)
+    assert resolver.effective_mode == "pretrained" and loaded.weights.path == tmp_path / f"{key}.safetensors"
+    pixels = torch.randn(1, 3, 64, 64)
+    assert all(torch.equal(a, b) for a, b in zip(source(pixels).levels, loaded(pixels).levels, strict=True))
+
+
+def test_level_depths_match_quarters_of_the_tower() -> None:
+    assert level_depths(27) == (7, 14, 20, 27)  # SigLIP so400m
+    assert level_depths(12) == (3, 6, 9, 12)
+    assert level_depths(4) == (1, 2, 3, 4)
+
+
+def test_gradients_reach_only_ltfm_and_the_tower_stays_unchanged(toy_task: dict[str, list[Sample]]) -> None:
+    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    model = tiny_ltfm(tower.width, tower.grid)
+    images = [s.image for s in toy_task["val"]]
+    pixels = tower.preprocess(images).requires_grad_(True)
+    out = model(tower(pixels).stack()[:, None])
+    out.logit.sum().backward()
+    assert all(p.grad is None for p in tower.parameters())
+    assert pixels.grad is None  # the tower's forward is detached: nothing flows back through it
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+    cache = FeatureCache(tower, "test")
+    samples = toy_task["train"] + toy_task["val"]
+    data = cache.feature_set([s.image for s in samples], [s.label for s in samples], [s.mask for s in samples])
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    train_ltfm(model, data, None, TrainConfig(epochs=2, batch_size=8))
+    assert any(not torch.equal(start[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in tower.state_dict().items())
+    assert all(not p.requires_grad for p in tower.parameters())
+
+
+def test_feature_cache_computes_each_image_once(tmp_path, toy_task: dict[str, list[Sample]]) -> None:
+    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))
+    images = [s.image for s in toy_task["val"][:3]]
+    shared = SharedFeatureCache(tmp_path)
+    cache = FeatureCache(tower, "ns", shared=shared)
+    first = cache.features(images + images[:1])  # a repeated image is encoded once
+    assert first.dtype == torch.float16 and first.shape[:3] == (4, 1, 4)
+    assert torch.equal(first[0], first[3]) and shared.misses == 3
+    assert torch.equal(cache.features(images), first[:3]) and shared.hits == 0  # memory hit
+    fresh = FeatureCache(None, "ns", shared=shared)  # type: ignore[arg-type]  # a disk hit needs no tower
+    assert torch.equal(fresh.features(images), first[:3]) and shared.hits == 3
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path) -> None:
+    model = tiny_ltfm(seed=3)
+    path = save_checkpoint(tmp_path / "ltfm", model, {"tower": "dinov2-tiny", "threshold": 0.25})
+    loaded, metadata = load_checkpoint(path)
+    assert loaded.config == model.config and metadata == {"tower": "dinov2-tiny", "threshold": 0.25}
+    original = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == original[key].dtype and torch.equal(value, original[key]), key
+    x = torch.randn(2, 1, 4, 64, 32)
+    assert torch.equal(model.eval()(x).logit, loaded(x).logit)
+
+
+def test_expert_checkpoint_keys_map_onto_ltfm(tmp_path) -> None:
+    """An Anomaly-OneVision-style `.pth` (wrapped, prefixed, with tower keys) loads into an equal LTFM."""
+    model = tiny_ltfm(seed=1)
+    inverse = {ours: theirs for theirs, ours in EXPERT_KEY_MAP.items()}
+    their_key = {}
+    for key in model.state_dict():
+        prefix = next(p for p in inverse if key.startswith(p))
+        their_key[key] = "anomaly_expert." + inverse[prefix] + key[len(prefix):]
+    theirs = {their_key[k]: v.to(torch.bfloat16) for k, v in model.state_dict().items()}  # released in bf16
+    theirs["vision_tower.blocks.0.weight"] = torch.zeros(2)
+    torch.save({"anomaly_expert_state_dict": theirs, "dtype": "torch.bfloat16"}, tmp_path / "expert.pth")
+    loaded, skipped = load_expert_checkpoint(tmp_path / "expert.pth")
+    assert skipped == ["vision_tower.blocks.0.weight"]
+    assert loaded.config == model.config
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, theirs[their_key[key]].float()), key
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not an Anomaly-OneVision expert"):
+        load_expert_checkpoint(tmp_path / "other.pth")
+
+
+def test_training_on_the_toy_task_lifts_validation_auroc(
+    toy_task: dict[str, list[Sample]], make_context: Callable[..., MethodContext]
+) -> None:
+    """Supervised training from a random LTFM on 14 normals + 6 scratched textures, validated on 4 + 4.
+
+    The scratch is a bright 2-px diagonal on striped noise; even random tower patch features
+    separate it, so a trained LTFM should rank (nearly) every val anomaly above every val normal.
+    AUROC >= 0.8 on 8 images is far above chance (0.5); the loss check shows the gain comes from
+    training, not from a lucky initialisation. lr 1e-2 because 20 images give only 2 steps per epoch.
+    """
+    plugin = LTFMBaseline(make_context("ft-real", init="scratch", lr=1e-2, epochs=60, patience=20, **TINY))
+    train = toy_task["train"] + toy_task["test"]  # the fixture's train split holds normals only
+    plugin.fit(train, toy_task["val"])
+    result = plugin.fit_result
+    assert result is not None
+    first, best = result.history[0], result.best
+    assert best["val_auroc"] >= 0.8
+    assert best["val_loss"] < 0.8 * first["val_loss"]
+    assert best["train_loss"] < 0.7 * first["train_loss"]
+    assert plugin.threshold_source == "val"
+
+    pred = plugin.predict([s.image for s in toy_task["val"]])
+    pred.check(8)
+    labels = np.array([s.label for s in toy_task["val"]])
+    assert pred.scores[labels == 1].mean() > pred.scores[labels == 0].mean()
+    assert pred.maps is not None and pred.maps.shape == (8, 64, 64)
+    assert set(pred.extra) == {"adverb", "verdict", "region_box", "region_grid"}
+    assert pred.extra["verdict"] == ["anomalous" if s >= plugin.threshold else "normal" for s in pred.scores]
+    for box in pred.extra["region_box"]:
+        x0, y0, x1, y1 = map(int, str(box).split(","))
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert (plugin.context.work_dir / "ltfm" / "ft-real-seed0.safetensors").is_file()
+
+
+def test_base_variant_trains_on_the_synthetic_domain_only(
+    toy_task: dict[str, list[Sample]], make_context: Callable[..., MethodContext], tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("BENCHMARKS_CACHE", str(tmp_path / "cache"))
+    plugin = LTFMBaseline(make_context("base", base_images=16, epochs=2, **TINY))
+    plugin.fit([], toy_task["val"])  # base ignores target training data (its protocol gives none)
+    assert plugin.fit_result is None
+    assert len(list((tmp_path / "cache" / "ltfm" / "base").glob("*.safetensors"))) == 1
+    pred = plugin.predict([s.image for s in toy_task["test"][:2]])
+    pred.check(2)
+    # ft variants start from that cached base instead of training it again.
+    ft = LTFMBaseline(make_context("ft-real", base_images=16, epochs=2, **TINY))
+    base, start = ft._initial_model()
+    assert start == "synthetic source domain"
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(),
+                                                  plugin.model.state_dict().values(), strict=True))
+
+
+def test_anyres_crops_flow_through_fit_and_predict(
+    toy_task: dict[str, list[Sample]], make_context: Callable[..., MethodContext]
+) -> None:
+    plugin = LTFMBaseline(make_context("ft-real", init="scratch", anyres=True, epochs=1, **TINY))
+    plugin.fit(toy_task["val"], None)
+    assert plugin.threshold == 0.5 and plugin.threshold_source == "default"  # no validation data
+    pred = plugin.predict([s.image for s in toy_task["test"][:3]])
+    pred.check(3)
+    assert pred.maps is not None and pred.maps.shape == (3, 64, 64)
+
+
+def test_synthetic_source_domain_is_deterministic_with_masks() -> None:
+    a, b = synthetic_source_domain(6, size=64, seed=1), synthetic_source_domain(6, size=64, seed=1)
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    assert [x[2] for x in a] == [0, 1, 0, 1, 0, 1]
+    assert all(x[1].any() == bool(x[2]) for x in a)
+    assert all(x[0].shape == (64, 64, 3) and x[0].dtype == np.uint8 for x in a)
+
+
+def test_variants_declare_which_training_sources_they_see() -> None:
+    variants = LTFMBaseline.meta.variants
+    assert LTFMBaseline.meta.default_variants == ("base", "ft-real", "ft-real-gen")
+    assert variants["ft-real"].protocol is Protocol.SUPERVISED and variants["ft-real"].sources == ("real",)
+    assert variants["ft-real-gen"].protocol is Protocol.SUPERVISED
+    assert "generated" in variants["ft-real-gen"].sources and "real" in variants["ft-real-gen"].sources
+    assert "generated" not in variants["ft-real"].sources
+    assert variants["base"].protocol is Protocol.ZERO_SHOT and variants["base"].sources == ()
+
+
+def test_adverb_thresholds() -> None:
+    assert [adverb(s) for s in (0.0, 0.299, 0.3, 0.699, 0.7, 1.0)] == [
+        "slightly", "slightly", "moderately", "moderately", "highly", "highly"]
+
+
+def test_region_words_and_crop_maps() -> None:
+    assert grid_word(0.1, 0.1) == "top left" and grid_word(0.5, 0.5) == "center"
+    assert grid_word(0.9, 0.5) == "right" and grid_word(0.5, 0.95) == "bottom"
+    maps = np.zeros((1, 5, 2, 2), np.float32)
+    maps[0, 4, 1, 1] = 1.0  # bottom-right cell of the bottom-right quadrant
+    combined = combine_crops(maps)
+    assert combined.shape == (1, 4, 4) and np.unravel_index(combined[0].argmax(), (4, 4)) == (3, 3)
