@@ -57,7 +57,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from baselines.common import batches
+from baselines.common import batches, options_from_mapping
 from baselines.patchcore import load_backbone_weights, timm_weight_spec
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.registry import BASELINES
@@ -88,11 +88,7 @@ class AnomalibOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> AnomalibOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown anomalib adapter options {unknown}; known: {sorted(known)}")
-        return cls(**options)
+        return options_from_mapping(cls, options, "anomalib adapter")
 
 
 class AnomalibBaseline(Baseline):

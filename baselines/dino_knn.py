@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import faiss
@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import checkpoint_filter_fn
 
-from baselines.common import IMAGENET_MEAN, IMAGENET_STD, batches, gaussian_blur_maps, images_to_tensor
+from baselines.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    batches,
+    gaussian_blur_maps,
+    images_to_tensor,
+    options_from_mapping,
+)
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
@@ -61,11 +68,7 @@ class DinoKnnOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> DinoKnnOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"dino-knn: unknown options {unknown}; known: {sorted(known)}")
-        return cls(**options)
+        return options_from_mapping(cls, options, "dino-knn")
 
 
 def weight_spec(backbone: str) -> WeightSpec:

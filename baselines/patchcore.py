@@ -8,7 +8,6 @@ weights are loaded through the suite's resolver, so nothing is downloaded behind
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,14 @@ import torch.nn.functional as F
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
 
-from baselines.common import batches, gaussian_blur_maps, greedy_coreset, images_to_tensor, knn_search
+from baselines.common import (
+    batches,
+    gaussian_blur_maps,
+    greedy_coreset,
+    images_to_tensor,
+    knn_search,
+    options_from_mapping,
+)
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.registry import BASELINES
@@ -76,14 +82,7 @@ class PatchCoreOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PatchCoreOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown patchcore options {unknown}; known: {sorted(known)}")
-        values = dict(options)
-        if "layers" in values:
-            values["layers"] = tuple(values["layers"])
-        opts = cls(**values)
+        opts = options_from_mapping(cls, options, "patchcore")
         if not 0 < opts.crop_size <= opts.image_size:
             raise ValueError(f"crop_size {opts.crop_size} must be in (0, image_size={opts.image_size}]")
         if not 0 < opts.coreset_ratio <= 1:

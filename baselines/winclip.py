@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -19,7 +19,7 @@ import torch
 from anomalib.models.image.winclip import torch_model as anomalib_winclip
 from anomalib.models.image.winclip.torch_model import WinClipModel
 
-from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
+from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor, options_from_mapping
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver
@@ -60,14 +60,7 @@ class WinClipOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> WinClipOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"winclip: unknown options {unknown}; known: {sorted(known)}")
-        values = dict(options)
-        if "scales" in values:
-            values["scales"] = tuple(values["scales"])
-        return cls(**values)
+        return options_from_mapping(cls, options, "winclip")
 
 
 def weight_spec(model_name: str, tag: str) -> WeightSpec:
