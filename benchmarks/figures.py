@@ -1040,7 +1040,7 @@ def draw_gallery(view: _DatasetView) -> list[Path]:
         pad=0.02,
     )
     bar.set_label(
-        f"anomaly map, min-max scaled per method over these images ({plain(_short_name(view.dataset))});"
+        f"anomaly map, min-max scaled per method\nover these images ({plain(_short_name(view.dataset))});"
         " cyan: ground truth",
         fontsize=6,
     )
