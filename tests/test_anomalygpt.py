@@ -45,13 +45,7 @@ YES_RE = re.compile(r"Yes, there is an anomaly in the image, at the (top left|to
                     r"bottom left|bottom|bottom right) of the image\.")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors on a shared 2-core box: one intra-op thread is ~5x faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,13 +21,7 @@ from ltfm.trainer import FeatureCache, TrainConfig, synthetic_source_domain, tra
 TINY = {"tower": "dinov2-tiny", "dim": 64}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models: one thread is several times faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_ltfm(width: int = 32, grid: tuple[int, int] = (8, 8), seed: int = 0) -> LTFM:
