@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
         latency_warmup=1,
         throughput_batch_sizes=(4,),
         bootstrap_samples=200,
-        cell_timeout_s=600.0,
+        cell_timeout_s=3600.0,
     ),
     "default": Preset(name="default", latency_images=20, latency_warmup=2, throughput_batch_sizes=(8,)),
     "paper": Preset(
