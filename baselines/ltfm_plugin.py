@@ -21,13 +21,14 @@ so400m at 384 px (27x27 tokens, width 1152: ~50x the tower compute and ~8x the L
 image, far too slow on a CPU for three variants, and with random weights it buys nothing).
 `options={"tower": "siglip-so400m"}` gives the paper's tower (also `clip-vit-b16`). Measured on
 the default `smartphone-synth` (190 real / 270 real+generated train, 70 val, 160 test images of
-256x384; random weights; a shared 2-core VM on which the process got about one core): tower
-features ~0.3 s/image, one LTFM epoch ~36-44 s, `predict` ~0.35 s/image. Fit: `ft-real` 7.4 min
-(10 epochs), `ft-real-gen` 5.7 min (5 epochs; both early-stopped), `base` 6.8 min the first
-time (4.7 min of it training the synthetic base on 240 images, now 160 by default; then cached),
-about 20 s after. The input is squashed to the tower's square size (fixed token count for the
-look-back pooling); AnyRes is reduced to the global crop by default, `options["anyres"] = True`
-adds the 4 quadrant crops (5x the tower and LTFM cost).
+256x384; random weights; one torch thread on a shared 2-core VM): tower features ~0.33 s/image,
+one LTFM epoch 25-45 s, `predict` ~0.3 s/image. Fit: `ft-real` 6.5 min (12 epochs), `ft-real-gen`
+5.7 min (5 epochs; both early-stopped), `base` 2.3 min the first time (the synthetic base, then
+cached), ~20 s after; about 50 s more per variant to predict the 160 test images.
+
+The input is squashed to the tower's square size (a fixed token count for the look-back
+pooling); AnyRes is reduced to the global crop by default, `options["anyres"] = True` adds the
+4 quadrant crops (5x the tower and LTFM cost).
 
 Other deviations from the paper: `base` is not the authors' expert unless its checkpoint is
 given; the training recipe (class-balanced BCE + focal map loss, AdamW with warm-up and cosine
