@@ -107,19 +107,27 @@ class ReportTable:
         best = values.max() if column.higher_is_better else values.min()
         return set(values.index[values == best])
 
+    def _row_texts(
+        self, row: list[tuple[str, str, bool] | None], escape: Callable[[str], str], missing: str,
+        bold_format: str, render_tail: Callable[[str], str],
+    ) -> list[str]:
+        """One row's cells as text: text columns escaped, the best value bolded, the tail rendered."""
+        texts = []
+        for column, cell in zip(self.columns, row, strict=True):
+            if cell is None:
+                texts.append(missing)
+                continue
+            head, tail, bold = cell
+            head = escape(head) if column.text else head
+            texts.append((bold_format.format(head) if bold else head) + render_tail(tail))
+        return texts
+
     def to_markdown(self) -> str:
         header = "| " + " | ".join(md_escape(c.header) for c in self.columns) + " |"
         align = "|" + "|".join(":--" if c.text else "--:" for c in self.columns) + "|"
         lines = [header, align]
         for row in self.cells():
-            texts = []
-            for column, cell in zip(self.columns, row, strict=True):
-                if cell is None:
-                    texts.append(MISSING_MD)
-                    continue
-                head, tail, bold = cell
-                head = md_escape(head) if column.text else head
-                texts.append((f"**{head}**" if bold else head) + tail)
+            texts = self._row_texts(row, md_escape, MISSING_MD, "**{}**", lambda tail: tail)
             lines.append("| " + " | ".join(texts) + " |")
         return "\n".join(lines) + "\n"
 
@@ -131,15 +139,10 @@ class ReportTable:
         lines.append(" & ".join(tex_escape(c.header) for c in self.columns) + r" \\")
         lines.append(r"\midrule")
         for row in self.cells():
-            texts = []
-            for column, cell in zip(self.columns, row, strict=True):
-                if cell is None:
-                    texts.append(MISSING_TEX)
-                    continue
-                head, tail, bold = cell
-                head = tex_escape(head) if column.text else head
-                tail = tail.replace("±", r"$\pm$").replace(WORSE_MARK, r"\textsuperscript{\dag}")
-                texts.append((rf"\textbf{{{head}}}" if bold else head) + tail)
+            texts = self._row_texts(
+                row, tex_escape, MISSING_TEX, r"\textbf{{{}}}",
+                lambda tail: tail.replace("±", r"$\pm$").replace(WORSE_MARK, r"\textsuperscript{\dag}"),
+            )
             lines.append(" & ".join(texts) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
