@@ -65,6 +65,7 @@ from baselines.anomalygpt_synth import cutpaste_poisson, jitter
 from baselines.chat_backend import ChatBackend, ChatConfig
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, cosine_knn_search, images_to_tensor
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.grid import GRID, grid_location
 from benchmarks.metrics.threshold import choose_threshold
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec
@@ -75,7 +76,6 @@ NORMAL_STATES = ("{}", "flawless {}", "perfect {}", "unblemished {}", "{} withou
                  "{} without damage")
 ABNORMAL_STATES = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
 TEMPLATES = ("a photo of a {}.", "a photo of the {}.")
-GRID = (("top left", "top", "top right"), ("left", "center", "right"), ("bottom left", "bottom", "bottom right"))
 NO_ANSWER = "No, there is no anomaly in the image."
 YES_ANSWER = "Yes, there is an anomaly in the image, at the {} of the image."
 LOGIT_SCALE = 100.0
@@ -119,31 +119,6 @@ SCHEDULES: dict[str, TrainSchedule] = {
 }
 _SCHEDULE_FIELDS = {f.name for f in fields(TrainSchedule)}
 _OPTIONS = {"model", "pretrained", "model_overrides", "batch_size", "fewshot_map", "chat"} | _SCHEDULE_FIELDS
-
-
-def grid_location(anomaly_map: np.ndarray) -> str:
-    """The 3x3 grid word ("top left" ... "bottom right") of the maximum of a `(h, w)` map."""
-    values = np.asarray(anomaly_map)
-    if values.ndim != 2 or values.size == 0:
-        raise ValueError(f"expected a non-empty (h, w) map, got shape {values.shape}")
-    y, x = np.unravel_index(int(np.argmax(values)), values.shape)
-    return _grid_word(y + 0.5, x + 0.5, values.shape)
-
-
-def grid_location_of_mask(mask: np.ndarray) -> str:
-    """The 3x3 grid word of the centroid of a `(h, w)` bool or soft mask; ValueError when empty."""
-    weights = np.clip(np.asarray(mask, dtype=np.float64), 0.0, None)
-    if weights.ndim != 2 or weights.sum() <= 0:
-        raise ValueError("an empty mask has no location")
-    ys, xs = np.mgrid[0 : weights.shape[0], 0 : weights.shape[1]]
-    total = weights.sum()
-    return _grid_word((weights * ys).sum() / total + 0.5, (weights * xs).sum() / total + 0.5, weights.shape)
-
-
-def _grid_word(y: float, x: float, shape: tuple[int, ...]) -> str:
-    row = min(2, int(3 * y / shape[0]))
-    col = min(2, int(3 * x / shape[1]))
-    return GRID[row][col]
 
 
 def answer_text(is_anomalous: bool, location: str) -> str:

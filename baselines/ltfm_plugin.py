@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.data.cache import cache_root
 from benchmarks.feature_cache import weights_fingerprint
+from benchmarks.grid import grid_word
 from benchmarks.metrics.threshold import choose_threshold
 from benchmarks.registry import BASELINES
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
@@ -93,16 +94,8 @@ EXPERT_ENV = "LTFM_EXPERT_CHECKPOINT"
 BASE_IMAGES = {"smoke": 48, "default": 160, "paper": 1000}
 TRAIN_OPTIONS: dict[str, type] = {"epochs": int, "patience": int, "lr": float, "weight_decay": float,
                                    "batch_size": int, "map_loss": str, "map_loss_weight": float}
-GRID_ROWS = ("top", "", "bottom")
-GRID_COLS = ("left", "", "right")
 DEFAULT_THRESHOLD = 0.5
 SOURCE_DOMAIN_VERSION = "textures-v1"  # bump when `synthetic_source_domain` changes: invalidates cached bases
-
-
-def grid_word(x: float, y: float) -> str:
-    """3x3 location word of a point given as fractions of width / height: "top left" ... "bottom right"."""
-    row, col = GRID_ROWS[min(int(3 * y), 2)], GRID_COLS[min(int(3 * x), 2)]
-    return " ".join(w for w in (row, col) if w) or "center"
 
 
 def combine_crops(maps: np.ndarray) -> np.ndarray:

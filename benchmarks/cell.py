@@ -27,6 +27,7 @@ from benchmarks.data.images import ImageDecodeError, load_image, load_mask
 from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
 from benchmarks.feature_cache import FeatureCache
+from benchmarks.grid import grid_location_of_mask
 from benchmarks.registry import BASELINES, load_plugins
 from benchmarks.store import RunStore
 from benchmarks.weights import WeightsResolver
@@ -298,8 +299,6 @@ def _text_metrics(
     decisions = prediction.extra.get("decision")
     if decisions is None:
         return None
-    from baselines.anomalygpt import grid_location_of_mask
-
     labels = np.array([s.label for s in test])
     valid = np.array([d in (0, 1, True, False) for d in decisions])
     predicted = np.array([int(d) if ok else 0 for d, ok in zip(decisions, valid, strict=True)])

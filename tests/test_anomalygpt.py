@@ -16,14 +16,11 @@ import pytest
 import torch
 
 from baselines.anomalygpt import (
-    GRID,
     NO_ANSWER,
     AnomalyGPT,
     answer_text,
     class_question,
     depth_indices,
-    grid_location,
-    grid_location_of_mask,
     prompt_ensemble,
     weight_spec,
 )
@@ -31,6 +28,7 @@ from baselines.anomalygpt_synth import cutpaste_poisson, poisson_clone
 from baselines.chat_backend import ChatAnswer, ChatBackend, ChatConfig, parse_location
 from benchmarks.contract import MethodContext, Sample
 from benchmarks.data.schema import ImageRecord
+from benchmarks.grid import GRID, grid_location, grid_location_of_mask
 from benchmarks.presets import get_preset
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightsResolver

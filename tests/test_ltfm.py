@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from baselines.ltfm_plugin import LTFMBaseline, combine_crops, grid_word
+from baselines.ltfm_plugin import LTFMBaseline, combine_crops
 from benchmarks.contract import MethodContext, Protocol, Sample
 from benchmarks.feature_cache import FeatureCache as SharedFeatureCache
+from benchmarks.grid import grid_word
 from benchmarks.weights import WeightsResolver
 from ltfm.checkpoint import EXPERT_KEY_MAP, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
