@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from benchmarks import latency, metrics
@@ -135,17 +136,19 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
             pred = plugin.predict([s.image for s in chunk])
             try:
                 pred.check(len(chunk))
+                has_maps = pred.maps is not None if has_maps is None else has_maps
+                has_texts = pred.texts is not None if has_texts is None else has_texts
+                if (pred.maps is not None) != has_maps or (pred.texts is not None) != has_texts:
+                    raise ValueError("maps or texts are present for some batches but not for others")
             except ValueError as exc:
                 ids = ", ".join(s.record.image_id for s in chunk[:3])
                 raise ValueError(
                     f"{plugin.meta.name} returned a bad prediction for images {ids}...: {exc}"
                 ) from None
-            has_maps = pred.maps is not None if has_maps is None else has_maps
-            has_texts = pred.texts is not None if has_texts is None else has_texts
             scores.append(np.asarray(pred.scores, dtype=np.float64))
-            if has_maps and pred.maps is not None:
+            if pred.maps is not None:
                 maps.extend(np.asarray(pred.maps, dtype=np.float32))
-            if has_texts and pred.texts is not None:
+            if pred.texts is not None:
                 texts.extend(pred.texts)
             for name, values in pred.extra.items():
                 extra.setdefault(name, []).extend(values)
@@ -193,6 +196,15 @@ def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_d
         return _run_cell(config, cell, plugin_module, run_dir, resolver)
     except CellSkipped as exc:
         return CellOutcome("skipped", str(exc), resolver.effective_mode, resolver.summary())
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        log.debug("cell %s ran out of memory:\n%s", cell.key, traceback.format_exc())
+        return CellOutcome(
+            "failed",
+            f"out of memory ({type(exc).__name__}: {exc or 'allocation failed'}); "
+            "lower the plugin's batch size or the preset's image caps",
+            resolver.effective_mode,
+            resolver.summary(),
+        )
     except Exception as exc:
         log.debug("cell %s failed:\n%s", cell.key, traceback.format_exc())
         return CellOutcome(

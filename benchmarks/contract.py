@@ -113,16 +113,16 @@ class Prediction:
 
     def check(self, batch_size: int) -> None:
         """Raise ValueError naming what is wrong with this prediction for a batch of `batch_size`."""
-        scores = np.asarray(self.scores)
+        scores = _numeric(self.scores, "scores")
         if scores.shape != (batch_size,):
             raise ValueError(f"scores have shape {scores.shape}, expected ({batch_size},)")
-        bad = int((~np.isfinite(scores.astype(np.float64))).sum())
+        bad = int((~np.isfinite(scores)).sum())
         if bad:
             raise ValueError(f"{bad} of {batch_size} scores are NaN or infinite")
         if self.maps is not None:
-            maps = np.asarray(self.maps)
-            if maps.ndim != 3 or maps.shape[0] != batch_size:
-                raise ValueError(f"maps have shape {maps.shape}, expected ({batch_size}, h, w)")
+            maps = _numeric(self.maps, "maps")
+            if maps.ndim != 3 or maps.shape[0] != batch_size or min(maps.shape[1:]) < 1:
+                raise ValueError(f"maps have shape {maps.shape}, expected ({batch_size}, h, w) with h, w >= 1")
             if not np.isfinite(maps).all():
                 raise ValueError("maps contain NaN or infinite values")
         if self.texts is not None and len(self.texts) != batch_size:
@@ -130,6 +130,14 @@ class Prediction:
         for name, values in self.extra.items():
             if len(values) != batch_size:
                 raise ValueError(f"extra column {name!r} has {len(values)} values for {batch_size} images")
+
+
+def _numeric(values: object, what: str) -> np.ndarray:
+    """`values` as a float64 array, or ValueError saying they are not numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} are not numeric arrays ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -117,7 +119,7 @@ def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
     parent_end, child_end = context.Pipe(duplex=False)
     process = context.Process(
         target=_child,
-        args=(config, cell, method.__module__, child_end),
+        args=(config, cell, method.__module__, child_end, os.getpid()),
         name=f"cell-{cell.key}",
         daemon=False,
     )
@@ -168,11 +170,44 @@ def _process_context() -> Any:
     return context
 
 
-def _child(config: RunConfig, cell: CellSpec, module: str, conn: Any) -> None:
+def _child(config: RunConfig, cell: CellSpec, module: str, conn: Any, runner_pid: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _exit_with_runner(runner_pid)
     outcome = run_cell(config, cell, module, config.out)
     conn.send(outcome)
     conn.close()
+
+
+RUNNER_POLL_S = 0.5
+
+
+def _exit_with_runner(runner_pid: int) -> None:
+    """Stop this cell process when the runner that waits for it is gone (SIGKILL, SIGTERM, crash).
+
+    A fork-server child's parent is the fork server, not the runner, so neither PR_SET_PDEATHSIG
+    nor getppid() tell us; a daemon thread polls the runner's pid instead. The cell's partial work
+    is thrown away: the next run recomputes the cell, nothing is appended twice.
+    """
+
+    def watch() -> None:
+        while _alive(runner_pid):
+            time.sleep(RUNNER_POLL_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="runner-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie, i.e. dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the pid now belongs to another user
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): existence is all we can tell
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def declared_weights(config: RunConfig) -> str:

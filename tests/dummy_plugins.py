@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks.contract import Baseline, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 
 FULL = {"default": VariantSpec(Protocol.FULL_SHOT)}
 
@@ -54,6 +54,10 @@ class Hanging(MeanBrightness):
                       variants=FULL)
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        pid_file = os.environ.get("BENCHMARKS_TEST_PIDFILE")
+        if pid_file:
+            with open(pid_file, "w") as handle:
+                handle.write(str(os.getpid()))
         time.sleep(3600)
 
 
@@ -65,8 +69,58 @@ class Dying(MeanBrightness):
         os._exit(137)
 
 
+class FlatMaps(MeanBrightness):
+    """Returns one row of values per image (2-D maps) instead of `(B, h, w)`."""
+
+    meta = MethodMeta(name="flat-maps", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        pred = super().predict(images)
+        return Prediction(scores=pred.scores, maps=np.ones((len(images), 16)))
+
+
+class MapsSometimes(MeanBrightness):
+    """Maps for full batches of 8 only: the last, shorter batch of a split comes back without them."""
+
+    meta = MethodMeta(name="maps-sometimes", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        pred = super().predict(images)
+        return pred if len(images) == 8 else Prediction(scores=pred.scores)
+
+
+class OutOfMemory(MeanBrightness):
+    """Caps its own address space 256 MiB above what it uses, then asks for 16 GiB: a real MemoryError."""
+
+    meta = MethodMeta(name="out-of-memory", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        import resource
+
+        used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (used + (256 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+        self.ballast = np.ones(16 << 30, dtype=np.uint8)
+
+
+class Sentinel(MeanBrightness):
+    """Writes `<work_dir>/constructed` when constructed: proof that model work started."""
+
+    meta = MethodMeta(name="sentinel", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        assert context.work_dir is not None
+        context.work_dir.mkdir(parents=True, exist_ok=True)
+        (context.work_dir / "constructed").write_text("constructed")
+
+
 ALL = {"mean-brightness": MeanBrightness, "crashing": Crashing, "nan-scores": NanScores,
-       "hanging": Hanging, "dying": Dying}
+       "hanging": Hanging, "dying": Dying, "flat-maps": FlatMaps, "maps-sometimes": MapsSometimes,
+       "out-of-memory": OutOfMemory, "sentinel": Sentinel}
 
 
 def register_all() -> None:

@@ -117,3 +117,62 @@ def test_same_config_gives_identical_metrics(tiny_manifest: Path, tmp_path: Path
         assert summary.ran[0]["status"] == "ok", summary.ran[0]["error"]
         metrics.append(json.dumps(summary.ran[0]["metrics"], sort_keys=True))
     assert metrics[0] == metrics[1] == metrics[2]
+
+
+def test_bad_map_shapes_and_out_of_memory_fail_their_cells_only(tiny_manifest: Path, tmp_path: Path) -> None:
+    preset = get_preset("smoke").with_overrides(bootstrap_samples=20, latency_images=2, cell_timeout_s=120.0)
+    config = RunConfig(methods=("flat-maps", "maps-sometimes", "out-of-memory", "mean-brightness"),
+                       datasets=(f"manifest:{tiny_manifest}",), seeds=(0,), preset=preset, weights="random",
+                       out=tmp_path / "run")
+    summary = run(config)
+    status = {r["method"]: (r["status"], r["error"] or "") for r in summary.ran}
+    assert status["mean-brightness"] == ("ok", "")
+    assert status["flat-maps"][0] == "failed"
+    assert "maps have shape (8, 16), expected (8, h, w)" in status["flat-maps"][1]
+    assert "for images images/val_0_0.png" in status["flat-maps"][1]  # names the images of the batch
+    assert status["maps-sometimes"][0] == "failed"
+    assert "present for some batches but not for others" in status["maps-sometimes"][1]
+    assert status["out-of-memory"][0] == "failed" and status["out-of-memory"][1].startswith("out of memory")
+    assert {r["method"] for r in summary.failed} == {"flat-maps", "maps-sometimes", "out-of-memory"}
+    stored = {r["method"]: r["status"] for r in RunStore(tmp_path / "run").records()}
+    assert stored == {m: s for m, (s, _) in status.items()}
+
+
+def test_cell_processes_stop_when_the_runner_dies(tiny_manifest: Path, tmp_path: Path) -> None:
+    from benchmarks.runner import _alive
+
+    out, pid_file = tmp_path / "run", tmp_path / "cell.pid"
+    script = RUN_SCRIPT.format(tests=str(TESTS), manifest=tiny_manifest, out=str(out)).replace(
+        '("mean-brightness",)', '("hanging",)').replace("seeds=tuple(range(6))", "seeds=(0,)")
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "BENCHMARKS_TEST_PIDFILE": str(pid_file)})
+    deadline = time.monotonic() + 240
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    cell_pid = int(pid_file.read_text())
+    assert _alive(cell_pid)
+    runner.send_signal(signal.SIGTERM)  # the runner only, not its process group
+    runner.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while _alive(cell_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(cell_pid), "the cell process outlived its runner"
+    assert not (out / "runs.jsonl").is_file() or not RunStore(out).records()
+
+
+def test_run_refuses_an_invalid_dataset_before_any_model_work(tiny_manifest: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    lines = tiny_manifest.read_text().splitlines()
+    fields = lines[3].split(",")
+    fields[1] = "7"  # label
+    bad = tiny_manifest.with_name("bad.csv")
+    bad.write_text("\n".join([*lines[:3], ",".join(fields), *lines[4:]]) + "\n")
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "sentinel", "--datasets", f"manifest:{bad}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "row 3" in err and "label" in err
+    assert not out.exists()  # no run folder, no work folder: the plugin was never constructed
+    # the same command on the valid table does construct the plugin: the sentinel can fire
+    assert main(["run", "--methods", "sentinel", "--datasets", f"manifest:{tiny_manifest}", "--out", str(out),
+                 "--preset", "smoke", "--no-report"]) == 0
+    assert [p.read_text() for p in (out / "work").glob("*/constructed")] == ["constructed"]
