@@ -63,8 +63,18 @@ from torch import nn
 
 from baselines.anomalygpt_synth import cutpaste_poisson, jitter
 from baselines.chat_backend import ChatBackend, ChatConfig
-from baselines.common import CLIP_MEAN, CLIP_STD, batches, cosine_knn_search, images_to_tensor
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from baselines.common import CLIP_MEAN, CLIP_STD, NearestNeighbourIndex, batches, images_to_tensor
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
+from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.grid import GRID, grid_location
 from benchmarks.metrics.threshold import choose_threshold
 from benchmarks.registry import BASELINES
@@ -257,13 +267,14 @@ class AnomalyGPT(Baseline):
         self.prototypes = _text_prototypes(clip, model_name, context.class_name).to(self.device)
         self.visual = clip.visual.to(self.device)
         self.decoder.to(self.device)
+        self._model_key = f"{weight_spec(model_name, tag, overrides).key}|{weights_fingerprint(self.visual)}"
         self.depths = depth_indices(len(self.visual.transformer.resblocks))
         if len(self.depths) != 4:
             raise ValueError(f"anomalygpt needs at least 4 transformer blocks, got {len(self.visual.transformer.resblocks)}")
         self.image_size: tuple[int, int] = tuple(self.visual.image_size)  # type: ignore[assignment]
         self.grid: tuple[int, int] = tuple(self.visual.grid_size)  # type: ignore[assignment]
         self.question = class_question(context.class_name, context.description)
-        self.memory: list[np.ndarray] | None = None
+        self.memory: list[NearestNeighbourIndex] | None = None
         self.threshold: float | None = None
         self.threshold_source = "none"
         self.train_losses: list[float] = []
@@ -284,8 +295,9 @@ class AnomalyGPT(Baseline):
         if self.uses_memory:
             normals = normals[: self.variant.shots]
             with torch.inference_mode():
-                tokens = [self._tokens(self._preprocess(chunk)) for chunk in batches(normals, self.batch_size)]
-            self.memory = [torch.cat([t[d] for t in tokens]).flatten(0, 1).cpu().numpy() for d in range(4)]
+                tokens = [self._image_tokens(chunk, resize=True) for chunk in batches(normals, self.batch_size)]
+            self.memory = [NearestNeighbourIndex(torch.cat([t[d] for t in tokens]).flatten(0, 1).cpu(), "cosine")
+                           for d in range(4)]
         small = self._resize_uint8(normals)
         if self.uses_text_map:
             self.train_decoder(small)
@@ -313,7 +325,7 @@ class AnomalyGPT(Baseline):
         out = []
         with torch.inference_mode():
             for chunk in batches(images, self.batch_size):
-                out.append(self._map(self._tokens(self._preprocess(chunk))).cpu())
+                out.append(self._map(self._image_tokens(chunk, resize=True)).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
     def train_decoder(self, small: np.ndarray) -> None:
@@ -334,8 +346,7 @@ class AnomalyGPT(Baseline):
             pool.append(small[order[i]])
             masks.append(np.zeros(self.image_size, dtype=np.float32))
         with torch.no_grad():
-            chunks = [[t.half() for t in self._tokens(self._normalise(np.stack(c)))]
-                      for c in batches(pool, self.batch_size)]
+            chunks = [[t.half() for t in self._image_tokens(c, resize=False)] for c in batches(pool, self.batch_size)]
         features = [torch.cat([c[d] for c in chunks]) for d in range(4)]
         targets = torch.from_numpy(np.stack(masks)).to(self.device)
         generator = torch.Generator().manual_seed(self.context.seed)
@@ -383,6 +394,31 @@ class AnomalyGPT(Baseline):
         chosen = choose_threshold(scores, np.repeat([0, 1], len(picks)))
         self.threshold, self.threshold_source = float(chosen.value or 0.0), "synthetic"
 
+    def _image_tokens(self, images: Sequence[np.ndarray], resize: bool) -> list[torch.Tensor]:
+        """4 x `(B, h*w, width)` tokens of RGB images, through the shared feature cache when there is one.
+
+        resize: images of any size go through `_preprocess`; False: they are already `(H, W, 3)`
+        uint8 at the input size (`_normalise`). The cache key holds the model, its weights'
+        fingerprint and that choice.
+        """
+
+        def compute(todo: Sequence[np.ndarray]) -> list[torch.Tensor]:
+            return self._tokens(self._preprocess(todo) if resize else self._normalise(np.stack(todo)))
+
+        cache = self.context.feature_cache
+        if cache is None:
+            return compute(images)
+        namespace = f"anomalygpt|{self._model_key}|{'resize' if resize else 'exact'}"
+        stacked = cache.map(namespace, images, lambda todo: torch.stack(compute(todo), dim=1).cpu())
+        return list(stacked.to(self.device).unbind(dim=1))
+
+    def reference_model(self) -> ReferenceModel | None:
+        """open_clip's ViT `forward_intermediates` alone (backbone only: decoder, memory and answer are the method's)."""
+        if self.threshold is None:
+            return None
+        return ReferenceModel("open_clip VisionTransformer.forward_intermediates", self._preprocess, self._tokens,
+                              scope="backbone only")
+
     def _tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
         """`(B, 3, H, W)` normalised images -> 4 x `(B, h*w, width)` raw block outputs, CLS dropped."""
         out = self.visual.forward_intermediates(x, indices=self.depths, stop_early=True,
@@ -402,8 +438,8 @@ class AnomalyGPT(Baseline):
         """1 - max cosine to the memory's tokens per depth, averaged over depths, upsampled: `(B, H, W)`."""
         assert self.memory is not None
         batch = tokens[0].shape[0]
-        sims = [cosine_knn_search(bank, t.flatten(0, 1), k=1)[:, 0] for bank, t in zip(self.memory, tokens, strict=True)]
-        distance = torch.from_numpy(1.0 - np.mean(sims, axis=0)).clamp_(min=0.0).reshape(batch, 1, *self.grid)
+        dists = [bank.search(t.flatten(0, 1), k=1)[:, 0] for bank, t in zip(self.memory, tokens, strict=True)]
+        distance = torch.from_numpy(np.mean(dists, axis=0)).clamp_(min=0.0).reshape(batch, 1, *self.grid)
         distance = F.interpolate(distance.to(self.device), size=self.image_size, mode="bilinear", align_corners=True)
         return distance[:, 0]
 

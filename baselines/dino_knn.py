@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import faiss
 import numpy as np
 import timm
 import torch
@@ -22,12 +21,23 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 from baselines.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NearestNeighbourIndex,
     batches,
     gaussian_blur_maps,
     images_to_tensor,
     options_from_mapping,
 )
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
+from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
 
@@ -158,32 +168,6 @@ def foreground_mask(tokens: torch.Tensor, threshold: float = 10.0) -> torch.Tens
     return dilate_then_close(orient_foreground(first_pc, threshold))
 
 
-class CosineNearestNeighbour:
-    """k=1 cosine-distance search over a fixed `(M, D)` bank of L2-normalised rows.
-
-    faiss exact inner-product search (the index is built once, not per query batch) for CPU
-    banks; a chunked matmul on the GPU, where faiss-cpu would need a device round trip.
-    """
-
-    def __init__(self, bank: torch.Tensor, use_faiss: bool | None = None) -> None:
-        self.use_faiss = bank.device.type == "cpu" if use_faiss is None else use_faiss
-        self.size = bank.shape[0]
-        if self.use_faiss:
-            self._index = faiss.IndexFlatIP(bank.shape[1])
-            self._index.add(np.ascontiguousarray(bank.detach().cpu().numpy(), dtype=np.float32))
-        else:
-            self._bank = bank
-
-    def distances(self, queries: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        """`(Q, D)` L2-normalised queries -> `(Q,)` 1 - max cosine to the bank (on the queries' device)."""
-        if self.use_faiss:
-            sims, _ = self._index.search(np.ascontiguousarray(queries.detach().cpu().numpy(), dtype=np.float32), 1)
-            return 1.0 - torch.from_numpy(sims[:, 0]).to(queries.device)
-        bank = self._bank.to(queries.device)
-        best = torch.cat([(part @ bank.T).amax(dim=1) for part in queries.split(chunk)])
-        return 1.0 - best
-
-
 @BASELINES.register("dino-knn")
 class DinoKnn(Baseline):
     """AnomalyDINO: DINOv2 ViT-S/14 last-block patch tokens, 1-NN cosine distance, mean of top 1 %.
@@ -215,6 +199,9 @@ class DinoKnn(Baseline):
       resized to the batch's first image size and smoothed there (sigma 4 px, as the reference
       does at the original resolution).
     - `full` may cap the bank (`max_bank_patches`, seeded uniform subsample); off by default.
+    - Search is always exact, as in the reference: faiss flat inner product for a CPU bank, a
+      chunked matmul for a GPU bank (`NearestNeighbourIndex` kinds "flat" / "torch"), even for
+      full-shot banks above the 100,000 rows where the suite's "auto" kind would go approximate.
     """
 
     meta: ClassVar[MethodMeta] = MethodMeta(
@@ -241,7 +228,8 @@ class DinoKnn(Baseline):
         self.model: torch.nn.Module | None = None
         self.patch_size = 14
         self.mean_std = (IMAGENET_MEAN, IMAGENET_STD)
-        self.index: CosineNearestNeighbour | None = None
+        self.index: NearestNeighbourIndex | None = None
+        self._namespace: str | None = None
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
         """Build the memory bank from the normal training images (the first `shots` for k-shot)."""
@@ -265,7 +253,7 @@ class DinoKnn(Baseline):
         if cap is not None and bank.shape[0] > cap:
             keep = np.sort(np.random.default_rng(self.context.seed).choice(bank.shape[0], cap, replace=False))
             bank = bank[torch.from_numpy(keep).to(bank.device)]
-        self.index = CosineNearestNeighbour(bank)
+        self.index = NearestNeighbourIndex(bank, "cosine", kind="flat" if bank.device.type == "cpu" else "torch")
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         if self.index is None:
@@ -276,7 +264,7 @@ class DinoKnn(Baseline):
         with torch.inference_mode():
             for positions, tokens in self._tokens(images):
                 b, gh, gw, d = tokens.shape
-                dist = self.index.distances(F.normalize(tokens.reshape(-1, d), dim=-1)).reshape(b, gh, gw)
+                dist = torch.from_numpy(self.index.search(tokens.reshape(-1, d))[:, 0]).reshape(b, gh, gw)
                 if self.options.masking:
                     keep = torch.stack([foreground_mask(t, self.options.mask_threshold) for t in tokens])
                     dist = dist * keep.to(dist.device)
@@ -291,19 +279,53 @@ class DinoKnn(Baseline):
 
         Images are grouped by resized shape so that each forward pass sees one input size.
         """
-        assert self.model is not None
-        patch = self.patch_size
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
             groups[resized_shape(*image.shape[:2], self.options.smaller_edge)].append(i)
         for (h, w), members in groups.items():
             for positions in batches(members, self.options.batch_size):
-                x = images_to_tensor([images[i] for i in positions], (h, w), *self.mean_std)
-                x = x[..., : h - h % patch, : w - w % patch].to(self.device)
-                (feats,) = self.model.forward_intermediates(
-                    x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
-                )
-                yield list(positions), feats.permute(0, 2, 3, 1)
+                chunk = [images[i] for i in positions]
+                cache = self.context.feature_cache
+                if cache is None:
+                    feats = self._forward(chunk, (h, w))
+                else:
+                    feats = cache.map(self._cache_namespace(), chunk,
+                                      lambda todo, hw=(h, w): self._forward(todo, hw).cpu()).to(self.device)
+                yield list(positions), feats
+
+    def _forward(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+        """Images resized to `size` (h, w), cropped to whole patches -> `(b, gh, gw, D)` last-block tokens."""
+        return self._backbone(self._input(images, size)).permute(0, 2, 3, 1)
+
+    def _input(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+        h, w = size
+        x = images_to_tensor(images, (h, w), *self.mean_std)
+        return x[..., : h - h % self.patch_size, : w - w % self.patch_size].to(self.device)
+
+    def _backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's DINOv2: normalised last-block patch tokens `(b, D, gh, gw)`."""
+        assert self.model is not None
+        (feats,) = self.model.forward_intermediates(x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True)
+        return feats
+
+    def reference_model(self) -> ReferenceModel | None:
+        """timm's DINOv2 forward alone (backbone only: the kNN search and top-1 % mean are the method's)."""
+        if self.model is None:
+            return None
+
+        def prepare(images: Sequence[np.ndarray]) -> torch.Tensor:
+            return self._input(images, resized_shape(*images[0].shape[:2], self.options.smaller_edge))
+
+        return ReferenceModel("timm DINOv2 forward_intermediates", prepare, self._backbone, scope="backbone only")
+
+    def _cache_namespace(self) -> str:
+        """Feature-cache key prefix: backbone, weights (fingerprint), size rule and normalisation."""
+        assert self.model is not None
+        if self._namespace is None:
+            o = self.options
+            self._namespace = (f"dino-knn|{o.backbone}|{sorted(o.backbone_kwargs.items())}|{o.smaller_edge}|{self.mean_std}|"
+                               f"{weights_fingerprint(self.model)}")
+        return self._namespace
 
     def _maps(self, dist: torch.Tensor, resized: tuple[int, int], canvas: tuple[int, int]) -> torch.Tensor:
         """`(b, gh, gw)` patch distances -> `(b, *canvas)` smoothed maps aligned with the full image."""

@@ -67,7 +67,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
 from benchmarks.data.cache import cache_root
 from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.grid import grid_word
@@ -191,6 +200,13 @@ class LTFMBaseline(Baseline):
                 "region_grid": list(words),
             },
         )
+
+    def reference_model(self) -> ReferenceModel | None:
+        """The frozen vision tower's forward alone (backbone only: LTFM itself is this suite's module)."""
+        if self.model is None:
+            return None
+        return ReferenceModel(f"{self.tower.__class__.__name__} forward", self.tower.preprocess, self.tower,
+                              scope="backbone only")
 
     def _region(self, cells: np.ndarray, hw: tuple[int, int]) -> tuple[str, str]:
         """Box "x0,y0,x1,y1" (image pixels) and 3x3 word of the most significant cell of `(gh, gw)` cells."""

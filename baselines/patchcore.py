@@ -20,14 +20,23 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
 
 from baselines.common import (
+    NearestNeighbourIndex,
     batches,
     gaussian_blur_maps,
     greedy_coreset,
     images_to_tensor,
-    knn_search,
     options_from_mapping,
 )
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
 from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, load_state_dict
@@ -141,6 +150,7 @@ class PatchCore(Baseline):
         self.device = torch.device(context.device)
         self.model = self._build_model().to(self.device)
         self.memory_bank: np.ndarray | None = None
+        self.index: NearestNeighbourIndex | None = None
         self._cache_namespace: str | None = None
 
     def _build_model(self) -> PatchcoreModel:
@@ -196,15 +206,16 @@ class PatchCore(Baseline):
         keep = greedy_coreset(patches, self.options.coreset_ratio, seed=self.context.seed)
         self.memory_bank = np.ascontiguousarray(patches[keep])
         self.model.memory_bank = torch.from_numpy(self.memory_bank).to(self.device)
+        self.index = NearestNeighbourIndex(self.memory_bank, seed=self.context.seed)
 
     def patch_scores(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest-neighbour distance of every patch: `(B, h, w)` on CPU, plus the `(B*h*w, D)` embeddings."""
-        if self.memory_bank is None:
+        if self.index is None:
             raise RuntimeError("patchcore.predict called before fit")
         embedding = self.embed_images(images)
         b, _, h, w = embedding.shape
         flat = PatchcoreModel.reshape_embedding(embedding)
-        distances = knn_search(self.memory_bank, flat, k=1)[:, 0]
+        distances = self.index.search(flat, k=1)[:, 0]
         return torch.from_numpy(distances).view(b, h, w), flat
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
@@ -222,6 +233,13 @@ class PatchCore(Baseline):
         after = self.options.image_size - crop - before
         maps = F.pad(blurred[:, None], (before, after, before, after), mode="replicate")[:, 0]
         return Prediction(scores=scores.numpy().astype(np.float64), maps=maps.numpy())
+
+    def reference_model(self) -> ReferenceModel | None:
+        """anomalib's own `PatchcoreModel.forward` over the same memory bank: features, its torch
+        nearest-neighbour search, image score and blurred map, on the tensor `preprocess` gives."""
+        if self.memory_bank is None:
+            return None
+        return ReferenceModel("anomalib PatchcoreModel.forward", self.preprocess, self.model)
 
     def _reweighted_scores(self, patch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """anomalib's reweighting of the max patch distance: `(B, P)` distances -> `(B,)`.

@@ -20,7 +20,16 @@ from anomalib.models.image.winclip import torch_model as anomalib_winclip
 from anomalib.models.image.winclip.torch_model import WinClipModel
 
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor, options_from_mapping
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver
 
@@ -206,6 +215,12 @@ class WinClip(Baseline):
                 scores.append(out.pred_score.float().cpu())
                 maps.append(out.anomaly_map.float().cpu())
         return Prediction(scores=torch.cat(scores).numpy(), maps=torch.cat(maps).numpy())
+
+    def reference_model(self) -> ReferenceModel | None:
+        """anomalib's `WinClipModel.forward` on the same CLIP-normalised tensor (the whole method)."""
+        if self.model is None:
+            return None
+        return ReferenceModel("anomalib WinClipModel.forward", self._to_tensor, self.model)
 
     def _to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images -> `(B, 3, 240, 240)` CLIP-normalised batch on the method's device."""

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{text} from a stored run folder")
         p.add_argument("run_dir", type=Path)
         p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
+    bench = sub.add_parser("bench", help="each plugin's batch-1 latency against the raw library model it wraps")
+    bench.add_argument("--methods", help="comma-separated method names (default: all registered)")
+    bench.add_argument("--images", type=int, default=10, help="timed images per method")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    bench.add_argument("--weights", choices=("auto", "pretrained", "random"), default="auto")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bench.add_argument("--out", type=Path, help="also write the results as JSON here")
     merge = sub.add_parser("merge", help="combine shard run folders into one (cells merge by key)")
     merge.add_argument("sources", type=Path, nargs="+", help="shard run folders")
     merge.add_argument("--out", type=Path, required=True, help="merged run folder")
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("faiss.loader", "fontTools", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
-                "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge}
+                "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge, "bench": cmd_bench}
     try:
         return handlers[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -244,6 +251,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.out, figures=False)}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.bench import format_results, run_bench, write_results
+    from benchmarks.registry import BASELINES, load_plugins
+
+    load_plugins()
+    methods = _split(args.methods) or None
+    for method in methods or []:
+        BASELINES.get(method)  # raises with "did you mean"
+    if args.images < 1:
+        raise UsageError("--images must be at least 1")
+    results = run_bench(methods, n_images=args.images, device=args.device, weights=args.weights,
+                        warmup=args.warmup)
+    print(format_results(results))
+    if args.out:
+        write_results(results, args.out, args.device)
+        print(f"written: {args.out}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -158,6 +158,23 @@ class MethodContext:
     """Shared on-disk backbone-feature cache; None disables caching. Off while latency is timed."""
 
 
+@dataclass(frozen=True)
+class ReferenceModel:
+    """The library model a plugin wraps, called directly: what `python -m benchmarks bench` times
+    against the plugin's `predict` on the same images to show what the wrapper costs.
+
+    prepare: images -> the model's input, computed before timing (the plugin's own preprocessing,
+    so both sides see identical tensors); forward: the library call alone, timed.
+    scope: "whole method" when `forward` does everything `predict` does (the overhead is then the
+    wrapper's alone), "backbone only" when the plugin adds its own scoring on top.
+    """
+
+    name: str
+    prepare: Callable[[Sequence[np.ndarray]], Any]
+    forward: Callable[[Any], Any]
+    scope: str = "whole method"
+
+
 class Baseline(ABC):
     """Base class of every method plugin.
 
@@ -186,3 +203,7 @@ class Baseline(ABC):
     @abstractmethod
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         """Score RGB uint8 `(H, W, 3)` images (sizes may differ); see `Prediction`."""
+
+    def reference_model(self) -> ReferenceModel | None:
+        """The wrapped library model, for the wrapper-overhead benchmark (after `fit`); None if none."""
+        return None

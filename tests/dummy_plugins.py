@@ -118,9 +118,24 @@ class Sentinel(MeanBrightness):
         (context.work_dir / "constructed").write_text("constructed")
 
 
+class CacheProbe(MeanBrightness):
+    """Appends "on"/"off" (the feature cache's state) to `<work_dir>/cache-states` at every predict call."""
+
+    meta = MethodMeta(name="cache-probe", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        cache, folder = self.context.feature_cache, self.context.work_dir
+        assert cache is not None and folder is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "cache-states", "a") as handle:
+            handle.write(f"{len(images)}:{'on' if cache.enabled else 'off'}\n")
+        return super().predict(images)
+
+
 ALL = {"mean-brightness": MeanBrightness, "crashing": Crashing, "nan-scores": NanScores,
        "hanging": Hanging, "dying": Dying, "flat-maps": FlatMaps, "maps-sometimes": MapsSometimes,
-       "out-of-memory": OutOfMemory, "sentinel": Sentinel}
+       "out-of-memory": OutOfMemory, "sentinel": Sentinel, "cache-probe": CacheProbe}
 
 
 def register_all() -> None:

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from baselines.common import cosine_knn_search
+from baselines.common import NearestNeighbourIndex
 from baselines.dino_knn import (
     DINOV2_VITS14_WEIGHTS,
-    CosineNearestNeighbour,
     DinoKnn,
     dilate_then_close,
     first_principal_component,
@@ -37,15 +36,14 @@ def _fit(make_context, train, variant: str = "full", **options: object) -> DinoK
     return plugin
 
 
-@pytest.mark.parametrize("use_faiss", [True, False])
-def test_nearest_neighbour_equals_brute_force(use_faiss):
+@pytest.mark.parametrize("kind", ["flat", "torch"])
+def test_nearest_neighbour_equals_brute_force(kind):
     g = torch.Generator().manual_seed(0)
     bank = F.normalize(torch.randn(300, 16, generator=g), dim=-1)
     queries = F.normalize(torch.randn(70, 16, generator=g), dim=-1)
     expected = 1 - (queries @ bank.T).max(dim=1).values
-    got = CosineNearestNeighbour(bank, use_faiss=use_faiss).distances(queries, chunk=32)
+    got = torch.from_numpy(NearestNeighbourIndex(bank, "cosine", kind).search(queries)[:, 0])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(got, torch.from_numpy(1 - cosine_knn_search(bank, queries)[:, 0]), atol=1e-5, rtol=0)
 
 
 def test_mean_top_fraction_by_hand():

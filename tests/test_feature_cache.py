@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from test_anomalygpt import TINY as ANOMALYGPT_TINY
+from test_dino_knn import TINY as DINO_TINY
 
-from baselines.patchcore import PatchCore
+import baselines  # noqa: F401  (registers the built-in plugins)
 from benchmarks.feature_cache import FeatureCache, weights_fingerprint
+from benchmarks.registry import BASELINES
 
 
 def test_map_computes_only_missing_images_and_returns_the_same_features(tmp_path: Path) -> None:
@@ -46,16 +51,28 @@ def test_random_init_weights_get_distinct_fingerprints() -> None:
     assert weights_fingerprint(a) != weights_fingerprint(b)
 
 
-def test_patchcore_scores_identical_with_warm_cache(make_context, toy_task, tmp_path: Path) -> None:
-    from dataclasses import replace
+WARM_CACHE_PLUGINS = {
+    "patchcore": ("default", {"backbone": "resnet18", "image_size": 64, "crop_size": 56}),
+    "dino-knn": ("k1", DINO_TINY),
+    "anomalygpt": ("unsupervised", {"model_overrides": ANOMALYGPT_TINY, "epochs": 2, "anomalous_images": 6,
+                                    "normal_images": 2, "calibration_images": 4}),
+}
 
-    options = {"backbone": "resnet18", "image_size": 64, "crop_size": 56}
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", sorted(WARM_CACHE_PLUGINS))
+def test_scores_identical_with_a_warm_cache(name: str, make_context, toy_task, tmp_path: Path) -> None:
+    """A second fit + predict reads every backbone feature from the cache and scores the same."""
+    variant, options = WARM_CACHE_PLUGINS[name]
     images = [s.image for s in toy_task["test"]]
-    scores = []
+    caches, scores = [], []
     for _ in range(2):
-        context = replace(make_context(**options), feature_cache=FeatureCache(tmp_path / "features"))
-        method = PatchCore(context)
-        method.fit(toy_task["train"])
-        scores.append(method.predict(images).scores)
-    assert context.feature_cache.hits == len(toy_task["train"]) + len(images)
-    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
+        cache = FeatureCache(tmp_path / "features")
+        plugin = BASELINES.get(name)(replace(make_context(variant, **options), feature_cache=cache))
+        torch.manual_seed(0)
+        plugin.fit(toy_task["train"], toy_task["val"])
+        scores.append(plugin.predict(images).scores)
+        caches.append(cache)
+    assert caches[0].hits == 0 and caches[0].misses > 0
+    assert caches[1].misses == 0 and caches[1].hits == caches[0].misses
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from baselines.common import greedy_coreset, knn_search
+from baselines.common import greedy_coreset
 from baselines.patchcore import PatchCore, timm_weight_spec
 from benchmarks.contract import MethodContext, Protocol, Sample
 from benchmarks.presets import get_preset
@@ -99,10 +99,10 @@ def test_faiss_knn_equals_bruteforce_cdist(fitted: PatchCore, toy_task) -> None:
     model = fitted
     images, _ = _test_images(toy_task)
     _, queries = model.patch_scores(images)
-    assert model.memory_bank is not None
+    assert model.memory_bank is not None and model.index is not None and model.index.kind == "flat"
     bank = torch.from_numpy(model.memory_bank)
     brute = torch.cdist(queries.double(), bank.double()).min(dim=1).values.numpy()
-    np.testing.assert_allclose(knn_search(bank, queries, k=1)[:, 0], brute, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(model.index.search(queries, k=1)[:, 0], brute, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("ratio", [0.01, 0.1, 0.37, 1.0])
@@ -113,6 +113,26 @@ def test_coreset_size_and_seed_determinism(ratio: float) -> None:
     np.testing.assert_array_equal(first, greedy_coreset(features, ratio, seed=3))
     if ratio < 1.0:
         assert not np.array_equal(first, greedy_coreset(features, ratio, seed=4))
+
+
+def _one_pick_at_a_time(features: np.ndarray, target: int, first: int) -> np.ndarray:
+    """The textbook greedy k-centre loop: each pick is the row farthest from all picks so far."""
+    sq = np.einsum("ij,ij->i", features, features)
+    min_dist = np.full(len(features), np.inf, dtype=np.float32)
+    picks = [first]
+    while len(picks) < target:
+        np.minimum(min_dist, sq - 2 * (features @ features[picks[-1]]) + sq[picks[-1]], out=min_dist)
+        picks.append(int(min_dist.argmax()))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("candidates", [16, 64, 10_000])
+def test_batched_coreset_makes_the_same_picks_as_the_greedy_loop(candidates: int) -> None:
+    rng = np.random.default_rng(2)
+    features = rng.standard_normal((3000, 32)).astype(np.float32) * rng.uniform(0.5, 2.0, (3000, 1)).astype(np.float32)
+    got = greedy_coreset(features, 0.1, seed=5, projection_dim=32, candidates=candidates)
+    first = int(np.random.default_rng(5).integers(3000))  # the start greedy_coreset draws for seed 5
+    np.testing.assert_array_equal(got, _one_pick_at_a_time(features, 300, first))
 
 
 def test_meta_variants_and_weight_spec() -> None:

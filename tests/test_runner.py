@@ -120,3 +120,15 @@ def test_ray_executor_gives_the_same_cells_as_local(tiny_manifest: Path, tmp_pat
     finally:
         ray.shutdown()
     assert {r["cell_key"]: (r["status"], r["metrics"]) for r in remote.ran} == local
+
+
+def test_latency_is_timed_with_the_feature_cache_off(tiny_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = run(_config(tiny_manifest, out, ("cache-probe",)))
+    assert [r["status"] for r in summary.ran] == ["ok"], summary.ran[0]["error"]
+    (states_file,) = (out / "work").glob("*/cache-states")
+    states = states_file.read_text().split()
+    scored = [s for s in states if s.endswith(":on")]
+    assert sum(int(s.split(":")[0]) for s in scored) == 8 + 12  # val + test, through the cache
+    timed = states[len(scored):]
+    assert timed and all(s.endswith(":off") for s in timed)  # warm-up, batch-1 and throughput calls

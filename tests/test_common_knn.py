@@ -1,0 +1,95 @@
+"""NearestNeighbourIndex against brute-force numpy: exact kinds, approximate recall, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.common import NearestNeighbourIndex
+
+
+def _random(rows: int, dim: int = 24, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+
+
+def _clustered(rows: int, seed: int, centres: int = 40, dim: int = 32) -> np.ndarray:
+    """Rows scattered tightly around shared centres: the structure IVF and HNSW rely on."""
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(99).standard_normal((centres, dim))
+    points = means[rng.integers(centres, size=rows)] + 0.15 * rng.standard_normal((rows, dim))
+    return points.astype(np.float32)
+
+
+def _brute(bank: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    """`(Q, N)` distances in float64: Euclidean, or 1 - cosine."""
+    b, q = bank.astype(np.float64), queries.astype(np.float64)
+    if metric == "l2":
+        return np.sqrt(np.maximum((q**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * q @ b.T, 0.0))
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return 1.0 - q @ b.T
+
+
+@pytest.mark.parametrize("kind", ["flat", "torch"])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_exact_kinds_equal_brute_force_with_k_sorted(kind: str, metric: str) -> None:
+    bank, queries = _random(500), _random(60, seed=1)
+    got = NearestNeighbourIndex(bank, metric, kind).search(queries, k=5)
+    assert got.shape == (60, 5) and got.dtype == np.float32
+    expected = np.sort(_brute(bank, queries, metric), axis=1)[:, :5]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert (np.diff(got, axis=1) >= 0).all()  # nearest first
+
+
+def test_torch_inputs_and_zero_query_rows() -> None:
+    bank = torch.from_numpy(_random(100))
+    index = NearestNeighbourIndex(bank, "cosine")
+    assert index.kind == "flat" and index.shape == (100, 24)
+    queries = torch.from_numpy(_random(3, seed=2)).half()
+    queries[0] = 0  # cosine similarity 0 with every row, not a division by zero
+    got = index.search(queries)
+    assert got[0, 0] == pytest.approx(1.0)
+    expected = _brute(bank.numpy(), queries[1:].float().numpy(), "cosine").min(axis=1)
+    np.testing.assert_allclose(got[1:, 0], expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["auto", "hnsw"])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_approximate_kinds_recall_on_clustered_data(kind: str, metric: str) -> None:
+    bank, queries = _clustered(2000, seed=0), _clustered(200, seed=1)
+    index = NearestNeighbourIndex(bank, metric, kind, exact_limit=500)
+    assert index.kind == ("ivf" if kind == "auto" else "hnsw")
+    got = index.search(queries, k=3)
+    exact = np.sort(_brute(bank, queries, metric), axis=1)[:, :3]
+    recall = np.mean(np.isclose(got[:, 0], exact[:, 0], atol=1e-4))
+    assert recall >= 0.9
+    assert (got >= exact - 1e-4).all() and (np.diff(got, axis=1) >= 0).all()  # never nearer than the truth
+
+
+def test_ivf_is_seeded_and_falls_back_when_probed_lists_are_short() -> None:
+    bank, queries = _clustered(1200, seed=0), _clustered(50, seed=1)
+    first = NearestNeighbourIndex(bank, kind="ivf", nlist=30, nprobe=1, seed=3)
+    second = NearestNeighbourIndex(bank, kind="ivf", nlist=30, nprobe=1, seed=3)
+    np.testing.assert_array_equal(first.search(queries, k=2), second.search(queries, k=2))
+    # k above any one list's length: every query is searched again over all lists, i.e. exactly
+    got = first.search(queries, k=200)
+    np.testing.assert_allclose(got, np.sort(_brute(bank, queries, "l2"), axis=1)[:, :200], atol=1e-3)
+
+
+def test_bad_input_messages() -> None:
+    with pytest.raises(ValueError, match=r"non-empty \(N, D\) array, got shape \(0, 8\)"):
+        NearestNeighbourIndex(np.zeros((0, 8), np.float32))
+    with pytest.raises(ValueError, match="non-empty"):
+        NearestNeighbourIndex(np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="unknown nearest-neighbour metric 'dot'"):
+        NearestNeighbourIndex(_random(10), "dot")
+    with pytest.raises(ValueError, match="unknown nearest-neighbour index kind 'lsh'"):
+        NearestNeighbourIndex(_random(10), kind="lsh")
+    with pytest.raises(ValueError, match=r"nlist must be in 1\.\.10"):
+        NearestNeighbourIndex(_random(10), kind="ivf", nlist=11)
+    index = NearestNeighbourIndex(_random(10))
+    with pytest.raises(ValueError, match=r"queries must be \(Q, 24\) to match the bank, got shape \(4, 16\)"):
+        index.search(_random(4, dim=16))
+    with pytest.raises(ValueError, match=r"k must be in 1\.\.10"):
+        index.search(_random(4), k=11)
