@@ -63,7 +63,8 @@ from torch import nn
 
 from baselines.anomalygpt_synth import cutpaste_poisson, jitter
 from baselines.chat_backend import ChatBackend, ChatConfig
-from baselines.common import CLIP_MEAN, CLIP_STD, NearestNeighbourIndex, batches, images_to_tensor
+from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
+from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.contract import (
     Baseline,
     MethodContext,

@@ -21,12 +21,12 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 from baselines.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    NearestNeighbourIndex,
     batches,
     gaussian_blur_maps,
     images_to_tensor,
     options_from_mapping,
 )
+from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.contract import (
     Baseline,
     MethodContext,

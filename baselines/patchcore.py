@@ -20,13 +20,12 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
 
 from baselines.common import (
-    NearestNeighbourIndex,
     batches,
     gaussian_blur_maps,
-    greedy_coreset,
     images_to_tensor,
     options_from_mapping,
 )
+from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
 from benchmarks.contract import (
     Baseline,
     MethodContext,

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from baselines.common import NearestNeighbourIndex
 from baselines.dino_knn import (
     DINOV2_VITS14_WEIGHTS,
     DinoKnn,
@@ -22,6 +21,7 @@ from baselines.dino_knn import (
     orient_foreground,
     resized_shape,
 )
+from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightsResolver
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from baselines.common import greedy_coreset
+from baselines.neighbours import greedy_coreset
 from baselines.patchcore import PatchCore, timm_weight_spec
 from benchmarks.contract import MethodContext, Protocol, Sample
 from benchmarks.presets import get_preset

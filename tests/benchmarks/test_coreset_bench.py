@@ -17,7 +17,7 @@ import pytest
 import torch
 from anomalib.models.components.sampling import KCenterGreedy
 
-from baselines.common import NearestNeighbourIndex, greedy_coreset
+from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
 
 SMALL_ROWS, SMALL_PICKS = 5_000, 250
 

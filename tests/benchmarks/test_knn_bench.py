@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.common import NearestNeighbourIndex
+from baselines.neighbours import NearestNeighbourIndex
 
 CHECKED_QUERIES = 200
 

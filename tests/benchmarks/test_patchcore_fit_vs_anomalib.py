@@ -7,7 +7,8 @@ its `KCenterGreedy` (one full pass over the bank per pick) against `greedy_cores
 
 anomalib's selection of ~15,000 picks takes over 20 minutes on 2 cores, so by default it is timed
 for `ANOMALIB_PICKS` picks and extrapolated linearly (every pick costs the same full pass). Set
-`BENCH_ANOMALIB_FULL=1` to run it to the end and also compare AUROC of the two memory banks.
+`BENCH_ANOMALIB_FULL=1` to run it to the end and also compare AUROC of the two memory banks
+(`BENCH_TRAIN_IMAGES=30` makes that affordable: 30,720 rows, 3,072 picks).
 
     pytest tests/benchmarks/test_patchcore_fit_vs_anomalib.py --benchmark-only -s
 """
@@ -25,7 +26,8 @@ from anomalib.models.components.sampling import KCenterGreedy
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from sklearn.metrics import roc_auc_score
 
-from baselines.common import NearestNeighbourIndex, batches
+from baselines.common import batches
+from baselines.neighbours import NearestNeighbourIndex
 from baselines.patchcore import PatchCore
 from benchmarks.cell import load_samples
 from benchmarks.contract import MethodContext
@@ -59,7 +61,8 @@ def _select(bank: torch.Tensor, picks: int) -> tuple[float, list[int]]:
 
 def test_patchcore_fit_against_anomalib(benchmark: Any, tmp_path: Path) -> None:
     dataset = load_dataset("elpv")
-    train = load_samples([r for r in dataset.split("train") if r.label == 0], with_masks=False)
+    normals = [r for r in dataset.split("train") if r.label == 0]
+    train = load_samples(normals[: int(os.environ.get("BENCH_TRAIN_IMAGES", len(normals)))], with_masks=False)
     test = load_samples(list(dataset.split("test")), with_masks=False)
     labels = np.array([s.label for s in test])
     context = MethodContext(variant="default", seed=0, device="cpu", weights=WeightsResolver(mode="random"),
@@ -88,7 +91,7 @@ def test_patchcore_fit_against_anomalib(benchmark: Any, tmp_path: Path) -> None:
         select_s = one_s + (more_s - one_s) / ANOMALIB_PICKS * (wanted - 1)
     anomalib_s = embed_s + select_s
 
-    report = {"bank_rows": len(bank), "coreset_rows": wanted, "ours_fit_s": round(ours_s, 1),
+    report = {"train_images": len(train), "bank_rows": len(bank), "coreset_rows": wanted, "ours_fit_s": round(ours_s, 1),
               "anomalib_fit_s": round(anomalib_s, 1), "anomalib_extrapolated": not full,
               "anomalib_embed_s": round(embed_s, 1), "speedup": round(anomalib_s / ours_s, 1),
               "ours_auroc": round(ours_auroc, 4)}
@@ -96,6 +99,7 @@ def test_patchcore_fit_against_anomalib(benchmark: Any, tmp_path: Path) -> None:
         report["anomalib_auroc"] = round(_auroc(plugin, bank[picks].numpy(), [s.image for s in test], labels), 4)
     benchmark.extra_info.update(report)
     print(report)
-    assert anomalib_s / ours_s >= 10
+    if len(train) >= 150:  # issue 6's setting; on fewer images the shared embedding time dominates both
+        assert anomalib_s / ours_s >= 10
     if full:
         assert abs(report["anomalib_auroc"] - ours_auroc) <= 0.02

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.common import NearestNeighbourIndex
+from baselines.neighbours import NearestNeighbourIndex
 
 
 def _random(rows: int, dim: int = 24, seed: int = 0) -> np.ndarray:
