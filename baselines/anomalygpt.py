@@ -206,14 +206,16 @@ class ImageDecoder(nn.Module):
     def forward(self, tokens: Sequence[torch.Tensor], prototypes: torch.Tensor,
                 grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """Depths x `(B, h*w, width)` tokens, `(2, E)` prototypes -> abnormal probabilities `(D, B, H, W)`."""
-        maps = []
+        # softmax over (normal, abnormal)[1] is sigmoid(abnormal - normal), and bilinear upsampling
+        # is linear, so the logit difference is upsampled alone: the same map at half the cost.
+        direction = prototypes[1] - prototypes[0]
+        margins = []
         for head, depth_tokens in zip(self.heads, tokens, strict=True):
             projected = F.normalize(head(depth_tokens), dim=-1)
-            logits = (LOGIT_SCALE * projected @ prototypes.T).transpose(1, 2)
-            logits = logits.reshape(logits.shape[0], 2, *grid)
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-            maps.append(logits.softmax(dim=1)[:, 1])
-        return torch.stack(maps)
+            margins.append(LOGIT_SCALE * projected @ direction)
+        margin = torch.stack(margins).reshape(-1, 1, *grid)
+        margin = F.interpolate(margin, size=size, mode="bilinear", align_corners=True)
+        return margin.sigmoid().reshape(len(margins), -1, *size)
 
 
 @BASELINES.register("anomalygpt")

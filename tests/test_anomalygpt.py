@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from baselines.anomalygpt import (
+    LOGIT_SCALE,
     NO_ANSWER,
     AnomalyGPT,
+    ImageDecoder,
     answer_text,
     class_question,
     depth_indices,
@@ -139,6 +141,23 @@ def test_fewshot_map_is_zero_on_the_memory_image(tiny: Callable[..., AnomalyGPT]
     assert np.abs(prediction.maps[0]).max() < 1e-5
     assert prediction.scores[1] > 0.01
     assert plugin.threshold_source == "synthetic"
+
+
+def test_decoder_map_is_the_two_way_softmax_of_upsampled_logits() -> None:
+    """The decoder upsamples only the logit margin; the map must equal the paper's formulation."""
+    torch.manual_seed(0)
+    decoder = ImageDecoder(width=24, embed_dim=16, n_depths=4)
+    tokens = [torch.randn(3, 5 * 7, 24) for _ in range(4)]
+    prototypes = torch.nn.functional.normalize(torch.randn(2, 16), dim=-1)
+    maps = decoder(tokens, prototypes, (5, 7), (20, 28))
+    expected = []
+    for head, depth_tokens in zip(decoder.heads, tokens, strict=True):
+        projected = torch.nn.functional.normalize(head(depth_tokens), dim=-1)
+        logits = (LOGIT_SCALE * projected @ prototypes.T).transpose(1, 2).reshape(3, 2, 5, 7)
+        logits = torch.nn.functional.interpolate(logits, size=(20, 28), mode="bilinear", align_corners=True)
+        expected.append(logits.softmax(dim=1)[:, 1])
+    assert maps.shape == (4, 3, 20, 28)
+    torch.testing.assert_close(maps, torch.stack(expected), rtol=1e-4, atol=1e-5)
 
 
 def test_decoder_training_lowers_focal_dice_loss(tiny: Callable[..., AnomalyGPT],
