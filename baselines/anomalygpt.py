@@ -207,7 +207,7 @@ class ImageDecoder(nn.Module):
                 grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """Depths x `(B, h*w, width)` tokens, `(2, E)` prototypes -> abnormal probabilities `(D, B, H, W)`."""
         # softmax over (normal, abnormal)[1] is sigmoid(abnormal - normal), and bilinear upsampling
-        # is linear, so the logit difference is upsampled alone: the same map at half the cost.
+        # is linear, so the logit difference is upsampled alone: the same map, half the upsampling.
         direction = prototypes[1] - prototypes[0]
         margins = []
         for head, depth_tokens in zip(self.heads, tokens, strict=True):
