@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -38,14 +39,33 @@ def versions() -> dict[str, str]:
     return out
 
 
-def cpu_model() -> str:
+def cpuinfo_field(name: str) -> str | None:
+    """The first `name : value` entry of /proc/cpuinfo (Linux), None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def torch_blas(build_config: str, parallel_info: str) -> str:
+    """torch's CPU BLAS from its build settings, with the MKL version when MKL is it.
+
+    Matmul-heavy latencies depend on it: on a 2-core AMD EPYC (AVX2), torch's MKL sgemm ran ViT-B batch-1
+    shapes (197 x 768 x 2304 .. 3072) at 38-99 GFLOP/s where numpy's OpenBLAS ran them at
+    110-127, so CPU latencies compare only within one vendor and BLAS.
+    """
+    match = re.search(r"BLAS_INFO=([^,\s]+)", build_config)
+    blas = match.group(1) if match else "unknown"
+    mkl = re.search(r"Math Kernel Library Version ([0-9][0-9.]*)", parallel_info)
+    return f"{blas} {mkl.group(1)}" if blas == "mkl" and mkl else blas
 
 
 def hardware(device: str = "cpu") -> dict[str, object]:
@@ -53,6 +73,9 @@ def hardware(device: str = "cpu") -> dict[str, object]:
 
     info: dict[str, object] = {
         "cpu": cpu_model(),
+        "cpu_vendor": cpuinfo_field("vendor_id") or "unknown",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_blas": torch_blas(torch.__config__.show(), torch.__config__.parallel_info()),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
