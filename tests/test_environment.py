@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from benchmarks import environment
@@ -30,7 +33,7 @@ def test_hardware_record_carries_cpu_vendor_capability_and_blas() -> None:
     assert info["device"] == "cpu" and info["gpu"] is None
 
 
-def test_cpuinfo_field_reads_the_named_entry(tmp_path, monkeypatch) -> None:
+def test_cpuinfo_field_reads_the_named_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
     real_path = environment.Path
