@@ -27,7 +27,8 @@ def test_torch_blas_names_other_backends_and_unknown_builds() -> None:
 def test_hardware_record_carries_cpu_vendor_capability_and_blas() -> None:
     info = environment.hardware("cpu")
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert info["torch_blas"] == environment.torch_blas(torch.__config__.show(), torch.__config__.parallel_info())
+    expected_blas = environment.torch_blas(torch.__config__.show(), torch.__config__.parallel_info())
+    assert info["torch_blas"] == expected_blas
     assert info["torch_blas"] != "unknown"
     assert isinstance(info["cpu_vendor"], str) and info["cpu_vendor"] != ""
     assert info["device"] == "cpu" and info["gpu"] is None
