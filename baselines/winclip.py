@@ -19,7 +19,7 @@ import torch
 from anomalib.models.image.winclip import torch_model as anomalib_winclip
 from anomalib.models.image.winclip.torch_model import WinClipModel
 
-from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor, options_from_mapping
+from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
 from benchmarks.contract import (
     Baseline,
     MethodContext,
@@ -30,6 +30,7 @@ from benchmarks.contract import (
     Sample,
     VariantSpec,
 )
+from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
 from benchmarks.weights import WeightSpec, WeightsResolver
 
@@ -176,6 +177,7 @@ class WinClip(Baseline):
         license="anomalib Apache-2.0; open_clip and laion400m weights MIT",
         notes="anomalib WinClipModel wrapped; CLIP weights via the benchmark resolver",
         weight_specs=(WINCLIP_WEIGHTS,),
+        options=WinClipOptions,
     )
 
     def __init__(self, context: MethodContext) -> None:

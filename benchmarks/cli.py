@@ -14,6 +14,7 @@ from benchmarks.presets import PRESETS, get_preset
 log = logging.getLogger("benchmarks")
 
 DEFAULT_DATASET = "smartphone-synth"
+WEIGHT_CHOICES = ("auto", "pretrained", "substitute", "random")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated: registered names, manifest:PATH, folder:PATH, mvtec:PATH/CATEGORY")
     run.add_argument("--variants", help="comma-separated variants (default: each method's default variants)")
     run.add_argument("--seeds", default="0", help="comma-separated integer seeds")
-    run.add_argument("--weights", choices=("auto", "pretrained", "random"), default="auto")
+    run.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
+                     help="auto: the paper's backbone when found, else the bundled ImageNet substitute where the "
+                          "method can take it, else random; substitute: always the bundled backbone where possible")
+    run.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                     help="a method option (repeatable; VALUE is YAML: 3, 0.5, true, [a, b]); "
+                          "`list methods --options` shows them")
     run.add_argument("--weights-dir", type=Path, help="folder with <backbone>.safetensors files")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     run.add_argument("--out", type=Path, help="run folder (default: results/<preset>)")
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser("list", help="list methods, datasets or weights")
     lister.add_argument("what", nargs="?", choices=("methods", "datasets", "weights"), default="methods")
+    lister.add_argument("--options", action="store_true", help="with methods: each method's options and defaults")
     lister.add_argument("--weights-dir", type=Path)
     weights = sub.add_parser("weights", help="where each backbone's weights were found, or how to provide them")
     weights.add_argument("--weights-dir", type=Path)
@@ -74,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", help="comma-separated method names (default: all registered)")
     bench.add_argument("--images", type=int, default=10, help="timed images per method")
     bench.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    bench.add_argument("--weights", choices=("auto", "pretrained", "random"), default="auto")
+    bench.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--out", type=Path, help="also write the results as JSON here")
     merge = sub.add_parser("merge", help="combine shard run folders into one (cells merge by key)")
@@ -135,6 +142,7 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device} requested but CUDA is not available")
+    method_options = _method_options(args.option, methods)
     preset = get_preset(args.preset)
     if args.cell_timeout is not None:
         preset = preset.with_overrides(cell_timeout_s=args.cell_timeout)
@@ -143,8 +151,22 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
         weights=args.weights, weights_dir=args.weights_dir, device=args.device,
         out=(args.out or default_results_root() / args.preset).resolve(), force=args.force,
         executor=args.executor, shard=parse_shard(args.shard) if args.shard else None,
-        variants=tuple(_split(args.variants)) or None,
+        variants=tuple(_split(args.variants)) or None, method_options=method_options,
     )
+
+
+def _method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str, object]]:
+    """`--option` pairs, checked against each method's declared options before anything runs."""
+    from benchmarks.options import OptionError, options_from_mapping, parse_option_args
+    from benchmarks.registry import BASELINES
+
+    parsed = parse_option_args(pairs, methods)
+    for method, values in parsed.items():
+        options = BASELINES.get(method).meta.options
+        if options is None:
+            raise OptionError(f"{method} declares no options; cannot set {', '.join(sorted(values))}")
+        options_from_mapping(options, values, method)
+    return parsed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,6 +207,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks.registry import BASELINES, load_plugins
 
     problems = load_plugins()
+    if args.options:
+        return _list_options(BASELINES.names())
     rows = []
     for name in BASELINES.names():
         meta = BASELINES.get(name).meta
@@ -201,6 +225,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_options(methods: list[str]) -> int:
+    from benchmarks.options import describe_options
+    from benchmarks.registry import BASELINES
+
+    for name in methods:
+        options = BASELINES.get(name).meta.options
+        print(f"{name}:" + ("" if options else " (no options)"))
+        for key, kind, default in describe_options(options) if options else []:
+            print(f"  --option {name}.{key}=...  {kind}, default {default}")
+    return 0
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from benchmarks.registry import BASELINES, load_plugins
     from benchmarks.weights import WeightsResolver, describe
@@ -214,7 +250,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
                 continue
             seen.add(spec.key)
             info = describe(spec, resolver)
-            status = f"found: {info['path']} ({info['source']})" if info["found"] else "NOT FOUND -> random init"
+            fallback = "random init" if spec.bundled else "substitute (bundled) where the method allows, else random init"
+            status = f"found: {info['path']} ({info['source']})" if info["found"] else f"NOT FOUND -> {fallback}"
             print(f"{spec.key} [{spec.library}: {spec.model_id}{' / ' + spec.tag if spec.tag else ''}]  {status}")
             if not info["found"]:
                 print(f"    {info['how_to_provide']}")

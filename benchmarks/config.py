@@ -48,12 +48,18 @@ class RunConfig:
     feature_cache: bool = True
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def cell_hash(self, cell: CellSpec, method_meta: dict[str, Any]) -> str:
-        """Hash of what determines a cell's numbers (not the output folder or the executor)."""
+    def cell_hash(self, cell: CellSpec, method_meta: dict[str, Any], weights_probe: list[str] | None = None) -> str:
+        """Hash of what determines a cell's numbers (not the output folder or the executor).
+
+        `weights_probe` (`WeightsResolver.probe` of the method's weight specs) says which weight
+        files are there now: a cell computed on a substitute or random backbone is recomputed,
+        not resumed, once the real weights appear.
+        """
         payload = {
             "cell": asdict(cell),
             "preset": asdict(self.preset),
             "weights": self.weights,
+            "weights_found": weights_probe or [],
             "device": self.device,
             "meta": method_meta,
             "options": self.method_options.get(cell.method, {}),

@@ -58,7 +58,12 @@ class MethodMeta:
     license: str = "see upstream"
     notes: str = ""
     weight_specs: tuple[WeightSpec, ...] = ()
-    """Every backbone the method may load (for `list weights` and the offline hint)."""
+    """Every backbone the method may load, its substitute included (for `list weights`, the offline
+    hint and the cell identity that makes resume recompute once real weights appear)."""
+    options: type | None = None
+    """The method's options: a frozen dataclass whose fields all have defaults and type annotations
+    (`benchmarks.options`); `--option METHOD.KEY=VALUE` is validated against it before a run starts.
+    None: the method takes no options."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]
@@ -79,6 +84,7 @@ class MethodMeta:
             "needs_masks": self.needs_masks,
             "license": self.license,
             "weights": [spec.model_id for spec in self.weight_specs],
+            "options": self.options.__name__ if self.options else None,
         }
 
 

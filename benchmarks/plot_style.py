@@ -89,12 +89,22 @@ def plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def stamp_random_weights(fig: Figure, methods: Iterable[str], all_random: bool) -> None:
-    """Write a visible red "RANDOM WEIGHTS" line on top of the figure."""
-    text = "RANDOM WEIGHTS: scores are not meaningful"
-    if not all_random:
-        text = "RANDOM WEIGHTS: " + ", ".join(plain(m) for m in sorted(set(methods)))
-    fig.suptitle(text, color=STAMP_COLOR, fontweight="bold", fontsize=7.5)
+def stamp_weights(fig: Figure, random: Iterable[str], substitute: Iterable[tuple[str, str]], all_random: bool) -> None:
+    """Write a visible red weights line on top of the figure: "RANDOM WEIGHTS" with the methods
+    that ran random-init, and the substitute tag ("subst. MobileNetV2-IN1k") with the methods
+    that ran on the bundled substitute backbone."""
+    random = sorted(set(random))
+    parts = []
+    if random:
+        parts.append("RANDOM WEIGHTS: scores are not meaningful" if all_random
+                     else "RANDOM WEIGHTS: " + ", ".join(plain(m) for m in random))
+    by_tag: dict[str, set[str]] = {}
+    for method, tag in substitute:
+        by_tag.setdefault(tag, set()).add(method)
+    parts += [f"{plain(tag).upper()}: " + ", ".join(plain(m) for m in sorted(methods))
+              for tag, methods in sorted(by_tag.items())]
+    if parts:
+        fig.suptitle("; ".join(parts), color=STAMP_COLOR, fontweight="bold", fontsize=7.5)
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:

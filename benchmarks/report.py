@@ -39,6 +39,7 @@ from benchmarks.results_table import (
     load_run,
     strata_order,
 )
+from benchmarks.stamp import STAMP_SENTENCE
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,11 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
     tables_dir = target / "tables"
     frame = results.frame()
     any_random = results.any_random_weights
+    show_weights = not results.all_pretrained
     comments = [CI_NOTE] + (
         ["RANDOM WEIGHTS: some cells used randomly initialised backbones"] if any_random else []
-    )
+    ) + (["SUBSTITUTE WEIGHTS: some cells used the bundled ImageNet MobileNetV2 in place of the paper's backbone"]
+         if any(c.substitute_weights for c in results.cells) else [])
     comments.append(SIGNIFICANCE_NOTE)
     run_ids = sorted({c.run_id for c in results.cells if c.run_id})
     out = [f"# Benchmark report: {md_escape(', '.join(run_ids) or results.run_dir.name)}", ""]
@@ -238,7 +241,7 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
         summary = aggregate_seeds(data)
         comparisons = compare_with_best(results, dataset)
         tables = [
-            _main_table(summary, comparisons, slug, show_seed, any_random),
+            _main_table(summary, comparisons, slug, show_seed, show_weights),
             _operating_table(data, slug, show_seed),
         ]
         if comparisons:
@@ -273,15 +276,22 @@ def _ensure(path: Path) -> Path:
 
 def _stamp(results: RunResults) -> list[str]:
     random = [c for c in results.cells if c.random_weights]
-    if not random:
-        return []
-    methods = ", ".join(sorted({md_escape(c.method) for c in random}))
-    return [
-        f"> **⚠ RANDOM WEIGHTS.** {len(random)} of {len(results.cells)} cells ran with randomly initialised "
-        f"backbones ({methods}): their numbers say nothing about the methods. Provide pretrained weights "
-        "(`python -m benchmarks weights` says how) and re-run.",
-        "",
-    ]
+    substitute = [c for c in results.cells if c.substitute_weights]
+    out = []
+    if random:
+        methods = ", ".join(sorted({md_escape(c.method) for c in random}))
+        out += [
+            f"> **⚠ RANDOM WEIGHTS.** {len(random)} of {len(results.cells)} cells ran with randomly initialised "
+            f"backbones ({methods}): their numbers say nothing about the methods. Provide pretrained weights "
+            "(`python -m benchmarks weights` says how) and re-run.",
+            "",
+        ]
+    if substitute:
+        methods = ", ".join(sorted({md_escape(c.method) for c in substitute}))
+        tags = ", ".join(sorted({md_escape(c.weights_tag or "substitute") for c in substitute}))
+        out += [f"> **SUBSTITUTE WEIGHTS ({tags}).** {len(substitute)} of {len(results.cells)} cells ({methods}). "
+                f"{STAMP_SENTENCE}", ""]
+    return out
 
 
 def _summary(results: RunResults) -> list[str]:
@@ -388,7 +398,7 @@ def _key_columns(show_seed: bool, show_weights: bool = False) -> list[Column]:
     if show_seed:
         columns.append(Column("Seed", _number("seed", 0)))
     if show_weights:
-        columns.append(Column("Weights", _text("weights"), text=True))
+        columns.append(Column("Weights", _text("weights_tag"), text=True))
     return columns
 
 
@@ -416,7 +426,7 @@ def _main_table(
     if show_seeds:
         columns.append(Column("Seeds", _number("seeds", 0)))
     if show_weights:
-        columns.append(Column("Weights", _text("weights"), text=True))
+        columns.append(Column("Weights", _text("weights_tag"), text=True))
     columns += [
         Column(f"AUROC{spread} (95 % CI)", _mean("image_auroc", ci=True, mark=True), "image_auroc"),
         Column("AUPR", _mean("aupr"), "aupr"),
@@ -439,6 +449,7 @@ def _main_table(
         "variant",
         "seeds",
         "weights",
+        "weights_tag",
         *(
             f"{m}{suffix}"
             for m in ("image_auroc", "aupr", "f1", "f1_max", "pixel_auroc", "aupro")
@@ -735,7 +746,7 @@ def _published_section(
         " with Δ = reproduced − published in percentage points. `mvtec:` datasets match MVTec AD entries"
         " (VisA when a folder of the path is named `visa`); the smartphone study's F1 matches `ltfm` only on a"
         ' `manifest:` dataset whose `dataset.json` says `"published_reference": "smartphone-study"`;'
-        " random-weights cells are never comparable. Protocol differences that remain:",
+        " random-weights and substitute-backbone cells are never comparable. Protocol differences that remain:",
         "",
         *(f"- {DATASET_KIND_NAMES[kind]}: {md_escape(text)}" for kind, text in PROTOCOL_CAVEATS.items()),
         "",
@@ -750,7 +761,7 @@ def _published_section(
 def _published_row(entry: PublishedResult, summary: pd.DataFrame, source: int) -> dict[str, object]:
     ran = summary[(summary["method"] == entry.method) & summary["variant"].isin(entry.variants)]
     same = ran[ran["kind"] == entry.dataset_kind]
-    usable = same[(same["weights"] != "random") & same[entry.metric].notna()]
+    usable = same[(same["weights"] == "pretrained") & same[entry.metric].notna()]
     reproduced = delta = None
     if ran.empty:
         status = "not run"
@@ -758,7 +769,9 @@ def _published_row(entry: PublishedResult, summary: pd.DataFrame, source: int) -
         status = f"not comparable: different data ({', '.join(sorted(set(ran['dataset'])))})"
     elif usable.empty:
         random = (same["weights"] == "random").any()
-        status = "not comparable: random weights" if random else f"{entry.metric} not recorded"
+        substitute = (same["weights"] == "substitute").any()
+        status = ("not comparable: random weights" if random else
+                  "not comparable: substitute backbone" if substitute else f"{entry.metric} not recorded")
     else:
         reproduced = 100 * float(usable[entry.metric].mean())
         delta = reproduced - entry.value

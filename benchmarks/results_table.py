@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.stamp import weights_tag
+
 RUNS_FILE = "runs.jsonl"
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
@@ -152,6 +154,8 @@ class CellResult:
     run_id: str | None = None
     error: str | None = None
     weights: str | None = None
+    weights_tag: str | None = None
+    """The short stamp for tables and figures: "pretrained", "subst. MobileNetV2-IN1k", "random"."""
     metrics: CellMetrics | None = None
     latency: CellLatency | None = None
     breakdowns: Mapping[str, Mapping[str, StratumMetrics]] = field(default_factory=dict)
@@ -175,6 +179,10 @@ class CellResult:
     def random_weights(self) -> bool:
         return self.weights == "random"
 
+    @property
+    def substitute_weights(self) -> bool:
+        return self.weights == "substitute"
+
 
 @dataclass(frozen=True)
 class RunResults:
@@ -194,6 +202,11 @@ class RunResults:
     @property
     def any_random_weights(self) -> bool:
         return any(c.random_weights for c in self.cells)
+
+    @property
+    def all_pretrained(self) -> bool:
+        """Every cell ran on its method's own pretrained weights (no weights column needed)."""
+        return all(c.weights == "pretrained" for c in self.cells)
 
     def for_dataset(self, dataset: str, *, ok_only: bool = False) -> tuple[CellResult, ...]:
         """Cells of `dataset` sorted by method, variant, seed."""
@@ -324,19 +337,21 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
     `<metric>` is the mean over seeds and `<metric>_sd` their standard deviation (NaN with one
     seed); `<metric>_lo` / `_hi` is the cell's bootstrap CI with one seed and the envelope of
-    the seeds' CIs with several; latency columns are medians; `weights` is "random" when any
-    seed ran with random weights; `seeds` counts the cells.
+    the seeds' CIs with several; latency columns are medians; `weights` (and `weights_tag`) is
+    "random" when any seed ran with random weights; `seeds` counts the cells.
     """
     ok = frame[frame["status"] == "ok"]
     rows = []
     for (dataset, method, variant), group in ok.groupby(["dataset", "method", "variant"], sort=True):
         weights = sorted(set(group["weights"].dropna()))
+        tags = sorted(set(group["weights_tag"].dropna()))
         row: dict[str, Any] = {
             "dataset": dataset,
             "method": method,
             "variant": variant,
             "seeds": len(group),
             "weights": "random" if "random" in weights else ", ".join(weights) or None,
+            "weights_tag": "random" if "random" in weights else ", ".join(tags) or None,
             "device": ", ".join(sorted(set(group["device"].dropna()))) or None,
         }
         for name in SEED_METRICS:
@@ -349,7 +364,7 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         for name in SEED_LATENCY:
             row[name] = group[name].median()
         rows.append(row)
-    columns = ["dataset", "method", "variant", "seeds", "weights", "device"]
+    columns = ["dataset", "method", "variant", "seeds", "weights", "weights_tag", "device"]
     columns += [f"{m}{suffix}" for m in SEED_METRICS for suffix in ("", "_sd")]
     columns += [f"{m}_{end}" for m in CI_METRICS for end in ("lo", "hi")]
     return pd.DataFrame(rows, columns=[*columns, *SEED_LATENCY])
@@ -482,7 +497,7 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
 
 FRAME_COLUMNS = [
     "cell_key", "run_id", "dataset", "method", "variant", "seed", "status", "error", "weights",
-    "preset", "config_hash",
+    "weights_tag", "preset", "config_hash",
     "image_auroc", "image_auroc_lo", "image_auroc_hi", "aupr", "aupr_lo", "aupr_hi",
     "f1", "f1_lo", "f1_hi", "precision", "recall", "threshold", "threshold_source",
     "f1_max", "f1_max_lo", "f1_max_hi", "pixel_auroc", "aupro", "n_normal", "n_anomalous",
@@ -508,7 +523,7 @@ def _flat_row(cell: CellResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "cell_key": cell.cell_key, "run_id": cell.run_id, "dataset": cell.dataset,
         "method": cell.method, "variant": cell.variant, "seed": cell.seed, "status": cell.status,
-        "error": cell.error, "weights": cell.weights, "preset": cell.preset,
+        "error": cell.error, "weights": cell.weights, "weights_tag": cell.weights_tag, "preset": cell.preset,
         "config_hash": cell.config_hash, "scores_file": cell.scores_file, "maps_file": cell.maps_file,
         "hard_negative_fpr": hard.fpr, "normal_fpr": hard.normal_fpr, "n_hard_negative": hard.n_hard_negative,
     }  # fmt: skip
@@ -524,6 +539,11 @@ def _flat_row(cell: CellResult) -> dict[str, Any]:
 
 def _cell_order(cell: CellResult) -> tuple[str, str, int]:
     return (cell.method, cell.variant, cell.seed if cell.seed is not None else -1)
+
+
+def _details(obj: Mapping[str, Any]) -> list[dict[str, object]]:
+    detail = obj.get("weights_detail")
+    return [d for d in detail if isinstance(d, dict)] if isinstance(detail, list) else []
 
 
 def _parse_cell(obj: object) -> CellResult:
@@ -544,6 +564,7 @@ def _parse_cell(obj: object) -> CellResult:
         run_id=_str(obj.get("run_id")),
         error=_str(obj.get("error")),
         weights=_str(obj.get("weights")),
+        weights_tag=_str(obj.get("weights_tag")) or weights_tag(_str(obj.get("weights")), _details(obj)),
         metrics=_metrics(obj.get("metrics")),
         latency=_latency(obj.get("latency")),
         breakdowns=_breakdowns(obj.get("breakdowns")),

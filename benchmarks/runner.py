@@ -25,7 +25,9 @@ from benchmarks import environment
 from benchmarks.cell import CellOutcome, run_cell
 from benchmarks.config import CellSpec, RunConfig, shard_cells
 from benchmarks.registry import BASELINES, load_plugins
+from benchmarks.stamp import weights_tag
 from benchmarks.store import SCHEMA_VERSION, RunStore
+from benchmarks.weights import WeightsResolver
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,13 @@ def run(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = No
         run_id = _run_id(previous)
         store.write_json("run.json", _run_metadata(config, run_id, cells))
         todo = []
+        resolver = WeightsResolver(mode=config.weights, weights_dir=config.weights_dir)  # type: ignore[arg-type]
+        probes: dict[str, list[str]] = {}
         for cell in cells:
             meta = BASELINES.get(cell.method).meta
-            digest = config.cell_hash(cell, meta.to_json())
+            if cell.method not in probes:
+                probes[cell.method] = resolver.probe(meta.weight_specs)
+            digest = config.cell_hash(cell, meta.to_json(), probes[cell.method])
             done = previous.get(cell.key)
             if (
                 not config.force
@@ -211,6 +217,8 @@ def _alive(pid: int) -> bool:
 
 
 def declared_weights(config: RunConfig) -> str:
+    """The stamp of a cell that died before it could say what it loaded: a claim that cannot
+    overstate (only `pretrained` guarantees real weights; other modes may have fallen back to random)."""
     return "pretrained" if config.weights == "pretrained" else "random"
 
 
@@ -231,6 +239,7 @@ def _record(
         "status": outcome.status,
         "error": outcome.error,
         "weights": outcome.weights,
+        "weights_tag": weights_tag(outcome.weights, outcome.weights_detail),
         "metrics": outcome.metrics,
         "latency": outcome.latency,
         "config_hash": digest,
@@ -242,6 +251,7 @@ def _record(
         "counts": outcome.counts,
         "weights_detail": outcome.weights_detail,
         "method_meta": meta.to_json(),
+        "options": config.method_options.get(cell.method, {}),
         "preset": config.preset.name,
         "scores_file": outcome.scores_file,
         "maps_file": outcome.maps_file,

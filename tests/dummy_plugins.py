@@ -7,8 +7,11 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
+from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute, stage_outputs
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.weights import WeightSpec, load_state_dict
 
 FULL = {"default": VariantSpec(Protocol.FULL_SHOT)}
 
@@ -133,7 +136,38 @@ class CacheProbe(MeanBrightness):
         return super().predict(images)
 
 
-ALL = {"mean-brightness": MeanBrightness, "crashing": Crashing, "nan-scores": NanScores,
+TINY_OWN_WEIGHTS = WeightSpec(key="tiny_own_backbone", library="file", model_id="tiny own backbone (test)")
+
+
+class SubstituteFeatures(MeanBrightness):
+    """Asks for weights it will not find (unless a test provides them) with the bundled MobileNetV2 as
+    substitute: score = distance of the image's mean `blocks.1` feature from the normals' mean."""
+
+    meta = MethodMeta(name="substitute-features", paper="test", backbone="tiny", weights_id="none", input_size=32,
+                      variants=FULL, weight_specs=(TINY_OWN_WEIGHTS, MOBILENETV2_IN1K))
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        resolved = context.weights.resolve(TINY_OWN_WEIGHTS, substitute=MOBILENETV2_IN1K)
+        self.model = build_mobilenetv2(resolved if is_substitute(resolved) else None)
+        if resolved.mode == "pretrained":  # its "own" weights: a MobileNetV2 state dict in timm's keys
+            assert resolved.path is not None
+            self.model.load_state_dict(load_state_dict(resolved.path), strict=True)
+
+    def _features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        x = torch.stack([torch.from_numpy(np.ascontiguousarray(im[:32, :32])).permute(2, 0, 1).float() / 255
+                         for im in images])
+        with torch.inference_mode():
+            return stage_outputs(self.model, x, ("blocks.1",))["blocks.1"].mean(dim=(2, 3)).numpy()
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        self.center = self._features([s.image for s in train]).mean(axis=0)
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        return Prediction(scores=np.linalg.norm(self._features(images) - self.center, axis=1).astype(np.float64))
+
+
+ALL = {"mean-brightness": MeanBrightness, "substitute-features": SubstituteFeatures, "crashing": Crashing, "nan-scores": NanScores,
        "hanging": Hanging, "dying": Dying, "flat-maps": FlatMaps, "maps-sometimes": MapsSometimes,
        "out-of-memory": OutOfMemory, "sentinel": Sentinel, "cache-probe": CacheProbe}
 

@@ -46,7 +46,7 @@ def write_fake_run(
     methods: Sequence[str] = ("patchcore", "winclip"),
     *,
     failed_method: str | None = "anomalygpt",
-    weights: str = "random",
+    weights: str | Mapping[str, str] = "random",
     seeds: Sequence[int] = (0,),
     with_latency: bool = True,
     variants: Mapping[str, Sequence[str]] | None = None,
@@ -58,6 +58,7 @@ def write_fake_run(
     """Write `runs.jsonl`, `scores/*.parquet`, `maps/*.npz` and the dataset folder `<run_dir>/dataset`.
 
     Cells are `methods` x their `variants` (default: "default") x seeds on `dataset`.
+    `weights` is one stamp for every cell or a stamp per method ("random" for the others).
     `failed_method` adds a failed cell (metrics and files null) with `FAILED_ERROR`. `profiles`
     override `METHOD_PROFILES`; with `shared_noise` every method draws the same noise, so methods
     with the same separation rank the images identically.
@@ -68,18 +69,22 @@ def write_fake_run(
     root = run_dir / "dataset"
     centers = _write_dataset(root)
     lines = []
+
+    def stamp(method: str) -> str:
+        return weights if isinstance(weights, str) else weights.get(method, "random")
+
     for method in methods:
         profile = {**METHOD_PROFILES, **(profiles or {})}.get(method, (1.0, 1.0, 90.0))
         for variant in (variants or {}).get(method, ("default",)):
             for seed in seeds:
-                cell = _Cell(method, variant, dataset, seed, weights)
+                cell = _Cell(method, variant, dataset, seed, stamp(method))
                 lines.append(
                     _ok_cell(
                         run_dir, cell, profile, with_latency, shared_noise, centers if with_maps else None
                     )
                 )
     if failed_method:
-        cell = _Cell(failed_method, "default", dataset, 0, weights)
+        cell = _Cell(failed_method, "default", dataset, 0, stamp(failed_method))
         lines.append({**_common(cell), "status": "failed", "error": FAILED_ERROR})
     for line in lines:
         line["dataset_root"] = str(root.resolve())
@@ -117,6 +122,9 @@ def _common(cell: _Cell) -> dict[str, object]:
         "status": "ok",
         "error": None,
         "weights": cell.weights,
+        # as the runner writes it for a substitute (the tag is derived from it when a line has none)
+        "weights_detail": [{"key": "mobilenetv2_100_in1k_deepsort", "mode": "substitute", "label": "MobileNetV2-IN1k",
+                            "substitute_for": "tiny"}] if cell.weights == "substitute" else [],
         "metrics": None,
         "latency": None,
         "breakdowns": None,

@@ -153,7 +153,7 @@ def test_resolver_weights_are_loaded(make_context, toy_task, tmp_path):
     plugin = DinoKnn(context)
     plugin.fit(toy_task["train"][:1])
     for name, value in source.state_dict().items():
-        torch.testing.assert_close(plugin.model.state_dict()[name], value, msg=name)
+        torch.testing.assert_close(plugin.model.model.state_dict()[name], value, msg=name)
     assert resolver.summary()[0]["mode"] == "pretrained"
 
 

@@ -87,6 +87,19 @@ def test_every_figure_of_a_random_weights_run_is_stamped(
         assert stamp.get_visible() and float(stamp.get_fontsize()) >= 7
 
 
+def test_substitute_and_random_cells_are_both_named_on_every_figure(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", ("patchcore", "winclip"), weights={"patchcore": "substitute"},
+                         failed_method=None)
+    kept: list[Figure] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_figure", keeping(kept))
+        write_figures(run)
+    assert len(kept) >= 6  # the ablation needs ltfm cells, k-shot curves several shots
+    for fig in kept:
+        (stamp,) = [t.get_text() for t in fig.texts if "WEIGHTS" in t.get_text()]
+        assert stamp == "RANDOM WEIGHTS: winclip; SUBST. MOBILENETV2-IN1K: patchcore"
+
+
 def test_failed_cell_is_left_out_of_curves(drawn: tuple[list[Path], list[Figure], float]) -> None:
     _, kept, _ = drawn
     (roc,) = [f for f in kept if f.axes[0].get_title().startswith("ROC")]

@@ -112,6 +112,13 @@ def test_random_weights_and_other_data_are_not_comparable(tmp_path: Path) -> Non
     write_report(run, figures=False)
     auroc = row(published_table(run), "winclip", "k0, zero-shot", "image_auroc", "mvtec")
     assert auroc["status"] == "not comparable: random weights" and pd.isna(auroc["reproduced"])
+    substituted = write_fake_run(
+        tmp_path / "mvtec-subst", ("patchcore",), dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None,
+        weights="substitute",
+    )  # fmt: skip
+    write_report(substituted, figures=False)
+    auroc = row(published_table(substituted), "patchcore", "default", "image_auroc", "mvtec")
+    assert auroc["status"] == "not comparable: substitute backbone" and pd.isna(auroc["reproduced"])
     phones = write_fake_run(
         tmp_path / "phones", ("ltfm",), variants={"ltfm": ("base", "ft-real", "ft-real-gen")},
         failed_method=None, weights="pretrained",

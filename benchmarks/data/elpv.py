@@ -6,7 +6,8 @@ ambiguous 1/3 cells are left out. No pixel masks (pixel metrics are null).
 
 `elpv` is the cross-type split, our analogue of the smartphone cross-generation protocol:
 train and val on mono cells, test on poly cells. `elpv-stratified` mixes both types in every
-split. Sizes scale with the preset's `data_scale` (1.0: train 150 normal + 30 anomalous,
+split. `elpv-mono` holds out mono cells from mono cells (no type shift): the in-distribution
+reference split on which a real pretrained PatchCore is checked. Sizes scale with the preset's `data_scale` (1.0: train 150 normal + 30 anomalous,
 val 40 + 40, test 100 + 100), drawn with a fixed seed so every cell sees the same images.
 """
 
@@ -64,14 +65,19 @@ def _draw(pool: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     return pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))]
 
 
-def _manifest(labels: pd.DataFrame, scale: float, cross_type: bool) -> pd.DataFrame:
+SPLITS = ("cross-type", "stratified", "mono")
+
+
+def _manifest(labels: pd.DataFrame, scale: float, split: str) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     labels = labels[(labels.probability == 0) | (labels.probability >= 0.6)].copy()
     labels["label"] = (labels.probability >= 0.6).astype(int)
-    if cross_type:
-        pools = {"train": labels[labels.type == "mono"], "val": None, "test": labels[labels.type == "poly"]}
-    else:
-        pools = {"train": labels, "val": None, "test": labels}
+    mono = labels[labels.type == "mono"]
+    pools = {
+        "cross-type": {"train": mono, "val": None, "test": labels[labels.type == "poly"]},
+        "stratified": {"train": labels, "val": None, "test": labels},
+        "mono": {"train": mono, "val": None, "test": mono},
+    }[split]
     parts = []
     used: set[int] = set()
     for split in ("test", "train", "val"):
@@ -97,12 +103,14 @@ def _manifest(labels: pd.DataFrame, scale: float, cross_type: bool) -> pd.DataFr
     )
 
 
-def load_elpv(scale: float = 1.0, cross_type: bool = True) -> Dataset:
+def load_elpv(scale: float = 1.0, split: str = "cross-type") -> Dataset:
+    if split not in SPLITS:
+        raise ValueError(f"ELPV split must be one of {SPLITS}, got {split!r}")
     folder = _images_dir()
     labels = pd.read_csv(folder / "labels.csv")
-    name = "elpv" if cross_type else "elpv-stratified"
+    name = {"cross-type": "elpv", "stratified": "elpv-stratified", "mono": "elpv-mono"}[split]
     return build_dataset(
-        _manifest(labels, scale, cross_type),
+        _manifest(labels, scale, split),
         folder,
         name=name,
         source=name,
@@ -117,12 +125,17 @@ def _register() -> None:
     @DATASETS.register("elpv")
     def elpv(request: DatasetRequest) -> Dataset:
         """ELPV cross-type: train/val on mono cells, test on poly cells."""
-        return load_elpv(request.scale, cross_type=True)
+        return load_elpv(request.scale, "cross-type")
 
     @DATASETS.register("elpv-stratified")
     def elpv_stratified(request: DatasetRequest) -> Dataset:
         """ELPV with both cell types in every split."""
-        return load_elpv(request.scale, cross_type=False)
+        return load_elpv(request.scale, "stratified")
+
+    @DATASETS.register("elpv-mono")
+    def elpv_mono(request: DatasetRequest) -> Dataset:
+        """ELPV mono cells held out from mono cells (no type shift)."""
+        return load_elpv(request.scale, "mono")
 
 
 _register()

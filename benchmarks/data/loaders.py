@@ -1,4 +1,4 @@
-"""Dataset loaders, registered by name: `smartphone-synth`, `elpv`, `elpv-stratified`, and the
+"""Dataset loaders, registered by name: `smartphone-synth`, `elpv`, `elpv-stratified`, `elpv-mono`, and the
 path-taking kinds `manifest:PATH`, `folder:PATH`, `mvtec:PATH/CATEGORY`."""
 
 from __future__ import annotations
@@ -153,5 +153,5 @@ def _rename(dataset: Dataset, name: str, class_name: str, description: str) -> D
     return replace(dataset, name=name, class_name=class_name, description=description or dataset.description)
 
 
-# Registers `elpv` and `elpv-stratified` on import.
+# Registers `elpv`, `elpv-stratified` and `elpv-mono` on import.
 from benchmarks.data import elpv as _elpv  # noqa: E402,F401

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from benchmarks.plot_style import LINESTYLES, MARKERS, LineStyle, new_figure, plain, stamp_random_weights
+from benchmarks.plot_style import LINESTYLES, MARKERS, LineStyle, new_figure, plain, stamp_weights
 from benchmarks.published import dataset_kind
 from benchmarks.results_table import CellResult, RunResults, aggregate_seeds
 
@@ -93,11 +93,12 @@ class DatasetView:
         return usable
 
     def figure(self, shown: Sequence[CellResult], width_in: float, height_in: float) -> Figure:
-        """A new figure, stamped "RANDOM WEIGHTS" when any of the `shown` cells used random weights."""
+        """A new figure, stamped "RANDOM WEIGHTS" / "SUBST. ..." when any of the `shown` cells used random
+        weights or a substitute backbone."""
         fig = new_figure(width_in, height_in)
         random = [c for c in shown if c.random_weights]
-        if random:
-            stamp_random_weights(fig, (c.method for c in random), all_random=len(random) == len(shown))
+        substitute = [(c.method, c.weights_tag or "substitute") for c in shown if c.substitute_weights]
+        stamp_weights(fig, (c.method for c in random), substitute, all_random=len(random) == len(shown) > 0)
         return fig
 
     def save(self, fig: Figure, kind: str) -> list[Path]:

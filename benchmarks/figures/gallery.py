@@ -69,7 +69,7 @@ def draw_gallery(view: DatasetView) -> list[Path]:
     grid, tops, lefts, notes = compose_canvas(rows, [scaled[c.cell_key] for c in cells])
     # Row labels and column titles go on white margins of the raster itself, so that no layout
     # engine can push them off the figure: size the figure first, then the margins in pixels.
-    label_in, title_in, below_in = 0.6, 0.3, 0.75 + (0.2 if any(c.random_weights for c in cells) else 0.0)
+    label_in, title_in, below_in = 0.6, 0.3, 0.75 + (0.2 if any(c.random_weights or c.substitute_weights for c in cells) else 0.0)
     width = min(DOUBLE_COLUMN_IN, max(SINGLE_COLUMN_IN, 0.7 + 0.85 * (2 + len(cells))))
     per_inch = grid.shape[1] / (width - 0.1 - label_in)
     per_inch = max(per_inch, grid.shape[0] / (8.5 - title_in - below_in))  # at most ~8.5 in tall
