@@ -20,6 +20,15 @@ for is resolved through `context.weights` (timm specs from timm's default tag, t
 files in the torch hub cache or the weights dir) and random-initialised, stamped, when absent.
 Nothing is downloaded by anomalib or timm themselves.
 
+Substitution (`--weights auto` offline, or `substitute`): a model whose `backbone` argument is a
+timm CNN read through ResNet-style `layers` (Padim, Patchcore, Stfpm, Dfm, Dfkde, ...) gets the
+bundled ImageNet MobileNetV2 (`benchmarks.bundled_backbone`) when its own backbone's weights are
+missing: `backbone="mobilenetv2_100"` and each `layerN` replaced by the MobileNetV2 stage at the
+same stride (`SUBSTITUTE_STAGES`: layer1 -> blocks.1 /4, layer2 -> blocks.2 /8, layer3 ->
+blocks.4 /16, layer4 -> blocks.6 /32), Padim's `n_features` capped at the substitute's channels.
+The cell is stamped `substitute`. Models with other backbones (ViTs, torchvision teachers) stay
+random-init offline. A `backbone` set in `model_kwargs` is the user's choice and never swapped.
+
 Offline with random weights (toy task of 64x64 images, 8 normal train, 6+6 test; CPU;
 anomalib 2.7.0; every model built, fitted and scored end to end, AUROCs meaningless at random):
 - Padim (resnet18, 64 px): one pass + `fit`, a few seconds; covered by the tests.
@@ -59,10 +68,17 @@ from torchvision import tv_tensors
 
 from baselines.common import batches
 from baselines.patchcore import load_backbone_weights, timm_weight_spec
+from benchmarks.bundled_backbone import (
+    MOBILENETV2_IN1K,
+    STAGE_CHANNELS,
+    TIMM_NAME,
+    is_substitute,
+    timm_state_dict,
+)
 from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
 from benchmarks.options import options_from_mapping
 from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
+from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +86,9 @@ PREFIX = "anomalib:"
 OFFLINE_TESTED_MODELS = ("Padim", "Patchcore", "Dinomaly", "Supersimplenet", "UniNet")
 """anomalib models checked to build, train and score offline with random weights."""
 FALLBACK_MAX_STEPS = 1000
+# ResNet stage -> the bundled MobileNetV2's stage at the same output stride (see the module docstring)
+SUBSTITUTE_STAGES = {"layer1": "blocks.1", "layer2": "blocks.2", "layer3": "blocks.4", "layer4": "blocks.6"}
+SUBSTITUTE_N_FEATURES = 100  # Padim's random feature selection (its resnet18 default)
 _TRAINER_KEYS = ("gradient_clip_val", "gradient_clip_algorithm", "max_epochs", "max_steps", "accumulate_grad_batches")
 
 
@@ -102,10 +121,34 @@ class AnomalibBaseline(Baseline):
         self.options = AnomalibOptions.from_mapping(context.options)
         self.device = torch.device(context.device)
         torch.manual_seed(context.seed)
-        with backbones_through_resolver(context.weights):
-            self.module = self.model_class(**self._module_kwargs())
+        decided, substitute_kwargs = self._substitution()
+        with backbones_through_resolver(context.weights, decided):
+            self.module = self.model_class(**{**self._module_kwargs(), **substitute_kwargs})
         self.module.to(self.device)
         self.transform = self.model_class.configure_pre_processor(**self.options.pre_processor_kwargs).transform
+
+    def _substitution(self) -> tuple[dict[str, ResolvedWeights], dict[str, Any]]:
+        """For a ResNet-style CNN model: resolve its default backbone with the bundled substitute, and
+        the constructor arguments that swap it in when the substitute is what the resolver gave."""
+        params = inspect.signature(self.model_class.__init__).parameters
+        if "backbone" in self.options.model_kwargs or "backbone" not in params or "layers" not in params:
+            return {}, {}
+        backbone, layers = params["backbone"].default, params["layers"].default
+        if not (isinstance(backbone, str) and isinstance(layers, list | tuple) and layers
+                and all(layer in SUBSTITUTE_STAGES for layer in layers)):
+            return {}, {}
+        try:
+            spec = timm_weight_spec(backbone)
+        except ValueError:  # not a timm model with hub weights
+            return {}, {}
+        resolved = self.context.weights.resolve(spec, substitute=MOBILENETV2_IN1K)
+        if not is_substitute(resolved):
+            return {backbone: resolved}, {}
+        stages = [SUBSTITUTE_STAGES[layer] for layer in layers]
+        kwargs: dict[str, Any] = {"backbone": TIMM_NAME, "layers": stages}
+        if "n_features" in params and params["n_features"].default is None:
+            kwargs["n_features"] = min(SUBSTITUTE_N_FEATURES, sum(STAGE_CHANNELS[s] for s in stages))
+        return {TIMM_NAME: resolved}, kwargs
 
     def _module_kwargs(self) -> dict[str, Any]:
         params = inspect.signature(self.model_class.__init__).parameters
@@ -214,6 +257,14 @@ def anomalib_method(model_name: str) -> type[AnomalibBaseline]:
     return cls
 
 
+def _timm_specs(backbone: str) -> tuple[WeightSpec, ...]:
+    """The resolver spec of a timm backbone name, or none when it is not one with hub weights."""
+    try:
+        return (timm_weight_spec(backbone),)
+    except (ValueError, RuntimeError):
+        return ()
+
+
 def _meta(name: str, model_class: type[AnomalibModule]) -> MethodMeta:
     params = inspect.signature(model_class.__init__).parameters
     backbone = next((str(params[p].default) for p in ("backbone", "encoder_name", "teacher_backbone")
@@ -234,12 +285,19 @@ def _meta(name: str, model_class: type[AnomalibModule]) -> MethodMeta:
         license="Apache-2.0 (anomalib); model-specific licences upstream",
         notes=f"{model_class.__module__}.{model_class.__name__}, anomalib {anomalib.__version__}",
         options=AnomalibOptions,
+        weight_specs=(*_timm_specs(backbone), MOBILENETV2_IN1K),
     )
 
 
 @contextmanager
-def backbones_through_resolver(resolver: WeightsResolver) -> Iterator[None]:
-    """While active, pretrained timm / torchvision backbones are resolved by `resolver`, never downloaded."""
+def backbones_through_resolver(resolver: WeightsResolver,
+                               decided: Mapping[str, ResolvedWeights] | None = None) -> Iterator[None]:
+    """While active, pretrained timm / torchvision backbones are resolved by `resolver`, never downloaded.
+
+    `decided` holds timm names already resolved by the caller (not resolved twice); a decided
+    substitute loads the bundled MobileNetV2's weights under its timm keys.
+    """
+    decided = dict(decided or {})
     real_create = timm.create_model
     real_get_weights = torchvision.models.get_model_weights
     real_builders: dict[str, Callable[..., nn.Module]] = {}
@@ -247,12 +305,14 @@ def backbones_through_resolver(resolver: WeightsResolver) -> Iterator[None]:
     def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
         if not pretrained:
             return real_create(model_name, pretrained=False, **kwargs)
-        resolved = resolver.resolve(timm_weight_spec(model_name))
+        resolved = decided.get(model_name) or resolver.resolve(timm_weight_spec(model_name))
         if resolved.mode == "random":
             return real_create(model_name, pretrained=False, **kwargs)
         assert resolved.path is not None
+        state = load_state_dict(resolved.path)
         # timm applies its own key filters and head/stem adaptation to a passed-in state dict.
-        overlay = {**(kwargs.pop("pretrained_cfg_overlay", None) or {}), "state_dict": load_state_dict(resolved.path)}
+        overlay = {**(kwargs.pop("pretrained_cfg_overlay", None) or {}),
+                   "state_dict": timm_state_dict(state) if is_substitute(resolved) else state}
         return real_create(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
     def get_model_weights(name: Any) -> Any:

@@ -77,3 +77,34 @@ def test_missing_weights_fail_in_pretrained_mode_and_go_random_otherwise(tmp_pat
     with backbones_through_resolver(relaxed):
         timm.create_model("resnet18", pretrained=True)
     assert relaxed.effective_mode == "random"
+
+
+def test_padim_takes_the_bundled_substitute_when_resnet18_is_missing(toy_task, tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
+    from benchmarks.contract import MethodContext
+    from benchmarks.presets import get_preset
+    from benchmarks.weights import load_state_dict
+
+    resolver = WeightsResolver(mode="auto", weights_dir=tmp_path, allow_download=False)
+    context = MethodContext(variant="default", seed=0, device="cpu", weights=resolver, preset=get_preset("smoke"),
+                            options={"batch_size": 4, "pre_processor_kwargs": {"image_size": (64, 64)}})
+    method = anomalib_method("Padim")(context)
+    assert resolver.effective_mode == "substitute"
+    assert [r["mode"] for r in resolver.summary()] == ["substitute"]  # resolved once, not again inside anomalib
+    extractor = method.module.model.feature_extractor
+    assert extractor.layers == ["blocks.1", "blocks.2", "blocks.4"] and method.module.model.n_features == 100
+    bundled = timm_state_dict(load_state_dict(resolver.find(MOBILENETV2_IN1K)[0]))
+    assert torch.equal(extractor.feature_extractor.state_dict()["conv_stem.weight"], bundled["conv_stem.weight"])
+    method.fit(toy_task["train"])
+    test = toy_task["test"]
+    scores = method.predict([s.image for s in test]).scores
+    assert roc_auc_score([s.label for s in test], scores) > 0.9
+    # a user's own backbone choice is never swapped
+    chosen = WeightsResolver(mode="auto", weights_dir=tmp_path, allow_download=False)
+    own = MethodContext(variant="default", seed=0, device="cpu", weights=chosen, preset=get_preset("smoke"),
+                        options={"model_kwargs": {"backbone": "resnet18", "layers": ["layer1"], "n_features": 8}})
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        anomalib_method("Padim")(own)
+    assert chosen.effective_mode == "random"
