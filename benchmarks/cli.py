@@ -238,23 +238,37 @@ def _list_options(methods: list[str]) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    """Each backbone once: where it was found, or what stands in for it offline and how to provide it."""
     from benchmarks.registry import BASELINES, load_plugins
     from benchmarks.weights import WeightsResolver, describe
 
     load_plugins()
     resolver = WeightsResolver(mode="auto", weights_dir=getattr(args, "weights_dir", None), allow_download=False)
-    seen = set()
+    users: dict[str, list[tuple[str, bool]]] = {}  # spec key -> (method, offers a bundled substitute)
+    specs = {}
     for name in BASELINES.names():
-        for spec in BASELINES.get(name).meta.weight_specs:
-            if spec.key in seen:
-                continue
-            seen.add(spec.key)
-            info = describe(spec, resolver)
-            fallback = "random init" if spec.bundled else "substitute (bundled) where the method allows, else random init"
-            status = f"found: {info['path']} ({info['source']})" if info["found"] else f"NOT FOUND -> {fallback}"
-            print(f"{spec.key} [{spec.library}: {spec.model_id}{' / ' + spec.tag if spec.tag else ''}]  {status}")
-            if not info["found"]:
-                print(f"    {info['how_to_provide']}")
+        method_specs = BASELINES.get(name).meta.weight_specs
+        bundled = any(spec.bundled for spec in method_specs)
+        for spec in method_specs:
+            specs.setdefault(spec.key, spec)
+            users.setdefault(spec.key, []).append((name, bundled))
+    for key, spec in specs.items():
+        info = describe(spec, resolver)
+        methods = ", ".join(m for m, _ in users[key])
+        if info["found"]:
+            status = f"found: {info['path']} ({info['source']})"
+        elif spec.bundled:
+            status = "NOT FOUND -> the methods above fall back to random init"
+        else:
+            subst = [m for m, offers in users[key] if offers]
+            rest = [m for m, offers in users[key] if not offers]
+            status = "NOT FOUND -> " + "; ".join(
+                ([f"bundled substitute for {', '.join(subst)}"] if subst else [])
+                + ([f"random init for {', '.join(rest)}"] if rest else []))
+        print(f"{spec.key} [{spec.library}: {spec.model_id}{' / ' + spec.tag if spec.tag else ''}] (used by {methods})")
+        print(f"    {status}")
+        if not info["found"]:
+            print(f"    {info['how_to_provide']}")
     return 0
 
 

