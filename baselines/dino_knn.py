@@ -92,7 +92,11 @@ class DinoKnnOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> DinoKnnOptions:
-        return options_from_mapping(cls, options, "dino-knn")
+        opts = options_from_mapping(cls, options, "dino-knn")
+        if opts.substitute_stage not in STAGE_STRIDES:
+            raise ValueError(f"dino-knn: substitute_stage must be one of {sorted(STAGE_STRIDES)}, "
+                             f"got {opts.substitute_stage!r}")
+        return opts
 
 
 def weight_spec(backbone: str) -> WeightSpec:

@@ -25,7 +25,7 @@ from baselines.common import (
     images_to_tensor,
 )
 from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute
+from benchmarks.bundled_backbone import MOBILENETV2_IN1K, STAGE_STRIDES, build_mobilenetv2, is_substitute
 from benchmarks.contract import (
     Baseline,
     MethodContext,
@@ -99,6 +99,10 @@ class PatchCoreOptions:
         opts = options_from_mapping(cls, options, "patchcore")
         if not 0 < opts.crop_size <= opts.image_size:
             raise ValueError(f"crop_size {opts.crop_size} must be in (0, image_size={opts.image_size}]")
+        unknown = [s for s in opts.substitute_layers if s not in STAGE_STRIDES]
+        if unknown or not opts.substitute_layers:
+            raise ValueError(f"patchcore: substitute_layers {list(opts.substitute_layers)} must be stages of "
+                             f"{sorted(STAGE_STRIDES)}")
         if not 0 < opts.coreset_ratio <= 1:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {opts.coreset_ratio}")
         return opts

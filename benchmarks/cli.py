@@ -165,7 +165,11 @@ def _method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str,
         options = BASELINES.get(method).meta.options
         if options is None:
             raise OptionError(f"{method} declares no options; cannot set {', '.join(sorted(values))}")
-        options_from_mapping(options, values, method)
+        # the options class's own `from_mapping` adds the plugin's range checks to the type checks
+        if hasattr(options, "from_mapping"):
+            options.from_mapping(values)
+        else:
+            options_from_mapping(options, values, method)
     return parsed
 
 

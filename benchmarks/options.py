@@ -1,7 +1,8 @@
 """Method options: typed per plugin, set from the command line (`--option METHOD.KEY=VALUE`).
 
 A plugin declares its options as a frozen dataclass in `MethodMeta.options`; every field has a
-default and a type annotation. `options_from_mapping` builds it from a plain mapping and refuses
+default and a type annotation, and an optional `from_mapping(options)` classmethod adds checks
+of its own (ranges, known names) on top of `options_from_mapping`. `options_from_mapping` builds it from a plain mapping and refuses
 unknown names and values of the wrong type, naming the method and the key; `parse_option_args`
 reads the command line's `METHOD.KEY=VALUE` pairs (values parsed as YAML scalars, so `3`, `0.5`,
 `true`, `null`, `[a, b]` and `{depth: 1}` arrive typed).

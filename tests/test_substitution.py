@@ -112,6 +112,12 @@ def test_option_values_are_typed_yaml_and_checked() -> None:
         options_from_mapping(PatchCoreOptions, {"batch_size": "8"}, "patchcore")
     with pytest.raises(OptionError, match="patchcore: unknown options bakbone"):
         options_from_mapping(PatchCoreOptions, {"bakbone": "x"}, "patchcore")
+    with pytest.raises(ValueError, match="substitute_layers .* must be stages"):
+        PatchCoreOptions.from_mapping({"substitute_layers": ["layer2"]})
+    from baselines.dino_knn import DinoKnnOptions
+
+    with pytest.raises(ValueError, match="substitute_stage must be one of"):
+        DinoKnnOptions.from_mapping({"substitute_stage": "features.13"})
     with pytest.raises(OptionError, match="METHOD.KEY=VALUE"):
         parse_option_args(["winclip.scales"], ["winclip"])
     with pytest.raises(OptionError, match="given twice"):
@@ -132,6 +138,9 @@ def test_cli_refuses_bad_options_before_running_and_lists_them(tmp_path: Path, c
                  "--option", "patchcore.coreset_ratio=lots"]) == 2
     assert "error: patchcore: option coreset_ratio='lots' must be float" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+    assert main(["run", "--methods", "patchcore", "--datasets", "elpv", "--out", out,
+                 "--option", "patchcore.crop_size=512"]) == 2
+    assert "crop_size 512 must be in (0, image_size=256]" in capsys.readouterr().err
     assert main(["run", "--methods", "patchcore", "--option", "ltfm.tower=x", "--out", out]) == 2
     assert "METHOD one of the run's methods (patchcore)" in capsys.readouterr().err
     assert main(["list", "methods", "--options"]) == 0
