@@ -286,7 +286,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from benchmarks.data.manifest import read_table, validate_table
 
     path = args.manifest.resolve()
-    _, problems = validate_table(read_table(path), path.parent)
+    _, problems = validate_table(read_table(path), path.parent, decode=True)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         print(problem)

@@ -92,6 +92,11 @@ def load_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     return mask
 
 
+def verify_image(path: Path) -> None:
+    """Decode `path` in full (pixels, not only the header) or raise `ImageDecodeError` saying why."""
+    _open(path).close()
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) from the header only (no full decode)."""
     with Image.open(path, formats=ALLOWED_FORMATS) as image:

@@ -8,13 +8,14 @@ empty train split) are reported but the dataset still loads.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import pandas as pd
 
-from benchmarks.data.images import ALLOWED_FORMATS, ImageDecodeError, image_size
+from benchmarks.data.images import ALLOWED_FORMATS, ImageDecodeError, image_size, verify_image
 from benchmarks.data.schema import (
     NORMAL_DEFECT,
     REQUIRED_COLUMNS,
@@ -113,9 +114,15 @@ def _sidecar(path: Path) -> dict[str, object]:
 
 
 def validate_table(
-    table: pd.DataFrame, root: Path, check_files: bool = True
+    table: pd.DataFrame, root: Path, check_files: bool = True, decode: bool = False
 ) -> tuple[list[ImageRecord], list[ManifestProblem]]:
-    """Check every row of `table` (paths relative to `root`); return good records and all problems."""
+    """Check every row of `table` (paths relative to `root`); return good records and all problems.
+
+    With `decode` (what `data check` does) every image and mask that passed the other checks is
+    also decoded in full, so that truncated files, text saved as `.png` and decompression bombs
+    are named with their rows; a run reads only headers here and meets a broken file in the cell
+    that decodes it (which fails with the same row-naming message).
+    """
     problems: list[ManifestProblem] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
@@ -138,8 +145,37 @@ def validate_table(
         problems.extend(row_problems)
         if record is not None and not row_problems:
             records.append(record)
+    if decode:
+        undecodable = _decode_all(records)
+        problems.extend(undecodable)
+        bad_rows = {p.row for p in undecodable}
+        records = [r for r in records if r.row not in bad_rows]
+        problems.sort(key=lambda p: (p.row is None, p.row or 0))  # stable: a row's problems stay in order
     problems.extend(_check_splits(table, records))
     return records, problems
+
+
+DECODE_THREADS = 4
+
+
+def _decode_all(records: list[ImageRecord]) -> list[ManifestProblem]:
+    """Fully decode every image and mask; one problem per file that cannot be decoded.
+
+    Pillow's decoders release the GIL, so a small thread pool keeps this near disk/decode speed.
+    """
+    jobs = [(r.row, column, path) for r in records
+            for column, path in (("image", r.image), ("mask", r.mask)) if path is not None]
+
+    def decode(job: tuple[int, str, Path]) -> ManifestProblem | None:
+        row, column, path = job
+        try:
+            verify_image(path)
+        except ImageDecodeError as exc:
+            return ManifestProblem(str(exc), row, column)
+        return None
+
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        return [p for p in pool.map(decode, jobs) if p is not None]
 
 
 def _text(value: object) -> str:
