@@ -2,9 +2,9 @@
 
 A plugin declares its options as a frozen dataclass in `MethodMeta.options`; every field has a
 default and a type annotation, and an optional `from_mapping(options)` classmethod adds checks
-of its own (ranges, known names) on top of `options_from_mapping`. `options_from_mapping` builds it from a plain mapping and refuses
-unknown names and values of the wrong type, naming the method and the key; `parse_option_args`
-reads the command line's `METHOD.KEY=VALUE` pairs (values parsed as YAML scalars, so `3`, `0.5`,
+of its own (ranges, known names) on top of `options_from_mapping`. `options_from_mapping`
+builds it from a plain mapping and refuses unknown names and values of the wrong type, naming
+the method and the key; `parse_option_args` reads the command line's `METHOD.KEY=VALUE` pairs (values parsed as YAML scalars, so `3`, `0.5`,
 `true`, `null`, `[a, b]` and `{depth: 1}` arrive typed).
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.runner import RunSummary
+from benchmarks.stamp import STAMP_SENTENCE
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -30,7 +31,5 @@ def format_summary(summary: RunSummary) -> str:
         lines.append("!! RANDOM WEIGHTS: some cells ran with random-init backbones; their numbers are not "
                      "comparable with published results (see `python -m benchmarks weights`).")
     if any(r["weights"] == "substitute" for r in summary.ran):
-        lines.append("!! SUBSTITUTE WEIGHTS: some cells ran on the bundled ImageNet MobileNetV2 in place of the "
-                     "paper's backbone (real pretrained features, another network); never compare them with "
-                     "published results.")
+        lines.append(f"!! SUBSTITUTE WEIGHTS: {STAMP_SENTENCE}")
     return "\n".join(lines)

@@ -240,11 +240,12 @@ class WeightsResolver:
         """
         if self.mode == "random":
             return ["random"]
+        offline = WeightsResolver(self.mode, self.weights_dir, allow_download=False)
         out = []
         for spec in specs:
             if self.mode == "substitute" and spec.bundled is None:
                 continue
-            hit = WeightsResolver(self.mode, self.weights_dir, allow_download=False).find(spec)
+            hit = offline.find(spec)
             out.append(f"{spec.key}={file_fingerprint(hit[0]) if hit else 'missing'}")
         return out
 
@@ -342,7 +343,8 @@ def _in_distribution(bundled: BundledFile) -> tuple[Path, str] | None:
     path = Path(str(dist.locate_file(bundled.path)))
     if not path.is_file():
         return None
-    digest = _sha256(path, path.stat().st_size, path.stat().st_mtime_ns)
+    stat = path.stat()
+    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
     if digest != bundled.sha256:
         raise BundledWeightsError(
             f"{path}: sha256 {digest[:12]}... is not the expected {bundled.sha256[:12]}... of "

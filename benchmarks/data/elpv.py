@@ -7,8 +7,9 @@ ambiguous 1/3 cells are left out. No pixel masks (pixel metrics are null).
 `elpv` is the cross-type split, our analogue of the smartphone cross-generation protocol:
 train and val on mono cells, test on poly cells. `elpv-stratified` mixes both types in every
 split. `elpv-mono` holds out mono cells from mono cells (no type shift): the in-distribution
-reference split on which a real pretrained PatchCore is checked. Sizes scale with the preset's `data_scale` (1.0: train 150 normal + 30 anomalous,
-val 40 + 40, test 100 + 100), drawn with a fixed seed so every cell sees the same images.
+reference split on which a real pretrained PatchCore is checked. Sizes scale with the preset's
+`data_scale` (1.0: train 150 normal + 30 anomalous, val 40 + 40, test 100 + 100), drawn with
+a fixed seed so every cell sees the same images.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _draw(pool: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     return pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))]
 
 
-SPLITS = ("cross-type", "stratified", "mono")
+# how train/val and test cells are drawn -> the registered dataset name
+ELPV_SPLITS = {"cross-type": "elpv", "stratified": "elpv-stratified", "mono": "elpv-mono"}
 
 
 def _manifest(labels: pd.DataFrame, scale: float, split: str) -> pd.DataFrame:
@@ -104,11 +106,11 @@ def _manifest(labels: pd.DataFrame, scale: float, split: str) -> pd.DataFrame:
 
 
 def load_elpv(scale: float = 1.0, split: str = "cross-type") -> Dataset:
-    if split not in SPLITS:
-        raise ValueError(f"ELPV split must be one of {SPLITS}, got {split!r}")
+    if split not in ELPV_SPLITS:
+        raise ValueError(f"ELPV split must be one of {tuple(ELPV_SPLITS)}, got {split!r}")
     folder = _images_dir()
     labels = pd.read_csv(folder / "labels.csv")
-    name = {"cross-type": "elpv", "stratified": "elpv-stratified", "mono": "elpv-mono"}[split]
+    name = ELPV_SPLITS[split]
     return build_dataset(
         _manifest(labels, scale, split),
         folder,
