@@ -256,6 +256,8 @@ def _run_cell(
         test_pred.scores, labels, threshold, n_bootstrap=config.preset.bootstrap_samples, seed=cell.seed
     )
     pixel = _pixel_metrics(test, test_pred, dataset)
+    val_labels = np.array([s.label for s in val], dtype=int)
+    val_auroc = metrics.auroc_or_none(val_pred.scores, val_labels, what="val") if val else None
     frame = pd.concat([score_frame(val, val_pred, dataset.root), score_frame(test, test_pred, dataset.root)],
                       ignore_index=True)
     breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
@@ -281,7 +283,7 @@ def _run_cell(
         error=None,
         weights=resolver.effective_mode,
         weights_detail=resolver.summary(),
-        metrics={**image.to_json(), **pixel.to_json()},
+        metrics={**image.to_json(), **pixel.to_json(), "val_image_auroc": val_auroc},
         latency=stats.to_json(),
         breakdowns=breakdowns,
         hard_negative=hard.to_json(),

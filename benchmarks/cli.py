@@ -66,12 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     generate = data_sub.add_parser("generate", help="write the embedded dataset's images, masks and manifest")
-    generate.add_argument("name", choices=("smartphone-synth",))
+    generate.add_argument("name", choices=("smartphone-synth", "smartphone-synth-wild"))
     generate.add_argument("--out", type=Path, required=True)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--scale", type=float, default=1.0)
     check = data_sub.add_parser("check", help="validate a manifest and list every problem")
     check.add_argument("manifest", type=Path)
+    calibrate = data_sub.add_parser(
+        "calibrate", help="how hard a dataset is for its reference detector (AUROC by severity, val-test gap, ...)"
+    )
+    calibrate.add_argument("dataset", nargs="?", default="smartphone-synth",
+                           help="a registered dataset or manifest:PATH (default: smartphone-synth)")
+    calibrate.add_argument("--method", help="reference method (default: the dataset's own reference)")
+    calibrate.add_argument("--weights", choices=("auto", "pretrained", "substitute", "random"),
+                           help="weights mode (default: the dataset's own reference)")
+    calibrate.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--out", type=Path, help="run folder for the reference cell (resumed when it is there)")
+    calibrate.add_argument("--run-dir", type=Path, help="read the reference cell from this finished run instead")
 
     for name, text in (("figures", "regenerate all figures"), ("report", "write report.md and tables")):
         p = sub.add_parser(name, help=f"{text} from a stored run folder")
@@ -278,11 +290,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "generate":
-        from benchmarks.data.smartphone.generate import generate_smartphone_synth
+        from benchmarks.data.smartphone.generate import DATASET_PROTOCOLS, generate_smartphone_synth
 
-        manifest = generate_smartphone_synth(args.out, seed=args.seed, scale=args.scale)
+        protocol = DATASET_PROTOCOLS[args.name]
+        manifest = generate_smartphone_synth(args.out, seed=args.seed, scale=args.scale, protocol=protocol)
         print(f"wrote {manifest} and {manifest.parent / 'montage.png'}")
         return 0
+    if args.data_command == "calibrate":
+        return cmd_calibrate(args)
     from benchmarks.data.manifest import read_table, validate_table
 
     path = args.manifest.resolve()
@@ -292,6 +307,53 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(problem)
     print(f"{path}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
     return 1 if errors else 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run (or read) the dataset's reference cell and print its calibration table."""
+    from benchmarks.calibrate import (
+        CALIBRATION_REFERENCES,
+        CalibrationReference,
+        calibrate_cell,
+        format_calibration,
+        write_calibration,
+    )
+    from benchmarks.config import RunConfig
+    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.runner import run
+    from benchmarks.store import RunStore
+
+    reference = CALIBRATION_REFERENCES.get(args.dataset)
+    method = args.method or (reference.method if reference else None)
+    if method is None:
+        raise UsageError(f"{args.dataset} has no calibration reference: name one with --method")
+    weights = args.weights or (reference.weights if reference else "auto")
+    targets = (reference or CalibrationReference(method, weights)).targets
+    load_plugins()
+    BASELINES.get(method)
+    if args.run_dir:
+        run_dir = args.run_dir.resolve()
+        records = [r for r in RunStore(run_dir).latest().values()
+                   if r.get("method") == method and r.get("dataset") == args.dataset and r.get("seed") == args.seed]
+        if not records:
+            raise UsageError(f"{run_dir} holds no {method} cell on {args.dataset} (seed {args.seed})")
+        record = records[0]
+    else:
+        run_dir = (args.out or default_results_root() / "calibration" / args.dataset).resolve()
+        preset = get_preset(args.preset)
+        config = RunConfig(methods=(method,), datasets=(args.dataset,), seeds=(args.seed,), preset=preset,
+                           weights=weights, out=run_dir, variants=None)
+        summary = run(config)
+        record = (summary.ran or [RunStore(run_dir).latest()[k] for k in summary.resumed])[0]
+    calibration = calibrate_cell(record, run_dir, targets)
+    hardware = record.get("hardware") or {}
+    produced_by = (f"{record.get('weights_tag') or record.get('weights')} weights, preset {record.get('preset')}, "
+                   f"{hardware.get('cpu', '?')}")
+    print(format_calibration(calibration, produced_by))
+    out = run_dir / f"calibration-{record.get('cell_key')}.json"
+    write_calibration(calibration, out)
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_figures(args: argparse.Namespace) -> int:

@@ -434,6 +434,7 @@ def _main_table(
         Column("F1-max", _mean("f1_max"), "f1_max"),
         Column("Pixel AUROC", _mean("pixel_auroc"), "pixel_auroc"),
         Column("AUPRO", _mean("aupro"), "aupro"),
+        Column("Val AUROC (val − test)", _val_gap, "val_image_auroc"),
         Column("p50 / p95 (ms)", _latency_pair, rank("batch1_p50_ms"), higher_is_better=False, decimals=2),
         Column("Throughput (img/s)", _number("throughput_ips", 1), rank("throughput_ips"), decimals=1),
         Column(
@@ -452,7 +453,7 @@ def _main_table(
         "weights_tag",
         *(
             f"{m}{suffix}"
-            for m in ("image_auroc", "aupr", "f1", "f1_max", "pixel_auroc", "aupro")
+            for m in ("image_auroc", "aupr", "f1", "f1_max", "pixel_auroc", "aupro", "val_image_auroc")
             for suffix in ("", "_sd")
         ),
         "image_auroc_lo",
@@ -467,6 +468,15 @@ def _main_table(
         "peak_mem_mb",
     ]
     return ReportTable(f"main_{slug}", "Main results (test split)", data[keep], tuple(columns))
+
+
+def _val_gap(row: pd.Series) -> Rendered | None:
+    """Val AUROC and, in the tail, val minus test: on a cross-generation split the gap is the price
+    of unseen designs (the val split holds known ones)."""
+    val, test = row.get("val_image_auroc"), row.get("image_auroc")
+    if pd.isna(val):
+        return None
+    return f"{val:.3f}", "" if pd.isna(test) else f" ({val - test:+.3f})"
 
 
 def _mean(name: str, ci: bool = False, mark: bool = False) -> Callable[[pd.Series], Rendered | None]:

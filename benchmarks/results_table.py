@@ -77,6 +77,8 @@ class CellMetrics:
     f1_max_ci: Interval | None = None
     pixel_auroc: float | None = None
     aupro: float | None = None
+    val_image_auroc: float | None = None
+    """AUROC on the validation split (known designs); val minus test is the cross-generation gap."""
     n_normal: int | None = None
     n_anomalous: int | None = None
     undefined_reason: str | None = None
@@ -325,7 +327,7 @@ def dataset_slugs(datasets: tuple[str, ...]) -> dict[str, str]:
 
 # Metrics averaged over seeds by `aggregate_seeds` (latency columns take the median instead).
 SEED_METRICS = (
-    "image_auroc", "aupr", "f1", "f1_max", "precision", "recall", "pixel_auroc", "aupro",
+    "image_auroc", "aupr", "f1", "f1_max", "precision", "recall", "pixel_auroc", "aupro", "val_image_auroc",
     "normal_fpr", "hard_negative_fpr", "decision_f1", "decision_accuracy", "location_accuracy",
 )  # fmt: skip
 SEED_LATENCY = ("batch1_p50_ms", "batch1_p95_ms", "throughput_ips", "peak_mem_mb")
@@ -500,7 +502,7 @@ FRAME_COLUMNS = [
     "weights_tag", "preset", "config_hash",
     "image_auroc", "image_auroc_lo", "image_auroc_hi", "aupr", "aupr_lo", "aupr_hi",
     "f1", "f1_lo", "f1_hi", "precision", "recall", "threshold", "threshold_source",
-    "f1_max", "f1_max_lo", "f1_max_hi", "pixel_auroc", "aupro", "n_normal", "n_anomalous",
+    "f1_max", "f1_max_lo", "f1_max_hi", "pixel_auroc", "aupro", "val_image_auroc", "n_normal", "n_anomalous",
     "undefined_reason",
     "device", "batch1_p50_ms", "batch1_p95_ms", "batch1_mean_ms", "n_timed", "throughput_ips",
     "throughput_batch_size", "fit_s", "predict_s", "peak_mem_mb", "peak_mem_kind",
@@ -511,7 +513,7 @@ FRAME_COLUMNS = [
 _FLOAT_COLUMNS = [
     "image_auroc", "image_auroc_lo", "image_auroc_hi", "aupr", "aupr_lo", "aupr_hi",
     "f1", "f1_lo", "f1_hi", "precision", "recall", "threshold", "f1_max", "f1_max_lo",
-    "f1_max_hi", "pixel_auroc", "aupro", "batch1_p50_ms", "batch1_p95_ms", "batch1_mean_ms",
+    "f1_max_hi", "pixel_auroc", "aupro", "val_image_auroc", "batch1_p50_ms", "batch1_p95_ms", "batch1_mean_ms",
     "throughput_ips", "fit_s", "predict_s", "peak_mem_mb", "hard_negative_fpr", "normal_fpr",
     "decision_f1", "decision_accuracy", "location_accuracy",
 ]  # fmt: skip

@@ -14,7 +14,8 @@ from benchmarks.data.augment import (
     foreground_mask,
     poisson_blend,
 )
-from benchmarks.data.smartphone.render import PHONE_DESIGNS, render_capture
+from benchmarks.data.smartphone.designs import PHONE_DESIGNS
+from benchmarks.data.smartphone.render import render_capture
 from benchmarks.registry import UnknownNameError
 
 

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 from benchmarks.data.schema import SOURCES, SPLITS
-from benchmarks.data.smartphone import generate
 from benchmarks.data.smartphone.defects import DEFECT_KINDS, HARD_NEGATIVE_KINDS
+from benchmarks.data.smartphone.designs import PHONE_DESIGNS, phone_design
 from benchmarks.data.smartphone.generate import (
     MANIFEST_COLUMNS,
     RENDERER_VERSION,
     TEST_YEARS,
     TRAIN_YEARS,
-    cached_smartphone_synth,
     generate_smartphone_synth,
     plan_dataset,
 )
-from benchmarks.data.smartphone.render import PHONE_DESIGNS, phone_design, render_capture
-from benchmarks.registry import UnknownNameError
+from benchmarks.data.smartphone.render import QC, WILD
 
 SCALE = 0.06
 
@@ -132,65 +130,24 @@ def test_small_scales_keep_a_usable_test_split(scale: float) -> None:
 def test_recent_designs_differ_from_older_ones() -> None:
     old = [d for d in PHONE_DESIGNS if d.year in TRAIN_YEARS]
     new = [d for d in PHONE_DESIGNS if d.year in TEST_YEARS]
-    assert max(d.bezel_side for d in new) < min(d.bezel_side for d in old)
-    assert min(d.corner_radius for d in new) > max(d.corner_radius for d in old)
-    assert "pill" in {d.cutout for d in new} and "pill" not in {d.cutout for d in old}
+    recent = [d for d in old if d.year == 2023]
+    assert max(d.bezel_side for d in new) <= min(d.bezel_side for d in recent)
+    assert np.mean([d.corner_radius for d in new]) > np.mean([d.corner_radius for d in old])
+    assert np.mean([d.display_radius for d in new]) > max(d.display_radius for d in old)
+    pills = Counter(d.year for d in PHONE_DESIGNS if d.cutout == "pill")
+    assert pills[2024] + pills[2025] >= 4 and set(pills) - {2023, 2024, 2025} == set()
     assert {d.cutout for d in PHONE_DESIGNS if d.year == 2017} == {"home_button"}
     assert phone_design(2024, 1) == phone_design(2024, 1)  # designs never depend on the dataset seed
 
 
-@pytest.mark.parametrize("kind", DEFECT_KINDS)
-def test_rendered_defect_changes_only_its_mask(kind: str) -> None:
-    design = PHONE_DESIGNS[DEFECT_KINDS.index(kind) * 4]
-    clean = render_capture(design, (9, 1)).image.astype(int)
-    capture = render_capture(design, (9, 1), defect=kind, severity=0.8)
-    diff = np.abs(capture.image.astype(int) - clean).max(axis=-1)
-    assert capture.mask.any()
-    assert diff[~ndimage.binary_dilation(capture.mask)].max() <= 3  # smooth mura tails only
-    assert diff[capture.mask].max() >= 20
-
-
-@pytest.mark.parametrize("kind", ["scratch", "burn_in", "mura", "crack"])
-def test_severity_controls_contrast(kind: str) -> None:
-    design = PHONE_DESIGNS[3]
-    clean = render_capture(design, (5, 2), screen="solid").image.astype(int)
-    strength = []
-    for severity in (0.05, 1.0):
-        capture = render_capture(design, (5, 2), defect=kind, severity=severity, screen="solid")
-        strength.append(np.abs(capture.image.astype(int) - clean).sum())
-    assert strength[0] * 3 < strength[1]
-
-
-def test_generation_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_render = generate._render_one
-    calls = []
-
-    def flaky(job):  # type: ignore[no-untyped-def]
-        calls.append(job)
-        if len(calls) == 5:
-            raise RuntimeError("power cut")
-        return real_render(job)
-
-    monkeypatch.setattr(generate, "_render_one", flaky)
-    with pytest.raises(RuntimeError, match="power cut"):
-        generate_smartphone_synth(tmp_path / "out", scale=0.05, workers=1)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_refuses_to_overwrite_and_unknown_augmenter(tmp_path: Path) -> None:
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError):
-        generate_smartphone_synth(tmp_path / "full", scale=0.05, workers=1)
-    with pytest.raises(UnknownNameError, match="diffusers"):
-        generate_smartphone_synth(tmp_path / "new", scale=0.05, augmenter="dalle", workers=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
-
-
-def test_cache_generates_once(tmp_path: Path) -> None:
-    manifest = cached_smartphone_synth(seed=2, scale=0.05, cache_dir=tmp_path)
-    assert manifest == tmp_path / "smartphone-synth" / f"{RENDERER_VERSION}-seed2-scale0.05" / "manifest.csv"
-    stamp = manifest.stat().st_mtime_ns
-    assert cached_smartphone_synth(seed=2, scale=0.05, cache_dir=tmp_path) == manifest
-    assert manifest.stat().st_mtime_ns == stamp
-    assert (manifest.parent / "montage.png").exists()
+def test_capture_card_records_the_protocol_and_resolution(dataset: Path, tmp_path: Path) -> None:
+    card = json.loads((dataset.parent / "capture.json").read_text())
+    assert (card["protocol"], card["width"], card["height"]) == ("qc", QC.width, QC.height)
+    assert card["renderer_version"] == RENDERER_VERSION and card["seed"] == 3
+    with Image.open(dataset.parent / "images/test/" / sorted((dataset.parent / "images/test").iterdir())[0].name) as im:
+        assert im.size == (QC.width, QC.height)
+    wild = generate_smartphone_synth(tmp_path / "wild", seed=3, scale=0.02, workers=1, protocol="wild")
+    card = json.loads((wild.parent / "capture.json").read_text())
+    assert (card["protocol"], card["width"], card["height"]) == ("wild", WILD.width, WILD.height)
+    with pytest.raises(ValueError, match="capture protocol"):
+        generate_smartphone_synth(tmp_path / "nope", scale=0.02, protocol="studio")

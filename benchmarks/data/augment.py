@@ -157,12 +157,18 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the procedural augmenter
 
 
+def _unit(region: np.ndarray) -> float:
+    """Pixels per pixel of the 384-pixel-high photos the procedural sizes were chosen for."""
+    return max(region.shape) / 384.0
+
+
 @AUGMENTERS.register("procedural")
 class ProceduralAugmenter:
     """Offline anomaly synthesis in image space: scratch, crack, burn-in ghost, CutPaste.
 
     Works on any object photo: defects are placed on the estimated foreground. Strengths are
     drawn wide so that some generated anomalies are as faint as the rendered "micro" defects.
+    Sizes were chosen for 384-pixel-high photos and scale with the image (`_unit`).
     """
 
     info: ClassVar[AugmenterInfo] = AugmenterInfo(
@@ -208,9 +214,10 @@ class ProceduralAugmenter:
         h, w = region.shape
         yy, xx = np.ogrid[:h, :w]
         cx, cy = _point(rng, region)
-        rx, ry = rng.uniform(8, 18), rng.uniform(10, 24)
+        u = _unit(region)
+        rx, ry = rng.uniform(8, 18) * u, rng.uniform(10, 24) * u
         d = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
-        streaks = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), (0.5, 2.5))
+        streaks = ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), (0.5 * u, 2.5 * u))
         amount = np.clip(2.5 * (1 - d), 0, 1) * np.clip(0.6 + 2 * streaks, 0, 1) * rng.uniform(0.25, 0.5)
         blend_toward(img, (amount * region).astype(np.float32), 0.5 * img + 0.3)
 
@@ -220,7 +227,7 @@ class ProceduralAugmenter:
         for _ in range(int(rng.integers(3, 12))):
             cx, cy = _point(rng, region)
             cover[cy, cx] = rng.uniform(0.5, 1.0)
-        cover = np.clip(ndimage.gaussian_filter(cover, rng.uniform(0.5, 0.9)) * 4, 0, 1)
+        cover = np.clip(ndimage.gaussian_filter(cover, rng.uniform(0.5, 0.9) * _unit(region)) * 4, 0, 1)
         blend_toward(img, cover, np.where(luminance(img)[..., None] < 0.5, 0.8, 0.2).astype(np.float32))
 
     @staticmethod
@@ -231,25 +238,28 @@ class ProceduralAugmenter:
         angle = rng.uniform(0, np.pi)
         along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
         across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-        glare = np.exp(-((along / rng.uniform(20, 60)) ** 2) - (across / rng.uniform(4, 12)) ** 2)
+        u = _unit(region)
+        glare = np.exp(-((along / (rng.uniform(20, 60) * u)) ** 2) - (across / (rng.uniform(4, 12) * u)) ** 2)
         blend_toward(img, (glare * rng.uniform(0.25, 0.6) * region).astype(np.float32), (1.0, 1.0, 0.97))
 
     @staticmethod
     def _scratch(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        line = random_stroke(rng, _point(rng, region), rng.uniform(12, 70), step=2.0, bend=0.04)
-        cover = polyline_coverage(region.shape, [line], rng.uniform(0.5, 1.5)) * region
+        u = _unit(region)
+        line = random_stroke(rng, _point(rng, region), rng.uniform(12, 70) * u, step=2.0 * u, bend=0.04)
+        cover = polyline_coverage(region.shape, [line], rng.uniform(0.5, 1.5) * u) * region
         target = np.where(luminance(img)[..., None] < 0.55, 0.92, 0.15).astype(np.float32)
         blend_toward(img, cover * rng.uniform(0.15, 0.7), target)
         return cover > 0
 
     @staticmethod
     def _crack(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        u = _unit(region)
         lines = crack_polylines(
-            rng, _point(rng, region), int(rng.integers(2, 7)), rng.uniform(10, 70), step=2.0
+            rng, _point(rng, region), int(rng.integers(2, 7)), rng.uniform(10, 70) * u, step=2.0 * u
         )
-        width = rng.uniform(0.5, 1.3)
+        width = rng.uniform(0.5, 1.3) * u
         bright = polyline_coverage(region.shape, lines, width) * region
-        dark = polyline_coverage(region.shape, [ln + 0.7 for ln in lines], width) * region
+        dark = polyline_coverage(region.shape, [ln + 0.7 * u for ln in lines], width) * region
         strength = rng.uniform(0.3, 0.8)
         blend_toward(img, dark * strength * 0.6, (0.04, 0.04, 0.05))
         blend_toward(img, bright * strength, (0.93, 0.95, 0.97))
@@ -257,15 +267,20 @@ class ProceduralAugmenter:
 
     @staticmethod
     def _ghost(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Burn-in: the edges of one part of the image imprinted faintly somewhere else on it."""
+        """Burn-in: the edges of one part of the image imprinted faintly somewhere else on it
+        (the source is redrawn, up to 10 times, until it has edges: a uniform test pattern has few)."""
         h, w = region.shape
-        gh, gw = int(rng.integers(12, 40)), int(rng.integers(20, 60))
-        sx, sy = _corner(rng, region, gh, gw)
+        u = _unit(region)
+        gh, gw = int(rng.integers(12, 40) * u), int(rng.integers(20, 60) * u)
+        for _ in range(10):
+            sx, sy = _corner(rng, region, gh, gw)
+            patch = luminance(img[sy : sy + gh, sx : sx + gw])
+            detail = patch - ndimage.gaussian_filter(patch, 2.0 * u)
+            if (np.abs(detail) > 0.04).sum() >= 10:
+                break
         dx, dy = _corner(rng, region, gh, gw)
-        patch = luminance(img[sy : sy + gh, sx : sx + gw])
-        detail = patch - ndimage.gaussian_filter(patch, 2.0)
         ghost = np.where(np.abs(detail) > 0.04, np.sign(detail), 0.0) * region[dy : dy + gh, dx : dx + gw]
-        ghost = ndimage.gaussian_filter(ghost, 0.5)
+        ghost = ndimage.gaussian_filter(ghost, 0.5 * u)
         amount = np.abs(ghost) * rng.uniform(0.05, 0.2)
         view = img[dy : dy + gh, dx : dx + gw]
         view *= 1 - amount[..., None] * np.array([0.55, 0.8, 1.0], np.float32)
@@ -278,7 +293,7 @@ class ProceduralAugmenter:
         """CutPaste: a patch of the object, recoloured, maybe turned 180 degrees, Poisson-blended
         elsewhere on the object (retried while the clone barely differs from what it covers)."""
         for _ in range(10):
-            ph, pw = int(rng.integers(8, 36)), int(rng.integers(8, 36))
+            ph, pw = int(rng.integers(8, 36) * _unit(region)), int(rng.integers(8, 36) * _unit(region))
             sx, sy = _corner(rng, region, ph, pw)
             dx, dy = _corner(rng, region, ph, pw)
             patch = img[sy : sy + ph, sx : sx + pw] * rng.uniform(0.8, 1.2, 3).astype(np.float32)

@@ -1,5 +1,5 @@
-"""Dataset loaders, registered by name: `smartphone-synth`, `elpv`, `elpv-stratified`, `elpv-mono`, and the
-path-taking kinds `manifest:PATH`, `folder:PATH`, `mvtec:PATH/CATEGORY`."""
+"""Dataset loaders, registered by name: `smartphone-synth`, `smartphone-synth-wild`, `elpv`,
+`elpv-stratified`, `elpv-mono`, and the path-taking kinds `manifest:PATH`, `folder:PATH`, `mvtec:PATH/CATEGORY`."""
 
 from __future__ import annotations
 
@@ -46,16 +46,23 @@ def dataset_names() -> list[str]:
     return [n for n in DATASETS.names() if n not in PATH_KINDS] + [f"{k}:PATH" for k in PATH_KINDS]
 
 
-@DATASETS.register("smartphone-synth")
-def smartphone_synth(request: DatasetRequest) -> Dataset:
-    """The embedded, procedurally rendered smartphone benchmark (generated once, cached)."""
-    from benchmarks.data.smartphone.generate import cached_smartphone_synth
+def _smartphone(name: str, description: str) -> DatasetLoader:
+    def load(request: DatasetRequest) -> Dataset:
+        from benchmarks.data.smartphone.generate import DATASET_PROTOCOLS, cached_smartphone_synth
 
-    manifest = cached_smartphone_synth(seed=0, scale=request.scale)
-    dataset = load_manifest(manifest, name="smartphone-synth")
-    return _rename(
-        dataset, "smartphone-synth", "smartphone", "a front-view photo of a smartphone display and frame"
-    )
+        manifest = cached_smartphone_synth(seed=0, scale=request.scale, protocol=DATASET_PROTOCOLS[name])
+        return _rename(load_manifest(manifest, name=name), name, "smartphone", description)
+
+    load.__doc__ = f"The embedded, procedurally rendered smartphone benchmark `{name}` (generated once, cached)."
+    return load
+
+
+DATASETS.register("smartphone-synth")(
+    _smartphone("smartphone-synth", "a QC-station photo of a smartphone's display and frame")
+)
+DATASETS.register("smartphone-synth-wild")(
+    _smartphone("smartphone-synth-wild", "a front-view photo of a smartphone display and frame")
+)
 
 
 @DATASETS.register("manifest")

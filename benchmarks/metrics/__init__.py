@@ -5,7 +5,7 @@ measured on test. Metrics that do not apply are None with a reason, never 0 or 0
 """
 
 from benchmarks.metrics.breakdown import HardNegativeFPR, breakdown, hard_negative_fpr
-from benchmarks.metrics.image import ImageMetrics, f1_max_score, image_metrics
+from benchmarks.metrics.image import ImageMetrics, auroc_or_none, f1_max_score, image_metrics
 from benchmarks.metrics.paired import PairedComparison, paired_auroc_test
 from benchmarks.metrics.pixel import PixelMetrics, aupro_score, pixel_metrics, resize_map
 from benchmarks.metrics.threshold import NO_THRESHOLD, Threshold, choose_threshold
@@ -18,6 +18,7 @@ __all__ = [
     "PixelMetrics",
     "Threshold",
     "aupro_score",
+    "auroc_or_none",
     "breakdown",
     "choose_threshold",
     "f1_max_score",

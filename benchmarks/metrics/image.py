@@ -63,6 +63,12 @@ def f1_max_score(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(f1.max())
 
 
+def auroc_or_none(scores: ArrayLike, labels: ArrayLike, *, what: str) -> float | None:
+    """Image AUROC of one split (e.g. val), or None when it lacks a class."""
+    s, y = scores_and_labels(scores, labels, what=what)
+    return float(roc_auc_score(y, s)) if 0 < int(y.sum()) < y.size else None
+
+
 def _one_class_reason(n_normal: int, n_anomalous: int) -> str | None:
     if n_normal and n_anomalous:
         return None

@@ -29,7 +29,9 @@ class PhoneSurface:
 
     rgb: (h, w, 3) float32 straight (not premultiplied) colour; alpha: (h, w) float32 silhouette;
     glass / display / frame: (h, w) bool regions (display excludes cut-outs; frame is the metal
-    band around the glass, antialiased outer edge included). `pixel` is the size of one captured pixel in canvas pixels.
+    band around the glass, antialiased outer edge included). `pixel` is the size of one captured
+    pixel in canvas pixels, `mm` of one millimetre on the phone (physical sizes use `mm`, so a
+    defect keeps its size on the phone whatever the capture resolution).
     """
 
     rgb: np.ndarray
@@ -40,6 +42,7 @@ class PhoneSurface:
     display_box: Box
     body_box: Box
     pixel: int = 2
+    mm: float = 4.2
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -158,12 +161,13 @@ def _scratch(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.n
     """Hairline: a thin, intermittent stroke that catches light on dark and shades bright content."""
     body_w = s.body_box[2] - s.body_box[0]
     start = _random_point(rng, s.glass, margin=8)
-    line = random_stroke(rng, start, body_w * (0.1 + 0.45 * severity) * rng.uniform(0.7, 1.3), bend=0.03)
+    length = body_w * (0.1 + 0.45 * severity) * rng.uniform(0.7, 1.3)
+    line = random_stroke(rng, start, length, step=0.7 * s.mm, bend=0.03)  # steps in mm: same curvature at any resolution
     pieces = np.array_split(line, max(1, len(line) // 4))
     pieces = [np.vstack([p, q[:1]]) for p, q in zip(pieces[:-1], pieces[1:], strict=True)] + [pieces[-1]]
     fade = np.clip(rng.normal(0.8, 0.3, len(pieces)), 0.25, 1.0)
-    cover = polyline_coverage(s.shape, pieces, 0.8 + 1.2 * severity, fade) * s.glass
-    strength = 0.12 + 0.5 * severity
+    cover = polyline_coverage(s.shape, pieces, s.mm * (0.2 + 0.3 * severity), fade) * s.glass
+    strength = 0.12 + 0.65 * severity
     target = np.where(luminance(s.rgb)[..., None] < 0.55, 0.92, 0.18).astype(np.float32)
     blend_toward(s.rgb, cover * strength, target)
     return cover > 0
@@ -174,12 +178,12 @@ def _crack(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.nda
     body_w = s.body_box[2] - s.body_box[0]
     center = _random_point(rng, s.glass, margin=6)
     branches = 2 + int(round(5 * severity * rng.uniform(0.6, 1.0)))
-    lines = crack_polylines(rng, center, branches, body_w * (0.08 + 0.5 * severity))
-    width = 0.8 + 1.0 * severity
+    lines = crack_polylines(rng, center, branches, body_w * (0.08 + 0.5 * severity), step=0.7 * s.mm)
+    width = s.mm * (0.2 + 0.25 * severity)
     bright = polyline_coverage(s.shape, lines, width)
-    dark = polyline_coverage(s.shape, [ln + 1.0 for ln in lines], width)
+    dark = polyline_coverage(s.shape, [ln + 0.25 * s.mm for ln in lines], width)
     spot = np.zeros(s.shape, np.float32)
-    radius = 1.5 + 5 * severity
+    radius = s.mm * (0.35 + 1.2 * severity)
     yy, xx = np.ogrid[: s.shape[0], : s.shape[1]]
     spot[(xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= radius**2] = 1.0
     strength = 0.3 + 0.5 * severity
@@ -225,9 +229,9 @@ def _burn_in(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.n
         for k in range(4):
             cx = x0 + (k + 0.5) * dw / 4
             draw.ellipse([cx - 4 * u, top + 0.04 * dh - 4 * u, cx + 4 * u, top + 0.04 * dh + 4 * u], fill=60)
-    cover = ndimage.gaussian_filter(np.asarray(ghost, np.float32) / 255.0, 0.6) * s.display
+    cover = ndimage.gaussian_filter(np.asarray(ghost, np.float32) / 255.0, 0.15 * s.mm) * s.display
     cover[cover < 0.02] = 0.0
-    amount = (0.03 + 0.2 * severity) * cover
+    amount = (0.03 + 0.3 * severity) * cover
     s.rgb *= 1.0 - amount[..., None] * np.array([0.55, 0.8, 1.0], np.float32)
     return cover > 0
 
@@ -236,9 +240,14 @@ def _dead_pixels(s: PhoneSurface, severity: float, rng: np.random.Generator) -> 
     """A cluster of dead (black) or stuck (R, G, B or white) display pixels on the pixel grid."""
     p = s.pixel
     cx, cy = _random_point(rng, s.display, margin=6 * p)
-    colours = [(0.0, 0.0, 0.0), (1.0, 0.05, 0.05), (0.05, 1.0, 0.05), (0.1, 0.2, 1.0), (1.0, 1.0, 1.0)]
-    colour = np.array(colours[int(rng.choice(len(colours), p=[0.4, 0.15, 0.15, 0.15, 0.15]))], np.float32)
-    count = 1 + int(round(severity * rng.uniform(3, 12)))
+    colours = np.array(
+        [(0.0, 0.0, 0.0), (1.0, 0.05, 0.05), (0.05, 1.0, 0.05), (0.1, 0.2, 1.0), (1.0, 1.0, 1.0)], np.float32
+    )
+    weights = np.array([0.4, 0.15, 0.15, 0.15, 0.15])
+    # a stuck red pixel on a red field is no defect to anyone: only colours that stand out locally
+    weights *= np.abs(colours - s.rgb[cy, cx]).sum(axis=1) > 0.9
+    colour = colours[int(rng.choice(len(colours), p=weights / weights.sum()))]
+    count = 4 + int(round(severity * rng.uniform(10, 40)))
     cells = {(0, 0)}
     while len(cells) < count:
         gx, gy = list(cells)[int(rng.integers(len(cells)))]
@@ -254,25 +263,37 @@ def _dead_pixels(s: PhoneSurface, severity: float, rng: np.random.Generator) -> 
 
 
 def _dent(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Tiny dent on the frame: a bite out of the silhouette, a dark crease, bright bent shoulders."""
+    """Tiny dent on the frame: a bite out of the silhouette, a dark crease, bright bent shoulders.
+
+    Drop dents land on a corner, on a long side below the keys (a dent among the keys would pass
+    for one) or on the top / bottom edge.
+    """
     bx0, by0, bx1, by1 = s.body_box
-    side = rng.choice(["left", "right", "top", "bottom"], p=[0.35, 0.35, 0.15, 0.15])
+    bw, bh = bx1 - bx0, by1 - by0
     solid = s.alpha > 0.5
-    if side in ("left", "right"):
-        y = int(rng.uniform(by0 + 0.2 * (by1 - by0), by1 - 0.2 * (by1 - by0)))
-        xs = np.nonzero(solid[y])[0]
-        x = int(xs[0] if side == "left" else xs[-1])
-        normal = np.array([1.0 if side == "left" else -1.0, 0.0])
-    else:
-        x = int(rng.uniform(bx0 + 0.3 * (bx1 - bx0), bx1 - 0.3 * (bx1 - bx0)))
-        ys = np.nonzero(solid[:, x])[0]
-        y = int(ys[0] if side == "top" else ys[-1])
-        normal = np.array([0.0, 1.0 if side == "top" else -1.0])
-    radius = s.pixel * (1.2 + 3.5 * severity)
+    ys, xs = np.nonzero(solid & ~ndimage.binary_erosion(solid))
+    near_x = np.minimum(xs - bx0, bx1 - xs) < 0.2 * bw
+    near_y = np.minimum(ys - by0, by1 - ys) < 0.2 * bw
+    height = (ys - by0) / bh
+    zones = {"corner": near_x & near_y, "side": ~near_y & (height > 0.45) & (height < 0.85), "end": ~near_x & near_y}
+    zone_name = str(rng.choice(list(zones), p=[0.35, 0.45, 0.2]))
+    candidates = np.flatnonzero(zones[zone_name])
+    k = int(candidates[int(rng.integers(len(candidates)))])
+    x, y = int(xs[k]), int(ys[k])
+    # the inward normal: the gradient of the distance to the outside, smoothed around the point
+    r0 = int(4 * s.mm)
+    y0, x0 = max(0, y - r0), max(0, x - r0)
+    window = ndimage.gaussian_filter(
+        ndimage.distance_transform_edt(solid[y0 : y + r0 + 1, x0 : x + r0 + 1]).astype(np.float32), s.mm
+    )
+    gy, gx = np.gradient(window)
+    normal = np.array([gx[y - y0, x - x0], gy[y - y0, x - x0]], float)
+    normal /= np.linalg.norm(normal) + 1e-9
+    radius = s.mm * (1.2 + 3.8 * severity)
     yy, xx = np.mgrid[: s.shape[0], : s.shape[1]].astype(np.float32)
     along = (xx - x) * normal[1] - (yy - y) * normal[0]
     across = (xx - x) * normal[0] + (yy - y) * normal[1]  # > 0 points into the phone
-    depth = radius * (0.25 + 0.3 * severity)
+    depth = radius * (0.35 + 0.35 * severity)
     bite = np.clip(1.0 - (along / radius) ** 2 - ((across + 0.2 * depth) / depth) ** 2, 0, 1) ** 0.5
     zone = ((along / (1.8 * radius)) ** 2 + (across / (2.2 * radius)) ** 2 < 1.0) & s.frame
     crease = np.exp(-(((across - 0.8 * depth) / (0.35 * radius)) ** 2)) * np.clip(
@@ -281,8 +302,8 @@ def _dent(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.ndar
     shoulders = np.exp(
         -(((np.abs(along) - radius) / (0.3 * radius)) ** 2) - ((across - 0.4 * depth) / (0.4 * radius)) ** 2
     )
-    blend_toward(s.rgb, crease * zone * (0.45 + 0.4 * severity), (0.04, 0.04, 0.04))
-    blend_toward(s.rgb, shoulders * zone * (0.35 + 0.45 * severity), (0.98, 0.98, 0.96))
+    blend_toward(s.rgb, crease * zone * (0.6 + 0.35 * severity), (0.04, 0.04, 0.04))
+    blend_toward(s.rgb, shoulders * zone * (0.5 + 0.45 * severity), (0.98, 0.98, 0.96))
     s.alpha *= 1.0 - bite * zone
     return zone
 
@@ -307,7 +328,7 @@ def _mura(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.ndar
         1 + 0.15 * wobble[: s.shape[0], : s.shape[1]]
     )
     profile = (np.clip(1 - dist**2, 0, 1) ** 2) * s.display
-    amp = 0.04 + 0.26 * severity
+    amp = 0.04 + 0.4 * severity
     inside = profile > 0.05
     if luminance(s.rgb[inside]).mean() < 0.4:  # stray light shows on dark content, dimming on bright
         blend_toward(s.rgb, profile * amp, (1.0, 0.97, 0.88))
@@ -346,15 +367,15 @@ def _smudge(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
     total = np.zeros(s.shape, np.float32)
     for _ in range(int(rng.integers(1, 4))):
         cx, cy = _random_point(rng, s.display)
-        rx = s.pixel * rng.uniform(8, 16)
+        rx = s.mm * rng.uniform(3.8, 7.6)
         ry = rx * rng.uniform(1.2, 1.7)
         angle = rng.uniform(0, np.pi)
         u = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / rx
         v = (-(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)) / ry
         d = np.sqrt(u**2 + v**2)
-        ridges = 0.5 + 0.5 * np.sin(d * rx / (0.45 * s.pixel) + 2 * np.sin(3 * np.arctan2(v, u)))
+        ridges = 0.5 + 0.5 * np.sin(d * rx / (0.22 * s.mm) + 2 * np.sin(3 * np.arctan2(v, u)))
         texture = np.clip(0.35 + 0.35 * ridges + 0.3 * streaks, 0, 1)
-        total = np.maximum(total, np.clip(3 * (1 - d), 0, 1) * texture * rng.uniform(0.35, 0.6))
+        total = np.maximum(total, np.clip(3 * (1 - d), 0, 1) * texture * rng.uniform(0.12, 0.3))
     total *= s.glass
     haze = 0.5 * s.rgb + 0.5 * np.array([0.62, 0.62, 0.64], np.float32)
     blend_toward(s.rgb, total, haze)
@@ -370,21 +391,22 @@ def _dust(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.ogrid[:h, :w]
     for _ in range(int(rng.integers(3, 12))):
         x, y = _random_point(rng, s.glass)
-        r = s.pixel * rng.uniform(0.4, 1.3)
-        win = (slice(max(0, y - 8), y + 9), slice(max(0, x - 8), x + 9))
+        r = s.mm * rng.uniform(0.2, 0.6)
+        reach = int(np.ceil(1.2 * r)) + 2
+        win = (slice(max(0, y - reach), y + reach + 1), slice(max(0, x - reach), x + reach + 1))
         speck = np.clip(
             1.2 - np.sqrt((xx[:, win[1]] - x) ** 2 + (yy[win[0]] - y) ** 2) / r, 0, 1
         ) * rng.uniform(0.4, 0.85)
         cover[win] = np.maximum(cover[win], speck)
         target[win] = 0.78 if lum[y, x] < 0.5 else 0.22
-    cover = ndimage.gaussian_filter(cover, 0.6) * s.glass
+    cover = ndimage.gaussian_filter(cover, 0.15 * s.mm) * s.glass
     blend_toward(s.rgb, cover, target)
     region = cover > 0.02
     if rng.random() < 0.35:
         fibre = random_stroke(
-            rng, _random_point(rng, s.glass), s.pixel * rng.uniform(6, 14), step=1.5, bend=0.3
+            rng, _random_point(rng, s.glass), s.mm * rng.uniform(3, 7), step=0.35 * s.mm, bend=0.3
         )
-        strand = polyline_coverage(s.shape, [fibre], 0.6) * s.glass
+        strand = polyline_coverage(s.shape, [fibre], 0.15 * s.mm) * s.glass
         blend_toward(s.rgb, strand * 0.45, (0.25, 0.24, 0.22))
         region |= strand > 0
     return region
@@ -404,8 +426,8 @@ def _reflection(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
         pw, ph, gap, skew = (
             (x1 - x0) * rng.uniform(0.25, 0.4),
             (y1 - y0) * rng.uniform(0.12, 0.2),
-            4.0,
-            rng.uniform(-15, 15),
+            s.mm,
+            rng.uniform(-3.6, 3.6) * s.mm,
         )
         for i in range(2):
             for j in range(2):
@@ -413,12 +435,12 @@ def _reflection(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
                 draw.polygon(
                     [(ax + skew, ay), (ax + pw + skew, ay), (ax + pw, ay + ph), (ax, ay + ph)], fill=255
                 )
-        blur, strength = 3.0, rng.uniform(0.1, 0.25)
+        blur, strength = 0.7 * s.mm, rng.uniform(0.06, 0.15)
     else:
         cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
         r = (x1 - x0) * rng.uniform(0.05, 0.12)
         draw.ellipse([cx - 2.5 * r, cy - r, cx + 2.5 * r, cy + r], fill=255)
-        blur, strength = 4.0, rng.uniform(0.35, 0.65)
+        blur, strength = 0.95 * s.mm, rng.uniform(0.15, 0.3)
     cover = ndimage.gaussian_filter(np.asarray(light, np.float32) / 255.0, blur) * s.glass
     blend_toward(s.rgb, cover * strength, (1.0, 1.0, 0.98))
     return cover > 0.02
@@ -428,12 +450,12 @@ def _protector_edge(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
     """The outline of a screen protector a little inside the glass edge, maybe lifted at a corner."""
     h, w = s.shape
     ys, xs = np.nonzero(s.glass)
-    inset = rng.uniform(1.5, 4.0) * s.pixel
+    inset = rng.uniform(0.7, 1.9) * s.mm
     gx0, gy0, gx1, gy1 = xs.min() + inset, ys.min() + inset, xs.max() - inset, ys.max() - inset
     radius = max(2.0, (s.body_box[2] - s.body_box[0]) * 0.08)
     edge = Image.new("L", (w * 2, h * 2), 0)
     ImageDraw.Draw(edge).rounded_rectangle(
-        [2 * gx0, 2 * gy0, 2 * gx1, 2 * gy1], radius=2 * radius, outline=255, width=2
+        [2 * gx0, 2 * gy0, 2 * gx1, 2 * gy1], radius=2 * radius, outline=255, width=max(2, round(0.5 * s.mm))
     )
     cover = np.asarray(edge, np.float32).reshape(h, 2, w, 2).mean(axis=(1, 3)) / 255 * s.glass
     shadow = np.roll(cover, (1, 1), axis=(0, 1))
@@ -444,7 +466,7 @@ def _protector_edge(s: PhoneSurface, rng: np.random.Generator) -> np.ndarray:
         corner = (gx0 if rng.random() < 0.5 else gx1, gy0 if rng.random() < 0.5 else gy1)
         yy, xx = np.ogrid[:h, :w]
         lift = (
-            np.clip(1 - ((xx - corner[0]) ** 2 + (yy - corner[1]) ** 2) / (12.0 * s.pixel) ** 2, 0, 1)
+            np.clip(1 - ((xx - corner[0]) ** 2 + (yy - corner[1]) ** 2) / (5.7 * s.mm) ** 2, 0, 1)
             * s.glass
         )
         blend_toward(s.rgb, lift * 0.12, (0.85, 0.88, 0.95))

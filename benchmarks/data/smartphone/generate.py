@@ -3,7 +3,8 @@
 Layout of a generated folder (all paths in the manifest are relative to it):
     manifest.csv      the SPEC 3.1 columns, one row per image
     annotations.csv   per-image extras: severity, artefact kind, screen, base image of generated rows
-    images/{split}/{index:04d}.jpg   JPEG quality 90 captures (file names carry no label)
+    capture.json      how it was captured: protocol, frame size, JPEG quality, renderer version, seed
+    images/{split}/{index:04d}.jpg   JPEG captures (file names carry no label)
     masks/{split}/{index:04d}.png    0/255 defect masks, anomalies only
     montage.png       a labelled contact sheet to eyeball the data
 
@@ -15,6 +16,7 @@ temporary name and renamed at the end, so an interrupted run never leaves a half
 from __future__ import annotations
 
 import csv
+import json
 import math
 import multiprocessing
 import os
@@ -31,14 +33,15 @@ from scipy import ndimage
 from benchmarks.data.augment import build_augmenter
 from benchmarks.data.schema import NORMAL_DEFECT
 from benchmarks.data.smartphone.defects import DEFECT_KINDS, HARD_NEGATIVE_KINDS
-from benchmarks.data.smartphone.render import PhoneDesign, designs_for_years, render_capture
+from benchmarks.data.smartphone.designs import PhoneDesign, designs_for_years
+from benchmarks.data.smartphone.render import PROTOCOLS, CaptureProtocol, render_capture
 
-RENDERER_VERSION = "v1"  # bump whenever the rendered bytes change, to invalidate caches
+RENDERER_VERSION = "v2"  # bump whenever the rendered bytes change, to invalidate caches
 TRAIN_YEARS = tuple(range(2017, 2024))
 TEST_YEARS = (2024, 2025)
 MANIFEST_COLUMNS = ("image", "label", "split", "source", "year", "group", "defect", "hard_negative", "mask")
 ANNOTATION_COLUMNS = ("image", "severity", "artefact", "screen", "base_image")
-JPEG_QUALITY = 90
+DATASET_PROTOCOLS = {"smartphone-synth": "qc", "smartphone-synth-wild": "wild"}  # name -> capture protocol
 _GENERATED = "generated"  # plan marker: the augmenter decides the defect or artefact
 _SMALL_DATASET = 80  # images; below this a process pool costs more than it saves
 
@@ -207,17 +210,20 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _render_one(job: tuple[PlannedImage, int, str, Path]) -> RenderedRow:
+def _render_one(job: tuple[PlannedImage, int, str, Path, str]) -> RenderedRow:
     """Render and write one planned image (runs in a worker process)."""
-    item, seed, augmenter_name, root = job
+    item, seed, augmenter_name, root, protocol_name = job
+    protocol = PROTOCOLS[protocol_name]
     artefact = item.hard_negative if item.hard_negative != "none" else item.defect
     if item.base_index is None:
-        cap = render_capture(item.design, (seed, item.index), item.defect, item.severity, item.hard_negative)
+        cap = render_capture(
+            item.design, (seed, item.index), item.defect, item.severity, item.hard_negative, protocol=protocol
+        )
         image, mask, screen = cap.image, cap.mask, cap.screen
         region = _box(cap.mask if item.defect != "none" else cap.region)
         defect = item.defect
     else:
-        cap = render_capture(item.design, (seed, item.base_index))
+        cap = render_capture(item.design, (seed, item.base_index), protocol=protocol)
         augmenter = build_augmenter(augmenter_name)
         rng = np.random.default_rng([seed, item.index])
         screen = cap.screen
@@ -228,7 +234,7 @@ def _render_one(job: tuple[PlannedImage, int, str, Path]) -> RenderedRow:
         else:
             image, mask, defect = augmenter.hard_negative(cap.image, rng), None, "none"
             artefact, region = f"{augmenter_name}:hard_negative", None
-    Image.fromarray(image).save(root / item.image, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(image).save(root / item.image, format="JPEG", quality=protocol.jpeg_quality)
     if defect != "none":
         assert mask is not None and mask.any(), f"{item.image}: anomaly without mask pixels"
         Image.fromarray(mask.astype(np.uint8) * 255, "L").save(root / item.mask, format="PNG")
@@ -262,14 +268,19 @@ def generate_smartphone_synth(
     scale: float = 1.0,
     augmenter: str = "procedural",
     workers: int | None = None,
+    protocol: str = "qc",
 ) -> Path:
     """Render the dataset into `out_dir` (which must not exist or be empty); return the manifest path.
 
     `scale` multiplies every count of DEFAULT_COUNTS (see `scaled_counts`); `augmenter` names the
-    AUGMENTERS entry that makes the generated training rows; `workers` processes render in
-    parallel (None: one per available CPU, or this process alone below 80 images; 1: this
-    process). Output is byte-identical for the same (seed, scale, augmenter) whatever `workers` is.
+    AUGMENTERS entry that makes the generated training rows; `protocol` names the capture protocol
+    (render.PROTOCOLS: "qc" for `smartphone-synth`, "wild" for `smartphone-synth-wild`); `workers`
+    processes render in parallel (None: one per available CPU, or this process alone below 80
+    images; 1: this process). Output is byte-identical for the same (seed, scale, augmenter,
+    protocol) whatever `workers` is.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown capture protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; refusing to overwrite it")
@@ -283,7 +294,7 @@ def generate_smartphone_synth(
         for split in {p.split for p in plan}:
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "masks" / split).mkdir(parents=True)
-        jobs = [(p, seed, augmenter, tmp) for p in plan]
+        jobs = [(p, seed, augmenter, tmp, protocol) for p in plan]
         n = _worker_count(workers, len(jobs))
         if n == 1:
             rows = [_render_one(job) for job in jobs]
@@ -292,6 +303,7 @@ def generate_smartphone_synth(
                 rows = list(pool.map(_render_one, jobs, chunksize=max(1, math.ceil(len(jobs) / (4 * n)))))
         _write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, [r.manifest_row() for r in rows])
         _write_csv(tmp / "annotations.csv", ANNOTATION_COLUMNS, [r.annotation_row() for r in rows])
+        _write_capture_card(tmp / "capture.json", PROTOCOLS[protocol], seed, scale, augmenter)
         write_montage(tmp, rows, tmp / "montage.png")
         if out_dir.exists():
             out_dir.rmdir()
@@ -302,6 +314,22 @@ def generate_smartphone_synth(
     return out_dir / "manifest.csv"
 
 
+def _write_capture_card(path: Path, protocol: CaptureProtocol, seed: int, scale: float, augmenter: str) -> None:
+    card = {
+        "protocol": protocol.name,
+        "description": protocol.description,
+        "width": protocol.width,
+        "height": protocol.height,
+        "phone_height_fraction": list(protocol.phone_height),
+        "jpeg_quality": protocol.jpeg_quality,
+        "renderer_version": RENDERER_VERSION,
+        "seed": seed,
+        "scale": scale,
+        "augmenter": augmenter,
+    }
+    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: list[list[str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -309,21 +337,23 @@ def _write_csv(path: Path, header: Sequence[str], rows: list[list[str]]) -> None
         writer.writerows(rows)
 
 
-def cached_smartphone_synth(seed: int = 0, scale: float = 1.0, cache_dir: Path | None = None) -> Path:
+def cached_smartphone_synth(
+    seed: int = 0, scale: float = 1.0, cache_dir: Path | None = None, protocol: str = "qc"
+) -> Path:
     """Manifest path of the cached dataset, generating it on first use.
 
     Cache root: `cache_dir`, else $BENCHMARKS_CACHE, else ~/.cache/smartphone-benchmarks; the
-    folder is smartphone-synth/{RENDERER_VERSION}-seed{seed}-scale{scale}.
+    folder is smartphone-synth/{RENDERER_VERSION}-{protocol}-seed{seed}-scale{scale}.
     """
     root = Path(
         cache_dir or os.environ.get("BENCHMARKS_CACHE") or "~/.cache/smartphone-benchmarks"
     ).expanduser()
-    folder = root / "smartphone-synth" / f"{RENDERER_VERSION}-seed{seed}-scale{float(scale)}"
+    folder = root / "smartphone-synth" / f"{RENDERER_VERSION}-{protocol}-seed{seed}-scale{float(scale)}"
     manifest = folder / "manifest.csv"
     if manifest.exists():
         return manifest
     try:
-        return generate_smartphone_synth(folder, seed=seed, scale=scale)
+        return generate_smartphone_synth(folder, seed=seed, scale=scale, protocol=protocol)
     except OSError:
         if manifest.exists():  # another process finished the same dataset first
             return manifest
@@ -332,7 +362,7 @@ def cached_smartphone_synth(seed: int = 0, scale: float = 1.0, cache_dir: Path |
 
 # ---------------------------------------------------------------- montage
 
-_CELL_W, _CELL_H, _CAPTION, _LABEL_W, _COLUMNS = 128, 192, 14, 96, 6
+_CELL_W, _CELL_H, _CAPTION, _LABEL_W, _COLUMNS = 128, 256, 14, 96, 6
 _OUTLINE = (0, 255, 0)
 
 
@@ -364,9 +394,10 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarra
 def _cell(image: np.ndarray, caption: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> Image.Image:
     cell = Image.new("RGB", (_CELL_W, _CELL_H + _CAPTION), (20, 20, 20))
     tile = Image.fromarray(image)
-    if tile.size != (_CELL_W, _CELL_H):
-        tile = tile.resize((_CELL_W, _CELL_H), Image.Resampling.BOX)
-    cell.paste(tile, (0, _CAPTION))
+    if tile.size != (_CELL_W, _CELL_H):  # a whole capture, shrunk to fit with its aspect kept
+        fit = min(_CELL_W / tile.width, _CELL_H / tile.height)
+        tile = tile.resize((round(tile.width * fit), round(tile.height * fit)), Image.Resampling.BOX)
+    cell.paste(tile, ((_CELL_W - tile.width) // 2, _CAPTION + (_CELL_H - tile.height) // 2))
     ImageDraw.Draw(cell).text((3, 1), caption, fill=(235, 235, 235), font=font)
     return cell
 

@@ -1,0 +1,227 @@
+"""How hard a dataset is for a reference detector: `python -m benchmarks data calibrate`.
+
+The embedded smartphone sets are calibrated against a reference cell (`CALIBRATION_REFERENCES`:
+the suite's own patchcore on the bundled ImageNet backbone); this module runs that one cell
+through the ordinary runner (or reads it from an existing run folder) and measures, from its
+stored per-image scores:
+
+- test AUROC with its bootstrap CI, and the in-distribution val AUROC (known designs) beside it:
+  their difference is the cross-generation gap;
+- AUROC by severity third (anomalies of one third against every test normal), where the dataset
+  records a severity (`annotations.csv` beside the manifest);
+- AUROC per defect kind;
+- mean score of hard-negative normals against plain normals (test and val pooled, each
+  standardised by the plain normals of its split), and the false-positive rates of both at the
+  val threshold.
+
+Each number is checked against the dataset's targets (`CalibrationTargets`) and printed with
+pass/fail, so anyone can re-check the calibration after changing the generator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.metrics import auroc_or_none, choose_threshold, image_metrics
+
+ANNOTATIONS_FILE = "annotations.csv"
+SEVERITY_THIRDS = ("least severe third", "middle third", "most severe third")
+
+
+@dataclass(frozen=True)
+class CalibrationTargets:
+    """What "calibrated" means for a dataset (issue: signal with headroom, cross-generation shift)."""
+
+    test_auroc: tuple[float, float] = (0.80, 0.95)
+    most_severe_third_min: float = 0.90
+
+
+@dataclass(frozen=True)
+class CalibrationReference:
+    """The cell a dataset is calibrated against."""
+
+    method: str
+    weights: str
+    targets: CalibrationTargets = field(default_factory=CalibrationTargets)
+
+
+# the datasets' own definition of their difficulty; any other dataset names its method on the CLI
+CALIBRATION_REFERENCES: dict[str, CalibrationReference] = {
+    "smartphone-synth": CalibrationReference(method="patchcore", weights="substitute"),
+    "smartphone-synth-wild": CalibrationReference(
+        method="patchcore", weights="substitute", targets=CalibrationTargets(test_auroc=(0.6, 0.95))
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration numbers of one cell (see the module docstring)."""
+
+    dataset: str
+    method: str
+    weights: str
+    test_auroc: float
+    test_auroc_ci: tuple[float, float] | None
+    val_auroc: float | None
+    by_severity: list[tuple[str, float, float, float, int]]  # third, severity lo, hi, AUROC, n anomalies
+    by_defect: dict[str, tuple[float, int]]  # defect -> AUROC, n anomalies
+    hard_negative_z: float | None  # mean standardised score of hard negatives (plain normals: 0)
+    hard_negative_fpr: float | None
+    plain_normal_fpr: float | None
+    checks: list[Check]
+
+    @property
+    def gap(self) -> float | None:
+        return None if self.val_auroc is None else self.val_auroc - self.test_auroc
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset,
+            "method": self.method,
+            "weights": self.weights,
+            "test_auroc": self.test_auroc,
+            "test_auroc_ci": list(self.test_auroc_ci) if self.test_auroc_ci else None,
+            "val_auroc": self.val_auroc,
+            "cross_generation_gap": self.gap,
+            "by_severity": [
+                {"third": t, "severity": [lo, hi], "auroc": a, "n": n} for t, lo, hi, a, n in self.by_severity
+            ],
+            "by_defect": {k: {"auroc": a, "n": n} for k, (a, n) in self.by_defect.items()},
+            "hard_negative_z": self.hard_negative_z,
+            "hard_negative_fpr": self.hard_negative_fpr,
+            "plain_normal_fpr": self.plain_normal_fpr,
+            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
+        }
+
+
+def _auroc(normal: np.ndarray, anomalous: np.ndarray) -> float:
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(anomalous))]
+    return float(roc_auc_score(labels, np.r_[normal, anomalous]))
+
+
+def _as_bool(values: pd.Series) -> np.ndarray:
+    return values.astype(str).str.lower().isin(("true", "1")).to_numpy()
+
+
+def attach_severity(frame: pd.DataFrame, dataset_root: Path) -> pd.DataFrame:
+    """Add a `severity` column from `annotations.csv` beside the manifest (NaN where there is none)."""
+    path = Path(dataset_root) / ANNOTATIONS_FILE
+    if not path.exists():
+        return frame.assign(severity=np.nan)
+    notes = pd.read_csv(path, usecols=["image", "severity"])
+    return frame.merge(notes, on="image", how="left")
+
+
+def calibrate_scores(
+    frame: pd.DataFrame, dataset: str, method: str, weights: str, targets: CalibrationTargets, seed: int = 0
+) -> Calibration:
+    """Calibration numbers from a cell's per-image scores (val and test rows, as the store keeps them)."""
+    test, val = frame[frame["split"] == "test"], frame[frame["split"] == "val"]
+    if test["label"].nunique() < 2:
+        raise ValueError(f"{dataset}: the test split needs normals and anomalies to calibrate")
+    normals = test.loc[test["label"] == 0, "score"].to_numpy(float)
+    anomalies = test[test["label"] == 1]
+    threshold = choose_threshold(val["score"].to_numpy(float), val["label"].to_numpy(int))
+    overall = image_metrics(test["score"], test["label"], threshold, n_bootstrap=1000, seed=seed)
+    assert overall.image_auroc is not None
+    val_auroc = auroc_or_none(val["score"], val["label"], what="val") if len(val) else None
+
+    by_severity = []
+    rated = anomalies.dropna(subset=["severity"]) if "severity" in anomalies else anomalies.iloc[:0]
+    if len(rated) >= 3:
+        ordered = rated.sort_values("severity")
+        for name, part in zip(SEVERITY_THIRDS, np.array_split(np.arange(len(ordered)), 3), strict=True):
+            chunk = ordered.iloc[part]
+            by_severity.append((
+                name, float(chunk["severity"].min()), float(chunk["severity"].max()),
+                _auroc(normals, chunk["score"].to_numpy(float)), len(chunk),
+            ))
+    by_defect = {
+        str(kind): (_auroc(normals, group["score"].to_numpy(float)), len(group))
+        for kind, group in sorted(anomalies.groupby("defect"), key=lambda kv: str(kv[0]))
+    }
+
+    z_scores, hard_flags = [], []
+    for split_rows in (test, val):
+        plain = split_rows[(split_rows["label"] == 0) & ~_as_bool(split_rows["hard_negative"])]
+        hard = split_rows[(split_rows["label"] == 0) & _as_bool(split_rows["hard_negative"])]
+        if len(plain) > 1 and len(hard):
+            spread = float(plain["score"].std()) or 1.0
+            z_scores.append((hard["score"].to_numpy(float) - float(plain["score"].mean())) / spread)
+        hard_flags.append((plain, hard))
+    hard_z = float(np.concatenate(z_scores).mean()) if z_scores else None
+    hard_fpr = plain_fpr = None
+    if threshold.value is not None:
+        plain, hard = hard_flags[0]
+        hard_fpr = float((hard["score"] >= threshold.value).mean()) if len(hard) else None
+        plain_fpr = float((plain["score"] >= threshold.value).mean()) if len(plain) else None
+
+    lo, hi = targets.test_auroc
+    checks = [Check("test AUROC in range", lo <= overall.image_auroc <= hi, f"{overall.image_auroc:.3f} in [{lo}, {hi}]")]
+    if by_severity:
+        least, most = by_severity[0][3], by_severity[-1][3]
+        checks.append(Check("most severe third", most >= targets.most_severe_third_min,
+                            f"{most:.3f} >= {targets.most_severe_third_min}"))
+        checks.append(Check("least severe third lower", least < most, f"{least:.3f} < {most:.3f}"))
+    if val_auroc is not None:
+        checks.append(Check("val AUROC not below test (cross-generation shift)", val_auroc >= overall.image_auroc,
+                            f"val {val_auroc:.3f} - test {overall.image_auroc:.3f} = {val_auroc - overall.image_auroc:+.3f}"))
+    if hard_z is not None:
+        checks.append(Check("hard negatives score above plain normals", hard_z > 0,
+                            f"mean standardised score {hard_z:+.2f}"))
+    return Calibration(
+        dataset=dataset, method=method, weights=weights, test_auroc=overall.image_auroc,
+        test_auroc_ci=overall.image_auroc_ci, val_auroc=val_auroc, by_severity=by_severity,
+        by_defect=by_defect, hard_negative_z=hard_z, hard_negative_fpr=hard_fpr, plain_normal_fpr=plain_fpr,
+        checks=checks,
+    )
+
+
+def format_calibration(cal: Calibration, produced_by: str) -> str:
+    """The printed table; `produced_by` says what made the numbers (weights, preset, hardware)."""
+    ci = f" [{cal.test_auroc_ci[0]:.3f}, {cal.test_auroc_ci[1]:.3f}]" if cal.test_auroc_ci else ""
+    lines = [f"calibration of {cal.dataset} against {cal.method} ({produced_by})",
+             f"  test AUROC (unseen 2024-2025 designs)  {cal.test_auroc:.3f}{ci}"]
+    if cal.val_auroc is not None and cal.gap is not None:
+        lines.append(f"  val AUROC (known 2017-2023 designs)    {cal.val_auroc:.3f}   cross-generation gap {cal.gap:+.3f}")
+    for name, lo, hi, auroc, n in cal.by_severity:
+        lines.append(f"  {name:20s} severity {lo:.2f}-{hi:.2f}  AUROC {auroc:.3f}  (n={n})")
+    for kind, (auroc, n) in cal.by_defect.items():
+        lines.append(f"  defect {kind:14s} AUROC {auroc:.3f}  (n={n})")
+    if cal.hard_negative_z is not None:
+        lines.append(f"  hard negatives vs plain normals: mean standardised score {cal.hard_negative_z:+.2f}")
+    if cal.hard_negative_fpr is not None and cal.plain_normal_fpr is not None:
+        lines.append(f"  FPR at the val threshold: hard negatives {cal.hard_negative_fpr:.2f}, "
+                     f"plain normals {cal.plain_normal_fpr:.2f}")
+    for check in cal.checks:
+        lines.append(f"  [{'pass' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
+    return "\n".join(lines)
+
+
+def calibrate_cell(record: dict[str, object], run_dir: Path, targets: CalibrationTargets) -> Calibration:
+    """Calibration of one stored cell of a run folder."""
+    if record.get("status") != "ok" or not record.get("scores_file"):
+        raise ValueError(f"cell {record.get('method')} on {record.get('dataset')} did not finish: {record.get('error')}")
+    frame = pd.read_parquet(Path(run_dir) / str(record["scores_file"]))
+    frame = attach_severity(frame, Path(str(record.get("dataset_root") or "")))
+    weights = str(record.get("weights_tag") or record.get("weights"))
+    return calibrate_scores(frame, str(record["dataset"]), str(record["method"]), weights, targets,
+                            seed=int(record.get("seed") or 0))
+
+
+def write_calibration(cal: Calibration, path: Path) -> None:
+    path.write_text(json.dumps(cal.to_json(), indent=2) + "\n", encoding="utf-8")
