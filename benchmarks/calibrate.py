@@ -54,9 +54,8 @@ class CalibrationReference:
 # the datasets' own definition of their difficulty; any other dataset names its method on the CLI
 CALIBRATION_REFERENCES: dict[str, CalibrationReference] = {
     "smartphone-synth": CalibrationReference(method="patchcore", weights="substitute"),
-    "smartphone-synth-wild": CalibrationReference(
-        method="patchcore", weights="substitute", targets=CalibrationTargets(test_auroc=(0.6, 0.95))
-    ),
+    # the same targets: the wild variant is expected to miss them (see the data card)
+    "smartphone-synth-wild": CalibrationReference(method="patchcore", weights="substitute"),
 }
 
 
