@@ -68,17 +68,26 @@ from torchvision import tv_tensors
 
 from baselines.common import batches
 from baselines.patchcore import load_backbone_weights, timm_weight_spec
-from benchmarks.bundled_backbone import (
+from benchmarks.api import (
+    BASELINES,
     MOBILENETV2_IN1K,
     STAGE_CHANNELS,
     TIMM_NAME,
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ResolvedWeights,
+    Sample,
+    VariantSpec,
+    WeightSpec,
+    WeightsResolver,
     is_substitute,
+    load_state_dict,
+    options_from_mapping,
     timm_state_dict,
 )
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
-from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
 log = logging.getLogger(__name__)
 

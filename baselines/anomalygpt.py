@@ -31,10 +31,11 @@ Deviations from the paper, all deliberate:
 - The few-shot map can be averaged with the text map (`fewshot_map="mean"`, the alternative left
   commented out in the reference code); the default replaces it.
 
+Typed answers: `Prediction.decisions` (yes / no from the answer; None when the chat model
+failed, its text is then the template's) and `Prediction.locations` (the grid word of argmax M).
 Per-image `Prediction.extra` columns: `answer_source` ("template" | "chat" | "chat-failed"),
-`decision` (1 / 0 from the answer; None when the chat model failed, its text is then the
-template's), `grid_location` (argmax of M), `answer_location` (the grid word the answer states),
-and `chat_error` when a chat backend is configured.
+`answer_location` (the grid word the answer states), and `chat_error` when a chat backend is
+configured.
 
 Weights: `benchmarks.weights` resolves the open_clip checkpoint (explicit dir, HF / open_clip
 caches); open_clip loads the file strictly (safetensors or `torch.load(weights_only=True)`).
@@ -65,7 +66,9 @@ from baselines.anomalygpt_synth import cutpaste_poisson, jitter
 from baselines.chat_backend import ChatBackend, ChatConfig
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
 from baselines.neighbours import NearestNeighbourIndex
-from benchmarks.contract import (
+from benchmarks.api import (
+    BASELINES,
+    GRID,
     Baseline,
     MethodContext,
     MethodMeta,
@@ -74,13 +77,12 @@ from benchmarks.contract import (
     ReferenceModel,
     Sample,
     VariantSpec,
+    WeightSpec,
+    choose_threshold,
+    grid_location,
+    options_from_mapping,
+    weights_fingerprint,
 )
-from benchmarks.feature_cache import weights_fingerprint
-from benchmarks.grid import GRID, grid_location
-from benchmarks.metrics.threshold import choose_threshold
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightSpec
 
 DEFAULT_MODEL = "ViT-B-16"
 DEFAULT_TAG = "laion2b_s34b_b88k"
@@ -330,12 +332,15 @@ class AnomalyGPT(Baseline):
         answers = [self._answer(image, float(score), location)
                    for image, score, location in zip(images, scores, locations, strict=True)]
         extra: dict[str, list[object]] = {
-            "answer_source": [a.source for a in answers], "decision": [a.decision for a in answers],
-            "grid_location": list(locations), "answer_location": [a.location for a in answers],
+            "answer_source": [a.source for a in answers], "answer_location": [a.location for a in answers],
         }
         if self.chat is not None:
             extra["chat_error"] = [a.error for a in answers]
-        return Prediction(scores=scores.astype(np.float64), maps=maps, texts=[a.text for a in answers], extra=extra)
+        return Prediction(
+            scores=scores.astype(np.float64), maps=maps, texts=[a.text for a in answers],
+            decisions=[None if a.decision is None else bool(a.decision) for a in answers],
+            locations=list(locations), extra=extra,
+        )
 
     def anomaly_maps(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 images of any sizes -> anomaly maps M, float32 `(B, H, W)` at the model's input size."""

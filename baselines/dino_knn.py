@@ -26,14 +26,10 @@ from baselines.common import (
     images_to_tensor,
 )
 from baselines.neighbours import NearestNeighbourIndex
-from benchmarks.bundled_backbone import (
+from benchmarks.api import (
+    BASELINES,
     MOBILENETV2_IN1K,
     STAGE_STRIDES,
-    build_mobilenetv2,
-    is_substitute,
-    stage_outputs,
-)
-from benchmarks.contract import (
     Baseline,
     MethodContext,
     MethodMeta,
@@ -42,11 +38,15 @@ from benchmarks.contract import (
     ReferenceModel,
     Sample,
     VariantSpec,
+    WeightSpec,
+    WeightsResolver,
+    build_mobilenetv2,
+    is_substitute,
+    load_state_dict,
+    options_from_mapping,
+    stage_outputs,
+    weights_fingerprint,
 )
-from benchmarks.feature_cache import weights_fingerprint
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightSpec, WeightsResolver, load_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -40,11 +40,12 @@ decay, early stopping on validation AUROC) is ours, as the study does not publis
 
 Outputs: `scores` = LTFM's sigmoid score. `maps` = the significance map M of the global crop
 (with AnyRes: averaged with the stitched quadrant maps), bilinearly upsampled to the tower input
-size. `extra` per image: `adverb` (slightly < 0.3 <= moderately < 0.7 <= highly), `verdict`
-("anomalous" iff score >= threshold; the threshold is chosen on the validation data given to
-`fit` by `benchmarks.metrics.choose_threshold`: F1-optimal with both classes, the 99th
-percentile of normals with only normals, else 0.5), `region_box` ("x0,y0,x1,y1" of the most
-significant cell of M in image pixels) and `region_grid` (its 3x3 location word).
+size. Typed answers, scored by the runner like any method's: `decisions` (anomalous iff score
+>= threshold; the threshold is chosen on the validation data given to `fit` by
+`benchmarks.metrics.choose_threshold`: F1-optimal with both classes, the 99th percentile of
+normals with only normals, else 0.5) and `locations` (the 3x3 word of the most significant cell
+of M). `extra` per image: `adverb` (slightly < 0.3 <= moderately < 0.7 <= highly) and
+`region_box` ("x0,y0,x1,y1" of the most significant cell of M in image pixels).
 
 Caching: the tower's features are computed once per image and kept in memory for the cell, and
 in the suite's shared feature cache (`MethodContext.feature_cache`) when the runner provides one.
@@ -72,8 +73,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K
-from benchmarks.contract import (
+from benchmarks.api import (
+    BASELINES,
+    MOBILENETV2_IN1K,
     Baseline,
     MethodContext,
     MethodMeta,
@@ -82,13 +84,12 @@ from benchmarks.contract import (
     ReferenceModel,
     Sample,
     VariantSpec,
+    cache_root,
+    choose_threshold,
+    grid_word,
+    options_from_mapping,
+    weights_fingerprint,
 )
-from benchmarks.data.cache import cache_root
-from benchmarks.feature_cache import weights_fingerprint
-from benchmarks.grid import grid_word
-from benchmarks.metrics.threshold import choose_threshold
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
 from ltfm.towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, VisionTower, build_tower, encode_images
@@ -229,12 +230,9 @@ class LTFMBaseline(Baseline):
         return Prediction(
             scores=scores,
             maps=maps.numpy(),
-            extra={
-                "adverb": [adverb(float(s)) for s in scores],
-                "verdict": ["anomalous" if s >= self.threshold else "normal" for s in scores],
-                "region_box": list(boxes),
-                "region_grid": list(words),
-            },
+            decisions=[bool(s >= self.threshold) for s in scores],
+            locations=list(words),
+            extra={"adverb": [adverb(float(s)) for s in scores], "region_box": list(boxes)},
         )
 
     def reference_model(self) -> ReferenceModel | None:

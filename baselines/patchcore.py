@@ -25,8 +25,10 @@ from baselines.common import (
     images_to_tensor,
 )
 from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K, STAGE_STRIDES, build_mobilenetv2, is_substitute
-from benchmarks.contract import (
+from benchmarks.api import (
+    BASELINES,
+    MOBILENETV2_IN1K,
+    STAGE_STRIDES,
     Baseline,
     MethodContext,
     MethodMeta,
@@ -35,11 +37,13 @@ from benchmarks.contract import (
     ReferenceModel,
     Sample,
     VariantSpec,
+    WeightSpec,
+    build_mobilenetv2,
+    is_substitute,
+    load_state_dict,
+    options_from_mapping,
+    weights_fingerprint,
 )
-from benchmarks.feature_cache import weights_fingerprint
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightSpec, load_state_dict
 
 
 def timm_weight_spec(model_name: str) -> WeightSpec:

@@ -20,7 +20,8 @@ from anomalib.models.image.winclip import torch_model as anomalib_winclip
 from anomalib.models.image.winclip.torch_model import WinClipModel
 
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
-from benchmarks.contract import (
+from benchmarks.api import (
+    BASELINES,
     Baseline,
     MethodContext,
     MethodMeta,
@@ -29,10 +30,10 @@ from benchmarks.contract import (
     ReferenceModel,
     Sample,
     VariantSpec,
+    WeightSpec,
+    WeightsResolver,
+    options_from_mapping,
 )
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightSpec, WeightsResolver
 
 log = logging.getLogger(__name__)
 

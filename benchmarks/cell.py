@@ -129,8 +129,10 @@ def load_samples(records: Sequence[ImageRecord], with_masks: bool) -> list[Sampl
 def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Prediction:
     """Run `predict` in batches and concatenate; every batch is checked against the contract."""
     scores, maps, texts = [], [], []
+    decisions: list[bool | None] = []
+    locations: list[str | None] = []
     extra: dict[str, list[object]] = {}
-    has_maps = has_texts = None
+    has_maps = has_texts = has_answers = None
     with tqdm(total=len(samples), desc=desc, unit="img", leave=False) as bar:
         for start in range(0, len(samples), PREDICT_BATCH):
             chunk = samples[start : start + PREDICT_BATCH]
@@ -139,8 +141,10 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
                 pred.check(len(chunk))
                 has_maps = pred.maps is not None if has_maps is None else has_maps
                 has_texts = pred.texts is not None if has_texts is None else has_texts
-                if (pred.maps is not None) != has_maps or (pred.texts is not None) != has_texts:
-                    raise ValueError("maps or texts are present for some batches but not for others")
+                answers = (pred.decisions is not None, pred.locations is not None)
+                has_answers = answers if has_answers is None else has_answers
+                if (pred.maps is not None) != has_maps or (pred.texts is not None) != has_texts or answers != has_answers:
+                    raise ValueError("maps, texts or answers are present for some batches but not for others")
             except ValueError as exc:
                 ids = ", ".join(s.record.image_id for s in chunk[:3])
                 raise ValueError(
@@ -151,6 +155,8 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
                 maps.extend(np.asarray(pred.maps, dtype=np.float32))
             if pred.texts is not None:
                 texts.extend(pred.texts)
+            decisions.extend(pred.decisions or [])
+            locations.extend(pred.locations or [])
             for name, values in pred.extra.items():
                 extra.setdefault(name, []).extend(values)
             bar.update(len(chunk))
@@ -158,6 +164,8 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
         scores=np.concatenate(scores) if scores else np.zeros(0),
         maps=np.stack([_resize(m, maps[0].shape) for m in maps]) if maps else None,
         texts=texts or None,
+        decisions=decisions if has_answers and has_answers[0] else None,
+        locations=locations if has_answers and has_answers[1] else None,
         extra=extra,
     )
 
@@ -185,6 +193,10 @@ def score_frame(samples: Sequence[Sample], prediction: Prediction, root: Path) -
     )
     if prediction.texts is not None:
         rows["text"] = prediction.texts
+    if prediction.decisions is not None:
+        rows["decision"] = [None if d is None else int(d) for d in prediction.decisions]
+    if prediction.locations is not None:
+        rows["grid_location"] = prediction.locations
     for name, values in prediction.extra.items():
         rows[name] = [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in values]
     return rows
@@ -312,18 +324,18 @@ def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Data
 def _text_metrics(
     test: Sequence[Sample], prediction: Prediction, threshold: float | None
 ) -> dict[str, Any] | None:
-    """For prompting methods: decision F1 from the answers and 3x3 location accuracy against masks."""
-    decisions = prediction.extra.get("decision")
+    """For methods that answer: decision F1 from the yes/no answers and 3x3 location accuracy against masks."""
+    decisions = prediction.decisions
     if decisions is None:
         return None
     labels = np.array([s.label for s in test])
-    valid = np.array([d in (0, 1, True, False) for d in decisions])
-    predicted = np.array([int(d) if ok else 0 for d, ok in zip(decisions, valid, strict=True)])
+    valid = np.array([d is not None for d in decisions])
+    predicted = np.array([int(bool(d)) for d in decisions])
     tp = int(((predicted == 1) & (labels == 1) & valid).sum())
     fp = int(((predicted == 1) & (labels == 0) & valid).sum())
     fn = int(((predicted == 0) & (labels == 1) & valid).sum())
     f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None
-    locations = prediction.extra.get("grid_location") or []
+    locations = prediction.locations or []
     hits = [
         loc == grid_location_of_mask(s.mask)
         for s, loc, ok in zip(test, locations, valid, strict=False)

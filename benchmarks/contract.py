@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from benchmarks.data.schema import ImageRecord
+from benchmarks.grid import GRID_WORDS
 from benchmarks.weights import WeightSpec
 
 if TYPE_CHECKING:
@@ -109,12 +110,18 @@ class Prediction:
     maps: optional `(B, h, w)` float anomaly maps at any resolution (the runner resizes them to
         each image for pixel metrics); larger = more anomalous.
     texts: optional B answer strings (prompting methods).
+    decisions: optional B yes/no answers ("is there an anomaly?"; None where the method gave no
+        usable answer): scored with F1 and accuracy against the labels.
+    locations: optional B 3x3 location words (`GRID`, e.g. "top left") where the method says the
+        anomaly is: scored against the mask's location on anomalies.
     extra: optional per-image columns (name -> B values) stored beside the scores.
     """
 
     scores: np.ndarray
     maps: np.ndarray | None = None
     texts: list[str] | None = None
+    decisions: list[bool | None] | None = None
+    locations: list[str | None] | None = None
     extra: dict[str, list[object]] = field(default_factory=dict)
 
     def check(self, batch_size: int) -> None:
@@ -133,6 +140,13 @@ class Prediction:
                 raise ValueError("maps contain NaN or infinite values")
         if self.texts is not None and len(self.texts) != batch_size:
             raise ValueError(f"{len(self.texts)} texts for {batch_size} images")
+        for name, answers in (("decisions", self.decisions), ("locations", self.locations)):
+            if answers is not None and len(answers) != batch_size:
+                raise ValueError(f"{len(answers)} {name} for {batch_size} images")
+        if self.decisions is not None and any(not (d is None or isinstance(d, bool | np.bool_)) for d in self.decisions):
+            raise ValueError("decisions must be True, False or None")
+        if self.locations is not None and any(loc is not None and loc not in GRID_WORDS for loc in self.locations):
+            raise ValueError(f"locations must be 3x3 grid words ({', '.join(GRID_WORDS)}) or None")
         for name, values in self.extra.items():
             if len(values) != batch_size:
                 raise ValueError(f"extra column {name!r} has {len(values)} values for {batch_size} images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 GRID = (("top left", "top", "top right"), ("left", "center", "right"), ("bottom left", "bottom", "bottom right"))
+GRID_WORDS = tuple(word for row in GRID for word in row)
 
 
 def grid_word(x: float, y: float) -> str:

@@ -49,6 +49,9 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
+        meta = getattr(obj, "meta", None)
+        if self.base is not None and meta is not None and getattr(meta, "name", name) != name:
+            raise ValueError(f"{self.kind} registered as {name!r} names itself {meta.name!r} in its meta; use one name")
         existing = self._items.get(name)
         if existing is not None and not _same_definition(existing, obj):
             raise ValueError(f"{self.kind} {name!r} is already registered to {existing!r}")

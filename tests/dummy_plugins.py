@@ -36,6 +36,23 @@ class MeanBrightness(Baseline):
         return Prediction(scores=scores, maps=maps)
 
 
+class Answering(MeanBrightness):
+    """Answers yes/no (score above the training mean's spread) and "where" (the brightest 3x3 cell),
+    and gives no answer for every third image: the runner must score typed answers of any plugin."""
+
+    meta = MethodMeta(name="answering", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL)
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        from benchmarks.grid import grid_location
+
+        pred = super().predict(images)
+        decisions: list[bool | None] = [bool(s > 10) for s in pred.scores]
+        decisions = [None if i % 3 == 2 else d for i, d in enumerate(decisions)]
+        locations: list[str | None] = [grid_location(im.mean(axis=2)) for im in images]
+        return Prediction(scores=pred.scores, maps=pred.maps, decisions=decisions, locations=locations)
+
+
 class Crashing(MeanBrightness):
     meta = MethodMeta(name="crashing", paper="test", backbone="none", weights_id="none", input_size=0,
                       variants=FULL)
@@ -167,7 +184,7 @@ class SubstituteFeatures(MeanBrightness):
         return Prediction(scores=np.linalg.norm(self._features(images) - self.center, axis=1).astype(np.float64))
 
 
-ALL = {"mean-brightness": MeanBrightness, "substitute-features": SubstituteFeatures, "crashing": Crashing, "nan-scores": NanScores,
+ALL = {"mean-brightness": MeanBrightness, "answering": Answering, "substitute-features": SubstituteFeatures, "crashing": Crashing, "nan-scores": NanScores,
        "hanging": Hanging, "dying": Dying, "flat-maps": FlatMaps, "maps-sometimes": MapsSometimes,
        "out-of-memory": OutOfMemory, "sentinel": Sentinel, "cache-probe": CacheProbe}
 

@@ -226,6 +226,7 @@ def _ok_cell(
         "f1_max_ci": _interval(f1_max),
         "pixel_auroc": None,
         "aupro": None,
+        "val_image_auroc": float(_auroc(val["label"].to_numpy(), val["score"].to_numpy())),
         "n_normal": int((y == 0).sum()),
         "n_anomalous": int(y.sum()),
         "undefined_reason": None,

@@ -175,7 +175,7 @@ def test_decoder_training_lowers_focal_dice_loss(tiny: Callable[..., AnomalyGPT]
     prediction.check(len(test))
     assert prediction.texts is not None and prediction.maps is not None
     for text, decision, score, location, stated, source, anomaly_map in zip(
-        prediction.texts, prediction.extra["decision"], prediction.scores, prediction.extra["grid_location"],
+        prediction.texts, prediction.decisions, prediction.scores, prediction.locations,
         prediction.extra["answer_location"], prediction.extra["answer_source"], prediction.maps, strict=True,
     ):
         assert source == "template" and location == grid_location(anomaly_map)
@@ -336,12 +336,12 @@ def test_plugin_uses_chat_backend_from_environment(
     prediction = plugin.predict(images)
     prediction.check(3)
     assert prediction.extra["answer_source"] == ["chat", "chat-failed", "chat"]
-    assert prediction.extra["decision"] == [1, None, 0]
+    assert prediction.decisions == [True, None, False]
     assert prediction.extra["answer_location"] == ["bottom", None, None]
     assert prediction.texts is not None
     assert prediction.texts[0] == "Yes, there is an anomaly in the image, at the bottom of the image."
     assert prediction.texts[2] == NO_ANSWER
-    assert prediction.texts[1] in (NO_ANSWER, answer_text(True, prediction.extra["grid_location"][1]))
+    assert prediction.texts[1] in (NO_ANSWER, answer_text(True, prediction.locations[1]))
     question = handler.seen[1]["json"]["messages"][0]["content"][0]["text"]
     assert question.startswith("This is a photo of a toy texture for anomaly detection")
     assert "Is there any anomaly in the image?" in question and "anomaly score" in question

@@ -181,8 +181,9 @@ def test_training_on_the_toy_task_lifts_validation_auroc(
     labels = np.array([s.label for s in toy_task["val"]])
     assert pred.scores[labels == 1].mean() > pred.scores[labels == 0].mean()
     assert pred.maps is not None and pred.maps.shape == (8, 64, 64)
-    assert set(pred.extra) == {"adverb", "verdict", "region_box", "region_grid"}
-    assert pred.extra["verdict"] == ["anomalous" if s >= plugin.threshold else "normal" for s in pred.scores]
+    assert set(pred.extra) == {"adverb", "region_box"}
+    assert pred.decisions == [bool(s >= plugin.threshold) for s in pred.scores]
+    assert pred.locations is not None and len(pred.locations) == len(pred.scores)
     for box in pred.extra["region_box"]:
         x0, y0, x1, y1 = map(int, str(box).split(","))
         assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64

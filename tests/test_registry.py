@@ -41,6 +41,21 @@ def test_registry_decorator_refuses_clash_and_suggests() -> None:
 def test_builtins_register() -> None:
     load_plugins()
     assert "patchcore" in BASELINES
+    assert all(BASELINES.get(name).meta.name == name for name in BASELINES.names())
+
+
+def test_registered_name_must_match_the_meta_name() -> None:
+    from benchmarks.contract import MethodMeta, Protocol, VariantSpec
+
+    class Named(Baseline):
+        meta = MethodMeta(name="one-name", paper="", backbone="", weights_id="", input_size=0,
+                          variants={"default": VariantSpec(Protocol.FULL_SHOT)})
+
+    registry: Registry = Registry("method", Baseline)
+    with pytest.raises(ValueError, match="names itself 'one-name'"):
+        registry.register("another-name")(Named)
+    registry.register("one-name")(Named)
+    assert registry.get("one-name") is Named
 
 
 def _readme_plugin() -> str:

@@ -156,6 +156,9 @@ def test_report_main_table_shows_stored_numbers_with_cis(report: Path) -> None:
     assert f"**{metrics['image_auroc']:.3f}** [{lo:.3f}, {hi:.3f}]" in row
     assert f"{metrics['f1_max']:.3f}" in row
     assert "45.0** / 54.0" in row  # fastest p50, bold; p95 beside it
+    val = metrics["val_image_auroc"]
+    assert "Val AUROC (val − test)" in text
+    assert f"{val:.3f}" in row and f"({val - metrics['image_auroc']:+.3f})" in row  # the cross-generation gap
 
 
 def test_report_explains_the_threshold_protocol(report: Path) -> None:

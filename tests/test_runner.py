@@ -48,6 +48,24 @@ def test_run_writes_spec_keys_scores_and_maps(tiny_manifest: Path, tmp_path: Pat
     assert set(record["breakdowns"]["year"]) == {"2024", "2025"}
 
 
+def test_typed_answers_of_any_plugin_are_scored(tiny_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = run(_config(tiny_manifest, out, ("answering", "mean-brightness")))
+    records = {r["method"]: r for r in summary.ran}
+    assert records["mean-brightness"]["text_metrics"] is None  # no answers, nothing to score
+    answers = records["answering"]["text_metrics"]
+    scores = pd.read_parquet(out / records["answering"]["scores_file"])
+    test = scores[scores.split == "test"]
+    unanswered = int(test["decision"].isna().sum())
+    assert unanswered >= 1 and answers["n_failed_answers"] == unanswered  # every third image of a batch
+    assert set(test["decision"].dropna()) <= {0, 1} and test["grid_location"].notna().all()
+    answered = test.dropna(subset=["decision"])
+    tp = int(((answered["decision"] == 1) & (answered["label"] == 1)).sum())
+    wrong = int((answered["decision"] != answered["label"]).sum())
+    assert answers["decision_f1"] == pytest.approx(2 * tp / (2 * tp + wrong))
+    assert answers["location_accuracy"] is not None and answers["n_located"] >= 1
+
+
 def test_failures_fail_their_cell_only(tiny_manifest: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     config = _config(tiny_manifest, out, ("crashing", "nan-scores", "dying", "hanging", "mean-brightness"),

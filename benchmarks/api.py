@@ -1,0 +1,80 @@
+"""The one surface a method plugin sees of the harness (SPEC 4): import from here, nothing else.
+
+Built-in plugins (`baselines/`) follow the same rule as outside ones; a test checks that they
+import no other module of `benchmarks`. What is here:
+
+- the contract: `Baseline`, `MethodMeta`, `VariantSpec`, `Protocol`, `MethodContext`, `Sample`,
+  `Prediction`, `ReferenceModel`, and `BASELINES` to register a method;
+- options: `options_from_mapping` (typed options from `--option` values);
+- weights: `WeightSpec`, `WeightsResolver`, `ResolvedWeights`, `load_state_dict`, and the bundled
+  ImageNet MobileNetV2 (`MOBILENETV2_IN1K`, `build_mobilenetv2`, `stage_outputs`, ...) that
+  stands in for a paper backbone offline;
+- caching: `FeatureCache`, `weights_fingerprint`, `cache_root`;
+- answers and thresholds: the 3x3 location words (`GRID`, `GRID_WORDS`, `grid_word`,
+  `grid_location`) and `choose_threshold` (the validation-split threshold rule of the metrics);
+- `Registry` for a plugin's own registries (e.g. interchangeable towers).
+"""
+
+from __future__ import annotations
+
+from benchmarks.bundled_backbone import (
+    MOBILENETV2_IN1K,
+    STAGE_CHANNELS,
+    STAGE_STRIDES,
+    TIMM_NAME,
+    build_mobilenetv2,
+    is_substitute,
+    stage_outputs,
+    timm_state_dict,
+)
+from benchmarks.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    ReferenceModel,
+    Sample,
+    VariantSpec,
+)
+from benchmarks.data.cache import cache_root
+from benchmarks.feature_cache import FeatureCache, weights_fingerprint
+from benchmarks.grid import GRID, GRID_WORDS, grid_location, grid_word
+from benchmarks.metrics.threshold import choose_threshold
+from benchmarks.options import options_from_mapping
+from benchmarks.registry import BASELINES, Registry
+from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
+
+__all__ = [
+    "BASELINES",
+    "GRID",
+    "GRID_WORDS",
+    "MOBILENETV2_IN1K",
+    "STAGE_CHANNELS",
+    "STAGE_STRIDES",
+    "TIMM_NAME",
+    "Baseline",
+    "FeatureCache",
+    "MethodContext",
+    "MethodMeta",
+    "Prediction",
+    "Protocol",
+    "ReferenceModel",
+    "Registry",
+    "ResolvedWeights",
+    "Sample",
+    "VariantSpec",
+    "WeightSpec",
+    "WeightsResolver",
+    "build_mobilenetv2",
+    "cache_root",
+    "choose_threshold",
+    "grid_location",
+    "grid_word",
+    "is_substitute",
+    "load_state_dict",
+    "options_from_mapping",
+    "stage_outputs",
+    "timm_state_dict",
+    "weights_fingerprint",
+]
