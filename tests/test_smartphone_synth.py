@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from benchmarks.data.schema import SOURCES, SPLITS
+from benchmarks.data.smartphone import generate
 from benchmarks.data.smartphone.defects import DEFECT_KINDS, HARD_NEGATIVE_KINDS
 from benchmarks.data.smartphone.designs import PHONE_DESIGNS, phone_design
 from benchmarks.data.smartphone.generate import (
@@ -19,10 +21,13 @@ from benchmarks.data.smartphone.generate import (
     RENDERER_VERSION,
     TEST_YEARS,
     TRAIN_YEARS,
+    cached_smartphone_synth,
     generate_smartphone_synth,
     plan_dataset,
 )
-from benchmarks.data.smartphone.render import QC, WILD
+from benchmarks.data.smartphone.render import PROTOCOLS, QC, STATION_PROGRAMME, WILD, render_capture
+from benchmarks.data.smartphone.screens import QC_SCREENS, WILD_SCREENS
+from benchmarks.registry import UnknownNameError
 
 SCALE = 0.06
 
@@ -138,6 +143,111 @@ def test_recent_designs_differ_from_older_ones() -> None:
     assert pills[2024] + pills[2025] >= 4 and set(pills) - {2023, 2024, 2025} == set()
     assert {d.cutout for d in PHONE_DESIGNS if d.year == 2017} == {"home_button"}
     assert phone_design(2024, 1) == phone_design(2024, 1)  # designs never depend on the dataset seed
+
+
+@pytest.mark.parametrize("protocol", ["qc", "wild"])
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_rendered_defect_changes_only_its_mask(kind: str, protocol: str) -> None:
+    design = PHONE_DESIGNS[DEFECT_KINDS.index(kind) * 4]
+    screen = STATION_PROGRAMME[kind][0] if protocol == "qc" else None
+    clean = render_capture(design, (9, 1), screen=screen, protocol=PROTOCOLS[protocol]).image.astype(int)
+    capture = render_capture(design, (9, 1), defect=kind, severity=0.8, screen=screen, protocol=PROTOCOLS[protocol])
+    diff = np.abs(capture.image.astype(int) - clean).max(axis=-1)
+    assert capture.image.shape == (PROTOCOLS[protocol].height, PROTOCOLS[protocol].width, 3)
+    assert capture.mask.any()
+    assert diff[~ndimage.binary_dilation(capture.mask)].max() <= 3  # smooth mura tails only
+    assert diff[capture.mask].max() >= 20
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_least_severe_defect_spans_several_pixels_and_shows(kind: str) -> None:
+    """At the lowest default severity (0.05) every kind still spans several captured pixels and
+    changes some of them by several grey levels: small, but there for a person at 1:1. A dead-pixel
+    cluster may be as compact as 2 x 2 pixels, at full contrast."""
+    design = PHONE_DESIGNS[DEFECT_KINDS.index(kind) * 3 + 2]
+    screen = STATION_PROGRAMME[kind][0]
+    clean = render_capture(design, (4, 4), screen=screen).image.astype(int)
+    capture = render_capture(design, (4, 4), defect=kind, severity=0.05, screen=screen)
+    ys, xs = np.nonzero(capture.mask)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+    diff = np.abs(capture.image.astype(int) - clean).max(axis=-1)[capture.mask]
+    if kind == "dead_pixels":
+        assert extent >= 2 and (diff >= 60).sum() >= 4
+    else:
+        assert extent >= 4 and (diff >= 6).sum() >= 3
+
+
+@pytest.mark.parametrize("kind", ["scratch", "burn_in", "mura", "crack"])
+def test_severity_controls_contrast(kind: str) -> None:
+    design = PHONE_DESIGNS[3]
+    screen = STATION_PROGRAMME[kind][0]
+    clean = render_capture(design, (5, 2), screen=screen).image.astype(int)
+    strength = []
+    for severity in (0.05, 1.0):
+        capture = render_capture(design, (5, 2), defect=kind, severity=severity, screen=screen)
+        strength.append(np.abs(capture.image.astype(int) - clean).sum())
+    assert strength[0] * 3 < strength[1]
+
+
+def test_station_programme_shows_each_defect_where_qc_looks_and_screens_carry_no_label() -> None:
+    rng = np.random.default_rng(0)
+    for kind in DEFECT_KINDS:
+        assert {QC.screen_for(kind, rng) for _ in range(60)} == set(STATION_PROGRAMME[kind])
+    # normals draw a kind, then its screen: the same screen mixture as the anomalies
+    n = 6000
+    normal = Counter(QC.screen_for("none", rng) for _ in range(n))
+    anomalous = Counter(QC.screen_for(DEFECT_KINDS[i % len(DEFECT_KINDS)], rng) for i in range(n))
+    assert set(normal) == set(anomalous) == set(QC_SCREENS)
+    for screen in QC_SCREENS:
+        assert abs(normal[screen] - anomalous[screen]) / n < 0.03, screen
+    assert {WILD.screen_for("scratch", rng) for _ in range(200)} == set(WILD_SCREENS)
+
+
+def test_qc_fixture_keeps_the_phone_in_place() -> None:
+    """Across captures of one model the lit display moves by under 4 % of the frame height."""
+
+    def display_box(seed: int) -> np.ndarray:
+        capture = render_capture(PHONE_DESIGNS[12], (seed, 0), screen="white")
+        ys, xs = np.nonzero(capture.image.mean(axis=-1) > 150)
+        return np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+
+    boxes = np.stack([display_box(seed) for seed in range(4)])
+    assert (boxes.max(axis=0) - boxes.min(axis=0)).max() <= 0.04 * QC.height
+
+
+def test_generation_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_render = generate._render_one
+    calls = []
+
+    def flaky(job):  # type: ignore[no-untyped-def]
+        calls.append(job)
+        if len(calls) == 5:
+            raise RuntimeError("power cut")
+        return real_render(job)
+
+    monkeypatch.setattr(generate, "_render_one", flaky)
+    with pytest.raises(RuntimeError, match="power cut"):
+        generate_smartphone_synth(tmp_path / "out", scale=0.05, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_overwrite_and_unknown_augmenter(tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        generate_smartphone_synth(tmp_path / "full", scale=0.05, workers=1)
+    with pytest.raises(UnknownNameError, match="diffusers"):
+        generate_smartphone_synth(tmp_path / "new", scale=0.05, augmenter="dalle", workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_cache_generates_once(tmp_path: Path) -> None:
+    manifest = cached_smartphone_synth(seed=2, scale=0.05, cache_dir=tmp_path)
+    assert manifest == tmp_path / "smartphone-synth" / f"{RENDERER_VERSION}-qc-seed2-scale0.05" / "manifest.csv"
+    stamp = manifest.stat().st_mtime_ns
+    assert cached_smartphone_synth(seed=2, scale=0.05, cache_dir=tmp_path) == manifest
+    assert manifest.stat().st_mtime_ns == stamp
+    assert (manifest.parent / "montage.png").exists()
 
 
 def test_capture_card_records_the_protocol_and_resolution(dataset: Path, tmp_path: Path) -> None:

@@ -329,12 +329,12 @@ def _mura(s: PhoneSurface, severity: float, rng: np.random.Generator) -> np.ndar
     )
     profile = (np.clip(1 - dist**2, 0, 1) ** 2) * s.display
     amp = 0.04 + 0.4 * severity
-    inside = profile > 0.05
-    if luminance(s.rgb[inside]).mean() < 0.4:  # stray light shows on dark content, dimming on bright
+    core = profile > 0.05
+    if luminance(s.rgb[core]).mean() < 0.4:  # stray light shows on dark content, dimming on bright
         blend_toward(s.rgb, profile * amp, (1.0, 0.97, 0.88))
     else:
         s.rgb *= 1.0 - (profile * amp)[..., None] * np.array([0.9, 1.0, 0.85], np.float32)
-    return inside
+    return profile * amp > 1.0 / 255  # the mask: wherever the blotch moves a pixel by a grey level
 
 
 _DEFECTS: dict[str, Callable[[PhoneSurface, float, np.random.Generator], np.ndarray]] = {

@@ -404,8 +404,9 @@ def _cell(image: np.ndarray, caption: str, font: ImageFont.ImageFont | ImageFont
 
 def write_montage(root: Path, rows: Sequence[RenderedRow], path: Path) -> None:
     """Contact sheet: a row per generation year (normals of its models), rows per defect kind
-    (half-size view and a full-resolution crop, mask outlined in green, low to high severity),
-    hard negatives, and generated anomalies."""
+    (the whole capture with the mask outlined in green, then a full-resolution crop as captured,
+    without the outline, so the faintest defect is seen as it is; low to high severity), hard
+    negatives, and generated anomalies."""
     font = ImageFont.load_default(size=11)
 
     def load(row: RenderedRow) -> tuple[np.ndarray, np.ndarray | None]:
@@ -418,7 +419,7 @@ def write_montage(root: Path, rows: Sequence[RenderedRow], path: Path) -> None:
         shown = _outlined(image, mask, width=2)
         return [
             _cell(shown, caption, font),
-            _cell(_crop(_outlined(image, mask), row.region), "crop 1:1", font),
+            _cell(_crop(image, row.region), "crop 1:1, as captured", font),
         ]
 
     sections: list[tuple[str, list[Image.Image]]] = []
