@@ -198,11 +198,14 @@ class LTFMBaseline(Baseline):
         self.threshold = DEFAULT_THRESHOLD
         self.threshold_source = "default"
         self.fit_result: TrainResult | None = None
+        self.started_from: str | None = None
+        self.from_expert = False
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
         if self.context.variant != "base" and not train:
             raise ValueError(f"ltfm {self.context.variant}: no training images to fine-tune on")
         model, start = self._initial_model()
+        self.started_from = start
         val_set = self._feature_set(val) if val else None
         if self.context.variant != "base":
             self.fit_result = train_ltfm(model, self._feature_set(train), val_set, self.train_config, self.device)
@@ -235,6 +238,10 @@ class LTFMBaseline(Baseline):
             extra={"adverb": [adverb(float(s)) for s in scores], "region_box": list(boxes)},
         )
 
+    def provenance(self) -> dict[str, str | bool | None]:
+        """Where the fitted LTFM started from: only the authors' expert makes `base` the paper's model."""
+        return {"started_from": self.started_from, "expert_checkpoint": self.from_expert, "tower": self.tower.name}
+
     def reference_model(self) -> ReferenceModel | None:
         """The frozen vision tower's forward alone (backbone only: LTFM itself is this suite's module)."""
         if self.model is None:
@@ -266,6 +273,7 @@ class LTFMBaseline(Baseline):
             model, skipped = load_expert_checkpoint(str(expert))
             log.info("loaded Anomaly-OneVision expert %s (%d non-expert keys skipped)", expert, len(skipped))
             start = f"Anomaly-OneVision expert {expert}"
+            self.from_expert = True
         elif self.context.variant != "base" and opts.init == "scratch":
             with deterministic(self.context.seed):
                 model = LTFM(self._config())

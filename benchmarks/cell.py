@@ -62,6 +62,7 @@ class CellOutcome:
     scores_file: str | None = None
     maps_file: str | None = None
     dataset_root: str | None = None
+    provenance: dict[str, Any] | None = None
 
 
 def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
@@ -304,6 +305,7 @@ def _run_cell(
         scores_file=str(scores_file.relative_to(run_dir)),
         maps_file=str(maps_file.relative_to(run_dir)) if maps_file else None,
         dataset_root=str(dataset.root),
+        provenance=dict(plugin.provenance()),
     )
 
 

@@ -227,3 +227,9 @@ class Baseline(ABC):
     def reference_model(self) -> ReferenceModel | None:
         """The wrapped library model, for the wrapper-overhead benchmark (after `fit`); None if none."""
         return None
+
+    def provenance(self) -> dict[str, str | bool | None]:
+        """Facts about the fitted model a reader needs to trust a number, stored with the cell
+        (after `fit`), e.g. `{"expert_checkpoint": True, "started_from": "..."}`. Published-number
+        comparisons read them (`benchmarks.published.comparability`). Default: none."""
+        return {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.data.schema import NORMAL_DEFECT
@@ -26,6 +27,7 @@ from benchmarks.published import (
     PROTOCOL_CAVEATS,
     PUBLISHED,
     PublishedResult,
+    comparability,
     dataset_kind,
 )
 from benchmarks.results_table import (
@@ -718,9 +720,16 @@ def _published_section(
     summary = aggregate_seeds(frame)
     roots = {c.dataset: c.dataset_root for c in results.cells}
     summary["kind"] = [dataset_kind(d, roots.get(d)) for d in summary["dataset"]]
+    provenance: dict[tuple[str, str, str], list[dict[str, object]]] = {}
+    for cell in results.cells:
+        if cell.ok:
+            facts = cell.raw.get("provenance")
+            provenance.setdefault((cell.dataset, cell.method, cell.variant), []).append(
+                facts if isinstance(facts, dict) else {}
+            )
     papers = list(dict.fromkeys(entry.paper for entry in PUBLISHED))
     data = pd.DataFrame(
-        [_published_row(entry, summary, papers.index(entry.paper) + 1) for entry in PUBLISHED]
+        [_published_row(entry, summary, papers.index(entry.paper) + 1, provenance) for entry in PUBLISHED]
     )
 
     def percent(name: str) -> Callable[[pd.Series], Rendered | None]:
@@ -756,7 +765,9 @@ def _published_section(
         " with Δ = reproduced − published in percentage points. `mvtec:` datasets match MVTec AD entries"
         " (VisA when a folder of the path is named `visa`); the smartphone study's F1 matches `ltfm` only on a"
         ' `manifest:` dataset whose `dataset.json` says `"published_reference": "smartphone-study"`;'
-        " random-weights and substitute-backbone cells are never comparable. Protocol differences that remain:",
+        " random-weights and substitute-backbone cells are never comparable; LTFM's numbers only when the cell"
+        " started from the authors' expert checkpoint; AnomalyGPT's never (this suite's encoder is open_clip and"
+        " it has no LLM). The rules are `benchmarks.published.comparability`. Protocol differences that remain:",
         "",
         *(f"- {DATASET_KIND_NAMES[kind]}: {md_escape(text)}" for kind, text in PROTOCOL_CAVEATS.items()),
         "",
@@ -768,24 +779,35 @@ def _published_section(
     ]
 
 
-def _published_row(entry: PublishedResult, summary: pd.DataFrame, source: int) -> dict[str, object]:
+def _published_row(
+    entry: PublishedResult,
+    summary: pd.DataFrame,
+    source: int,
+    provenance: dict[tuple[str, str, str], list[dict[str, object]]],
+) -> dict[str, object]:
+    """The entry beside the run's matching rows; `comparability` decides which rows may stand there."""
     ran = summary[(summary["method"] == entry.method) & summary["variant"].isin(entry.variants)]
-    same = ran[ran["kind"] == entry.dataset_kind]
-    usable = same[(same["weights"] == "pretrained") & same[entry.metric].notna()]
+    reasons = [
+        comparability(entry, kind=row["kind"], weights=row["weights"],
+                      provenance=provenance.get((row["dataset"], row["method"], row["variant"]), []))
+        for _, row in ran.iterrows()
+    ]
+    usable = ran.loc[np.array([r is None for r in reasons], dtype=bool)]
+    usable = usable[usable[entry.metric].notna()]
+    same_kind = [r for r, kind in zip(reasons, ran["kind"], strict=True) if kind == entry.dataset_kind]
     reproduced = delta = None
-    if ran.empty:
+    if entry.never_comparable:
+        status = f"not comparable: {entry.never_comparable}"
+    elif ran.empty:
         status = "not run"
-    elif same.empty:
-        status = f"not comparable: different data ({', '.join(sorted(set(ran['dataset'])))})"
-    elif usable.empty:
-        random = (same["weights"] == "random").any()
-        substitute = (same["weights"] == "substitute").any()
-        status = ("not comparable: random weights" if random else
-                  "not comparable: substitute backbone" if substitute else f"{entry.metric} not recorded")
-    else:
+    elif not usable.empty:
         reproduced = 100 * float(usable[entry.metric].mean())
         delta = reproduced - entry.value
         status = f"comparable ({len(usable)} dataset{'s' if len(usable) > 1 else ''})"
+    elif not same_kind:
+        status = f"not comparable: different data ({', '.join(sorted(set(ran['dataset'])))})"
+    else:
+        status = next((r for r in same_kind if r), f"{entry.metric} not recorded")
     return {
         "method": entry.method,
         "variants": ", ".join(entry.variants),

@@ -256,6 +256,7 @@ def _record(
         "scores_file": outcome.scores_file,
         "maps_file": outcome.maps_file,
         "dataset_root": outcome.dataset_root,
+        "provenance": outcome.provenance,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "duration_s": (finished - started).total_seconds(),

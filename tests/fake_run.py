@@ -54,6 +54,7 @@ def write_fake_run(
     profiles: Mapping[str, Profile] | None = None,
     shared_noise: bool = False,
     with_maps: bool = True,
+    provenance: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Path:
     """Write `runs.jsonl`, `scores/*.parquet`, `maps/*.npz` and the dataset folder `<run_dir>/dataset`.
 
@@ -62,6 +63,7 @@ def write_fake_run(
     `failed_method` adds a failed cell (metrics and files null) with `FAILED_ERROR`. `profiles`
     override `METHOD_PROFILES`; with `shared_noise` every method draws the same noise, so methods
     with the same separation rank the images identically.
+    `provenance` maps a method to the facts its ok cells report (`Baseline.provenance`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scores").mkdir(exist_ok=True)
@@ -88,6 +90,8 @@ def write_fake_run(
         lines.append({**_common(cell), "status": "failed", "error": FAILED_ERROR})
     for line in lines:
         line["dataset_root"] = str(root.resolve())
+        if line["status"] == "ok":
+            line["provenance"] = dict((provenance or {}).get(str(line["method"]), {}))
     with (run_dir / "runs.jsonl").open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(json.dumps(line) + "\n")

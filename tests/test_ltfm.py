@@ -175,6 +175,9 @@ def test_training_on_the_toy_task_lifts_validation_auroc(
     assert best["val_loss"] < 0.8 * first["val_loss"]
     assert best["train_loss"] < 0.7 * first["train_loss"]
     assert plugin.threshold_source == "val"
+    # not the authors' expert: the report must not set this cell beside Anomaly-OV's numbers
+    assert plugin.provenance() == {"started_from": "random initialisation", "expert_checkpoint": False,
+                                   "tower": plugin.tower.name}
 
     pred = plugin.predict([s.image for s in toy_task["val"]])
     pred.check(8)

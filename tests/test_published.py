@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fake_run import write_fake_run
 
-from benchmarks.published import PUBLISHED, dataset_kind, lookup
+from benchmarks.published import PUBLISHED, comparability, dataset_kind, lookup
 from benchmarks.report import write_report
 from benchmarks.results_table import SEED_METRICS
 
@@ -132,6 +132,7 @@ def test_the_flagged_study_set_is_compared_with_the_studys_f1(tmp_path: Path) ->
     run = write_fake_run(
         tmp_path / "run", ("ltfm",), variants={"ltfm": ("base", "ft-real", "ft-real-gen")},
         dataset="manifest:/data/phones/manifest.csv", failed_method=None, weights="pretrained",
+        provenance={"ltfm": {"expert_checkpoint": True}},
     )  # fmt: skip
     (run / "dataset" / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
     write_report(run, figures=False)
@@ -143,3 +144,44 @@ def test_the_flagged_study_set_is_compared_with_the_studys_f1(tmp_path: Path) ->
         study = row(published_table(run), "ltfm", variant, "f1", "smartphone-study")
         assert study["status"] == "comparable (1 dataset)"
         assert study["delta"] == pytest.approx(100 * f1[variant] - published)
+
+
+def test_ltfm_needs_the_experts_checkpoint_and_anomalygpt_is_never_comparable(tmp_path: Path) -> None:
+    """Pretrained weights on the right data are not enough: LTFM must have started from the authors'
+    expert (its cells say so in `provenance`), and this suite's AnomalyGPT stand-in never compares."""
+    run = write_fake_run(
+        tmp_path / "study", ("ltfm",), variants={"ltfm": ("base", "ft-real")},
+        dataset="manifest:/data/phones/manifest.csv", failed_method=None, weights="pretrained",
+        provenance={"ltfm": {"expert_checkpoint": False, "started_from": "synthetic source domain"}},
+    )  # fmt: skip
+    (run / "dataset" / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
+    write_report(run, figures=False)
+    for variant in ("base", "ft-real"):
+        study = row(published_table(run), "ltfm", variant, "f1", "smartphone-study")
+        assert study["status"] == "not comparable: the cell does not report expert_checkpoint"
+        assert pd.isna(study["reproduced"])
+    mvtec = write_fake_run(
+        tmp_path / "mvtec", ("anomalygpt", "ltfm"), variants={"anomalygpt": ("k1",), "ltfm": ("base",)},
+        dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None, weights="pretrained",
+        provenance={"ltfm": {"expert_checkpoint": True}},
+    )  # fmt: skip
+    write_report(mvtec, figures=False)
+    table = published_table(mvtec)
+    for metric in ("image_auroc", "pixel_auroc", "decision_accuracy"):
+        gpt = row(table, "anomalygpt", "k1", metric, "mvtec")
+        assert gpt["status"].startswith("not comparable: the suite's anomalygpt is an open_clip encoder")
+        assert pd.isna(gpt["reproduced"])
+    assert row(table, "ltfm", "base", "image_auroc", "mvtec")["status"] == "comparable (1 dataset)"
+
+
+def test_comparability_rules_in_order() -> None:
+    entry = next(e for e in PUBLISHED if e.method == "ltfm" and e.dataset_kind == "mvtec")
+    ok = {"expert_checkpoint": True}
+    assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[ok, ok]) is None
+    assert comparability(entry, kind="visa", weights="pretrained", provenance=[ok]) == "not comparable: different data"
+    assert comparability(entry, kind="mvtec", weights="substitute", provenance=[ok]).endswith("substitute backbone")
+    assert comparability(entry, kind="mvtec", weights="random", provenance=[ok]).endswith("random weights")
+    assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[ok, {}]).endswith("expert_checkpoint")
+    assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[]).endswith("expert_checkpoint")
+    patchcore = next(e for e in PUBLISHED if e.method == "patchcore")
+    assert comparability(patchcore, kind="mvtec", weights="pretrained", provenance=[]) is None

@@ -37,6 +37,7 @@ def test_run_writes_spec_keys_scores_and_maps(tiny_manifest: Path, tmp_path: Pat
     assert METRIC_KEYS <= set(record["metrics"])
     assert LATENCY_KEYS <= set(record["latency"])
     assert record["weights"] == "random"
+    assert record["provenance"] == {}  # a plugin without provenance facts
     assert record["metrics"]["threshold_source"] == "val"
     assert record["metrics"]["image_auroc"] > 0.9  # the toy scratch is a bright line
     assert record["metrics"]["pixel_auroc"] is not None
