@@ -67,6 +67,12 @@ class RunConfig:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def declared_weights(config: RunConfig) -> str:
+    """The stamp of a cell that died before it could say what it loaded: a claim that cannot
+    overstate (only `pretrained` guarantees real weights; other modes may have fallen back to random)."""
+    return "pretrained" if config.weights == "pretrained" else "random"
+
+
 def shard_cells(cells: list[CellSpec], shard: tuple[int, int] | None) -> list[CellSpec]:
     """Deterministic slice `i` of `n` (1-based) over the cells sorted by key."""
     if shard is None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from benchmarks.cell import CellOutcome, run_cell
-from benchmarks.config import CellSpec, RunConfig
+from benchmarks.config import CellSpec, RunConfig, declared_weights
 from benchmarks.registry import BASELINES
 
 
@@ -26,7 +26,6 @@ def ray_outcomes(config: RunConfig, todo: list[tuple[CellSpec, str]]) -> Iterato
         import ray
     except ImportError:
         raise RuntimeError("--executor ray needs Ray: pip install -e '.[ray]'") from None
-    from benchmarks.runner import declared_weights
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from benchmarks import environment
 from benchmarks.cell import CellOutcome, run_cell
-from benchmarks.config import CellSpec, RunConfig, shard_cells
+from benchmarks.config import CellSpec, RunConfig, declared_weights, shard_cells
 from benchmarks.registry import BASELINES, load_plugins
 from benchmarks.stamp import weights_tag
 from benchmarks.store import SCHEMA_VERSION, RunStore
@@ -214,12 +214,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # no procfs (macOS): existence is all we can tell
     return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def declared_weights(config: RunConfig) -> str:
-    """The stamp of a cell that died before it could say what it loaded: a claim that cannot
-    overstate (only `pretrained` guarantees real weights; other modes may have fallen back to random)."""
-    return "pretrained" if config.weights == "pretrained" else "random"
 
 
 def _record(

@@ -25,6 +25,7 @@ from PIL import Image
 
 from benchmarks.data.cache import cache_root
 from benchmarks.data.manifest import build_dataset
+from benchmarks.data.registry import DATASETS, DatasetRequest
 from benchmarks.data.schema import Dataset
 
 ELPV_VERSION = "v1"
@@ -122,8 +123,6 @@ def load_elpv(scale: float = 1.0, split: str = "cross-type") -> Dataset:
 
 
 def _register() -> None:
-    from benchmarks.data.loaders import DATASETS, DatasetRequest
-
     @DATASETS.register("elpv")
     def elpv(request: DatasetRequest) -> Dataset:
         """ELPV cross-type: train/val on mono cells, test on poly cells."""

@@ -3,31 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.data.manifest import build_dataset, load_manifest, records_to_table
+from benchmarks.data.registry import DATASETS, PATH_KINDS, DatasetLoader, DatasetRequest
 from benchmarks.data.schema import NORMAL_DEFECT, Dataset, ImageRecord
-from benchmarks.registry import Registry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_FOLDERS = ("good", "normal", "ok")
 
 
-@dataclass(frozen=True)
-class DatasetRequest:
-    """What a loader gets: the part after `kind:` (or None) and the embedded-size multiplier."""
-
-    argument: str | None = None
-    scale: float = 1.0
-
-
-DatasetLoader = Callable[[DatasetRequest], Dataset]
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
-PATH_KINDS = ("manifest", "folder", "mvtec")
 
 
 def load_dataset(spec: str, scale: float = 1.0) -> Dataset:
@@ -160,5 +148,7 @@ def _rename(dataset: Dataset, name: str, class_name: str, description: str) -> D
     return replace(dataset, name=name, class_name=class_name, description=description or dataset.description)
 
 
-# Registers `elpv`, `elpv-stratified` and `elpv-mono` on import.
+# Registers `elpv`, `elpv-stratified` and `elpv-mono` on import (elpv imports only the registry).
 from benchmarks.data import elpv as _elpv  # noqa: E402,F401
+
+__all__ = ["DATASETS", "PATH_KINDS", "DatasetLoader", "DatasetRequest", "dataset_names", "load_dataset"]
