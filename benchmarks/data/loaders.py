@@ -34,22 +34,24 @@ def dataset_names() -> list[str]:
     return [n for n in DATASETS.names() if n not in PATH_KINDS] + [f"{k}:PATH" for k in PATH_KINDS]
 
 
-def _smartphone(name: str, description: str) -> DatasetLoader:
+def _smartphone(name: str, description: str, summary: str) -> DatasetLoader:
     def load(request: DatasetRequest) -> Dataset:
         from benchmarks.data.smartphone.generate import DATASET_PROTOCOLS, cached_smartphone_synth
 
         manifest = cached_smartphone_synth(seed=0, scale=request.scale, protocol=DATASET_PROTOCOLS[name])
         return _rename(load_manifest(manifest, name=name), name, "smartphone", description)
 
-    load.__doc__ = f"The embedded, procedurally rendered smartphone benchmark `{name}` (generated once, cached)."
+    load.__doc__ = f"Embedded smartphone benchmark, {summary} (rendered once, cached; docs/datacard-smartphone-synth.md)."
     return load
 
 
 DATASETS.register("smartphone-synth")(
-    _smartphone("smartphone-synth", "a QC-station photo of a smartphone's display and frame")
+    _smartphone("smartphone-synth", "a QC-station photo of a smartphone's display and frame",
+                "QC-station captures at 384x768")
 )
 DATASETS.register("smartphone-synth-wild")(
-    _smartphone("smartphone-synth-wild", "a front-view photo of a smartphone display and frame")
+    _smartphone("smartphone-synth-wild", "a front-view photo of a smartphone display and frame",
+                "consumer photos at 512x768")
 )
 
 
