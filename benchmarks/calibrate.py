@@ -26,9 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from benchmarks.metrics import auroc_or_none, choose_threshold, image_metrics
+from benchmarks.metrics import (
+    as_bool,
+    auroc_or_none,
+    breakdown,
+    choose_threshold,
+    hard_negative_fpr,
+    image_metrics,
+)
 
 ANNOTATIONS_FILE = "annotations.csv"
 SEVERITY_THIRDS = ("least severe third", "middle third", "most severe third")
@@ -107,15 +113,6 @@ class Calibration:
         }
 
 
-def _auroc(normal: np.ndarray, anomalous: np.ndarray) -> float:
-    labels = np.r_[np.zeros(len(normal)), np.ones(len(anomalous))]
-    return float(roc_auc_score(labels, np.r_[normal, anomalous]))
-
-
-def _as_bool(values: pd.Series) -> np.ndarray:
-    return values.astype(str).str.lower().isin(("true", "1")).to_numpy()
-
-
 def attach_severity(frame: pd.DataFrame, dataset_root: Path) -> pd.DataFrame:
     """Add a `severity` column from `annotations.csv` beside the manifest (NaN where there is none)."""
     path = Path(dataset_root) / ANNOTATIONS_FILE
@@ -132,42 +129,42 @@ def calibrate_scores(
     test, val = frame[frame["split"] == "test"], frame[frame["split"] == "val"]
     if test["label"].nunique() < 2:
         raise ValueError(f"{dataset}: the test split needs normals and anomalies to calibrate")
-    normals = test.loc[test["label"] == 0, "score"].to_numpy(float)
     anomalies = test[test["label"] == 1]
     threshold = choose_threshold(val["score"].to_numpy(float), val["label"].to_numpy(int))
     overall = image_metrics(test["score"], test["label"], threshold, n_bootstrap=1000, seed=seed)
     assert overall.image_auroc is not None
     val_auroc = auroc_or_none(val["score"], val["label"], what="val") if len(val) else None
 
+    # thirds and kinds are each scored against all test normals: the suite's defect breakdown
     by_severity = []
     rated = anomalies.dropna(subset=["severity"]) if "severity" in anomalies else anomalies.iloc[:0]
     if len(rated) >= 3:
         ordered = rated.sort_values("severity")
-        for name, part in zip(SEVERITY_THIRDS, np.array_split(np.arange(len(ordered)), 3), strict=True):
-            chunk = ordered.iloc[part]
-            by_severity.append((
-                name, float(chunk["severity"].min()), float(chunk["severity"].max()),
-                _auroc(normals, chunk["score"].to_numpy(float)), len(chunk),
-            ))
+        parts = np.array_split(np.arange(len(ordered)), 3)
+        thirds = pd.Series(np.nan, index=ordered.index, dtype=object)
+        for name, part in zip(SEVERITY_THIRDS, parts, strict=True):
+            thirds.iloc[part] = name
+        strata = breakdown(pd.concat([test[test["label"] == 0], ordered.assign(third=thirds)]), "third", None,
+                           against_all_normals=True)
+        for name, part in zip(SEVERITY_THIRDS, parts, strict=True):
+            severity = ordered["severity"].iloc[part]
+            by_severity.append((name, float(severity.min()), float(severity.max()), strata[name]["auroc"], len(part)))
     by_defect = {
-        str(kind): (_auroc(normals, group["score"].to_numpy(float)), len(group))
-        for kind, group in sorted(anomalies.groupby("defect"), key=lambda kv: str(kv[0]))
+        kind: (stratum["auroc"], stratum["n_anomalous"])
+        for kind, stratum in breakdown(test, "defect", None).items()
+        if stratum["n_anomalous"]
     }
 
-    z_scores, hard_flags = [], []
+    z_scores = []
     for split_rows in (test, val):
-        plain = split_rows[(split_rows["label"] == 0) & ~_as_bool(split_rows["hard_negative"])]
-        hard = split_rows[(split_rows["label"] == 0) & _as_bool(split_rows["hard_negative"])]
+        hard_flags = as_bool(split_rows["hard_negative"])
+        plain = split_rows[(split_rows["label"] == 0) & ~hard_flags]
+        hard = split_rows[(split_rows["label"] == 0) & hard_flags]
         if len(plain) > 1 and len(hard):
             spread = float(plain["score"].std()) or 1.0
             z_scores.append((hard["score"].to_numpy(float) - float(plain["score"].mean())) / spread)
-        hard_flags.append((plain, hard))
     hard_z = float(np.concatenate(z_scores).mean()) if z_scores else None
-    hard_fpr = plain_fpr = None
-    if threshold.value is not None:
-        plain, hard = hard_flags[0]
-        hard_fpr = float((hard["score"] >= threshold.value).mean()) if len(hard) else None
-        plain_fpr = float((plain["score"] >= threshold.value).mean()) if len(plain) else None
+    rates = hard_negative_fpr(test, threshold.value)
 
     lo, hi = targets.test_auroc
     checks = [Check("test AUROC in range", lo <= overall.image_auroc <= hi, f"{overall.image_auroc:.3f} in [{lo}, {hi}]")]
@@ -185,7 +182,7 @@ def calibrate_scores(
     return Calibration(
         dataset=dataset, method=method, weights=weights, test_auroc=overall.image_auroc,
         test_auroc_ci=overall.image_auroc_ci, val_auroc=val_auroc, by_severity=by_severity,
-        by_defect=by_defect, hard_negative_z=hard_z, hard_negative_fpr=hard_fpr, plain_normal_fpr=plain_fpr,
+        by_defect=by_defect, hard_negative_z=hard_z, hard_negative_fpr=rates.fpr, plain_normal_fpr=rates.normal_fpr,
         checks=checks,
     )
 

@@ -292,8 +292,9 @@ class ProceduralAugmenter:
     def _cutpaste(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """CutPaste: a patch of the object, recoloured, maybe turned 180 degrees, Poisson-blended
         elsewhere on the object (retried while the clone barely differs from what it covers)."""
+        u = _unit(region)
         for _ in range(10):
-            ph, pw = int(rng.integers(8, 36) * _unit(region)), int(rng.integers(8, 36) * _unit(region))
+            ph, pw = int(rng.integers(8, 36) * u), int(rng.integers(8, 36) * u)
             sx, sy = _corner(rng, region, ph, pw)
             dx, dy = _corner(rng, region, ph, pw)
             patch = img[sy : sy + ph, sx : sx + pw] * rng.uniform(0.8, 1.2, 3).astype(np.float32)

@@ -4,7 +4,7 @@ The F1 threshold is chosen on validation data only (`choose_threshold`); everyth
 measured on test. Metrics that do not apply are None with a reason, never 0 or 0.5.
 """
 
-from benchmarks.metrics.breakdown import HardNegativeFPR, breakdown, hard_negative_fpr
+from benchmarks.metrics.breakdown import HardNegativeFPR, as_bool, breakdown, hard_negative_fpr
 from benchmarks.metrics.image import ImageMetrics, auroc_or_none, f1_max_score, image_metrics
 from benchmarks.metrics.paired import PairedComparison, paired_auroc_test
 from benchmarks.metrics.pixel import PixelMetrics, aupro_score, pixel_metrics, resize_map
@@ -17,6 +17,7 @@ __all__ = [
     "PairedComparison",
     "PixelMetrics",
     "Threshold",
+    "as_bool",
     "aupro_score",
     "auroc_or_none",
     "breakdown",

@@ -130,7 +130,7 @@ class HardNegativeFPR:
         return asdict(self)
 
 
-def _as_bool(column: pd.Series) -> np.ndarray:
+def as_bool(column: pd.Series) -> np.ndarray:
     """Booleans from a bool / 0-1 / "true"-"false" column; missing counts as False."""
     if column.dtype == object:
         text = column.astype(str).str.strip().str.lower()
@@ -145,7 +145,7 @@ def hard_negative_fpr(
     rows = _rows(frame, split, ("hard_negative",))
     scores, labels = _arrays(rows, what="hard-negative rows")
     normal = labels == 0
-    hard = _as_bool(rows["hard_negative"]) & normal
+    hard = as_bool(rows["hard_negative"]) & normal
     plain = normal & ~hard
     fpr = normal_fpr = None
     if threshold is not None:
