@@ -35,6 +35,7 @@ from benchmarks.metrics import (
     hard_negative_fpr,
     image_metrics,
 )
+from benchmarks.record import CellResult, Interval
 
 ANNOTATIONS_FILE = "annotations.csv"
 SEVERITY_THIRDS = ("least severe third", "middle third", "most severe third")
@@ -80,7 +81,7 @@ class Calibration:
     method: str
     weights: str
     test_auroc: float
-    test_auroc_ci: tuple[float, float] | None
+    test_auroc_ci: Interval | None
     val_auroc: float | None
     by_severity: list[tuple[str, float, float, float, int]]  # third, severity lo, hi, AUROC, n anomalies
     by_defect: dict[str, tuple[float, int]]  # defect -> AUROC, n anomalies
@@ -99,7 +100,7 @@ class Calibration:
             "method": self.method,
             "weights": self.weights,
             "test_auroc": self.test_auroc,
-            "test_auroc_ci": list(self.test_auroc_ci) if self.test_auroc_ci else None,
+            "test_auroc_ci": self.test_auroc_ci.to_json() if self.test_auroc_ci else None,
             "val_auroc": self.val_auroc,
             "cross_generation_gap": self.gap,
             "by_severity": [
@@ -148,11 +149,11 @@ def calibrate_scores(
                            against_all_normals=True)
         for name, part in zip(SEVERITY_THIRDS, parts, strict=True):
             severity = ordered["severity"].iloc[part]
-            by_severity.append((name, float(severity.min()), float(severity.max()), strata[name]["auroc"], len(part)))
+            by_severity.append((name, float(severity.min()), float(severity.max()), strata[name].auroc, len(part)))
     by_defect = {
-        kind: (stratum["auroc"], stratum["n_anomalous"])
+        kind: (stratum.auroc, stratum.n_anomalous)
         for kind, stratum in breakdown(test, "defect", None).items()
-        if stratum["n_anomalous"]
+        if stratum.n_anomalous
     }
 
     z_scores = []
@@ -189,7 +190,7 @@ def calibrate_scores(
 
 def format_calibration(cal: Calibration, produced_by: str) -> str:
     """The printed table; `produced_by` says what made the numbers (weights, preset, hardware)."""
-    ci = f" [{cal.test_auroc_ci[0]:.3f}, {cal.test_auroc_ci[1]:.3f}]" if cal.test_auroc_ci else ""
+    ci = f" [{cal.test_auroc_ci.lo:.3f}, {cal.test_auroc_ci.hi:.3f}]" if cal.test_auroc_ci else ""
     lines = [f"calibration of {cal.dataset} against {cal.method} ({produced_by})",
              f"  test AUROC  {cal.test_auroc:.3f}{ci}"]
     if cal.val_auroc is not None and cal.gap is not None:
@@ -209,15 +210,14 @@ def format_calibration(cal: Calibration, produced_by: str) -> str:
     return "\n".join(lines)
 
 
-def calibrate_cell(record: dict[str, object], run_dir: Path, targets: CalibrationTargets) -> Calibration:
+def calibrate_cell(record: CellResult, run_dir: Path, targets: CalibrationTargets) -> Calibration:
     """Calibration of one stored cell of a run folder."""
-    if record.get("status") != "ok" or not record.get("scores_file"):
-        raise ValueError(f"cell {record.get('method')} on {record.get('dataset')} did not finish: {record.get('error')}")
-    frame = pd.read_parquet(Path(run_dir) / str(record["scores_file"]))
-    frame = attach_severity(frame, Path(str(record.get("dataset_root") or "")))
-    weights = str(record.get("weights_tag") or record.get("weights"))
-    return calibrate_scores(frame, str(record["dataset"]), str(record["method"]), weights, targets,
-                            seed=int(record.get("seed") or 0))
+    if not record.ok or not record.scores_file:
+        raise ValueError(f"cell {record.method} on {record.dataset} did not finish: {record.error}")
+    frame = pd.read_parquet(Path(run_dir) / record.scores_file)
+    frame = attach_severity(frame, Path(record.dataset_root or ""))
+    weights = str(record.weights_tag or record.weights)
+    return calibrate_scores(frame, record.dataset, record.method, weights, targets, seed=record.seed or 0)
 
 
 def write_calibration(cal: Calibration, path: Path) -> None:

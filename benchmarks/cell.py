@@ -30,8 +30,16 @@ from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
 from benchmarks.feature_cache import FeatureCache
 from benchmarks.grid import grid_location_of_mask
+from benchmarks.record import (
+    AnswerMetrics,
+    CellCounts,
+    CellLatency,
+    CellMetrics,
+    HardNegativeRate,
+    StratumMetrics,
+)
 from benchmarks.registry import BASELINES, load_plugins
-from benchmarks.store import RunStore
+from benchmarks.store import CellMaps
 from benchmarks.weights import WeightsResolver
 
 log = logging.getLogger(__name__)
@@ -47,22 +55,26 @@ class CellSkipped(Exception):
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """What the cell process hands back to the runner (JSON-ready pieces)."""
+    """What the cell process hands back to the runner: the record's parts and the per-image outputs.
+
+    The cell writes nothing to the run folder; the runner (the one writer) stores `scores` and
+    `maps` beside the line it appends.
+    """
 
     status: str
     error: str | None
     weights: str
-    weights_detail: list[dict[str, object]]
-    metrics: dict[str, Any] | None = None
-    latency: dict[str, Any] | None = None
-    breakdowns: dict[str, Any] | None = None
-    hard_negative: dict[str, Any] | None = None
-    text_metrics: dict[str, Any] | None = None
-    counts: dict[str, int] | None = None
-    scores_file: str | None = None
-    maps_file: str | None = None
+    weights_detail: tuple[dict[str, object], ...]
+    metrics: CellMetrics | None = None
+    latency: CellLatency | None = None
+    breakdowns: dict[str, dict[str, StratumMetrics]] | None = None
+    hard_negative: HardNegativeRate | None = None
+    text_metrics: AnswerMetrics | None = None
+    counts: CellCounts | None = None
     dataset_root: str | None = None
     provenance: dict[str, Any] | None = None
+    scores: pd.DataFrame | None = None
+    maps: CellMaps | None = None
 
 
 def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
@@ -209,7 +221,7 @@ def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_d
     try:
         return _run_cell(config, cell, plugin_module, run_dir, resolver)
     except CellSkipped as exc:
-        return CellOutcome("skipped", str(exc), resolver.effective_mode, resolver.summary())
+        return CellOutcome("skipped", str(exc), resolver.effective_mode, tuple(resolver.summary()))
     except (MemoryError, torch.OutOfMemoryError) as exc:
         log.debug("cell %s ran out of memory:\n%s", cell.key, traceback.format_exc())
         return CellOutcome(
@@ -217,12 +229,12 @@ def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_d
             f"out of memory ({type(exc).__name__}: {exc or 'allocation failed'}); "
             "lower the plugin's batch size or the preset's image caps",
             resolver.effective_mode,
-            resolver.summary(),
+            tuple(resolver.summary()),
         )
     except Exception as exc:
         log.debug("cell %s failed:\n%s", cell.key, traceback.format_exc())
         return CellOutcome(
-            "failed", f"{type(exc).__name__}: {exc}", resolver.effective_mode, resolver.summary()
+            "failed", f"{type(exc).__name__}: {exc}", resolver.effective_mode, tuple(resolver.summary())
         )
 
 
@@ -285,27 +297,25 @@ def _run_cell(
         )
     stats = latency.summarise(config.device, batch1, throughput, fit_s, predict_s)
 
-    store = RunStore(run_dir)
-    scores_file = store.write_scores(cell.key, frame)
-    maps_file = None
+    maps = None
     if test_pred.maps is not None:
         small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
-        maps_file = store.write_maps(cell.key, [s.record.image_id for s in test], small)
+        maps = CellMaps(tuple(s.record.image_id for s in test), small.astype(np.float16))
     return CellOutcome(
         status="ok",
         error=None,
         weights=resolver.effective_mode,
-        weights_detail=resolver.summary(),
-        metrics={**image.to_json(), **pixel.to_json(), "val_image_auroc": val_auroc},
-        latency=stats.to_json(),
+        weights_detail=tuple(resolver.summary()),
+        metrics=metrics.cell_metrics(image, pixel, val_auroc),
+        latency=stats,
         breakdowns=breakdowns,
-        hard_negative=hard.to_json(),
+        hard_negative=hard,
         text_metrics=_text_metrics(test, test_pred, threshold.value),
-        counts={"n_train": len(train), "n_val": len(val), "n_test": len(test)},
-        scores_file=str(scores_file.relative_to(run_dir)),
-        maps_file=str(maps_file.relative_to(run_dir)) if maps_file else None,
+        counts=CellCounts(n_train=len(train), n_val=len(val), n_test=len(test)),
         dataset_root=str(dataset.root),
         provenance=dict(plugin.provenance()),
+        scores=frame,
+        maps=maps,
     )
 
 
@@ -325,7 +335,7 @@ def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Data
 
 def _text_metrics(
     test: Sequence[Sample], prediction: Prediction, threshold: float | None
-) -> dict[str, Any] | None:
+) -> AnswerMetrics | None:
     """For methods that answer: decision F1 from the yes/no answers and 3x3 location accuracy against masks."""
     decisions = prediction.decisions
     if decisions is None:
@@ -343,13 +353,13 @@ def _text_metrics(
         for s, loc, ok in zip(test, locations, valid, strict=False)
         if ok and s.label == 1 and s.mask is not None and s.mask.any()
     ]
-    return {
-        "decision_f1": f1,
-        "decision_accuracy": float(((predicted == labels) & valid).sum() / max(valid.sum(), 1)),
-        "n_failed_answers": int((~valid).sum()),
-        "location_accuracy": float(np.mean(hits)) if hits else None,
-        "n_located": len(hits),
-    }
+    return AnswerMetrics(
+        decision_f1=f1,
+        decision_accuracy=float(((predicted == labels) & valid).sum() / max(valid.sum(), 1)),
+        n_failed_answers=int((~valid).sum()),
+        location_accuracy=float(np.mean(hits)) if hits else None,
+        n_located=len(hits),
+    )
 
 
 def _seed_everything(seed: int) -> None:

@@ -334,7 +334,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.run_dir:
         run_dir = args.run_dir.resolve()
         records = [r for r in RunStore(run_dir).latest().values()
-                   if r.get("method") == method and r.get("dataset") == args.dataset and r.get("seed") == args.seed]
+                   if r.method == method and r.dataset == args.dataset and r.seed == args.seed]
         if not records:
             raise UsageError(f"{run_dir} holds no {method} cell on {args.dataset} (seed {args.seed})")
         record = records[0]
@@ -346,11 +346,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         summary = run(config)
         record = (summary.ran or [RunStore(run_dir).latest()[k] for k in summary.resumed])[0]
     calibration = calibrate_cell(record, run_dir, targets)
-    hardware = record.get("hardware") or {}
-    produced_by = (f"{record.get('weights_tag') or record.get('weights')} weights, preset {record.get('preset')}, "
-                   f"{hardware.get('cpu', '?')}")
+    produced_by = (f"{record.weights_tag or record.weights} weights, preset {record.preset}, "
+                   f"{record.hardware.get('cpu', '?')}")
     print(format_calibration(calibration, produced_by))
-    out = run_dir / f"calibration-{record.get('cell_key')}.json"
+    out = run_dir / f"calibration-{record.cell_key}.json"
     write_calibration(calibration, out)
     print(f"wrote {out}")
     return 0

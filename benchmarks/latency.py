@@ -11,30 +11,11 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Per-cell timing record; milliseconds per image at batch size 1, images/s for throughput."""
-
-    device: str
-    batch1_p50_ms: float | None
-    batch1_p95_ms: float | None
-    batch1_mean_ms: float | None
-    n_timed: int
-    throughput_ips: float | None
-    throughput_batch_size: int | None
-    fit_s: float | None
-    predict_s: float | None
-    peak_mem_mb: float | None
-    peak_mem_kind: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
+from benchmarks.record import CellLatency
 
 
 def synchronize(device: str) -> None:
@@ -95,11 +76,11 @@ def summarise(
     throughput: tuple[float | None, int | None],
     fit_s: float | None,
     predict_s: float | None,
-) -> LatencyStats:
+) -> CellLatency:
     ms = np.asarray(batch1_s, dtype=np.float64) * 1000.0
     peak, kind = peak_memory_mb(device)
     have = ms.size > 0
-    return LatencyStats(
+    return CellLatency(
         device=device,
         batch1_p50_ms=float(np.percentile(ms, 50)) if have else None,
         batch1_p95_ms=float(np.percentile(ms, 95)) if have else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from benchmarks.record import CellResult
 from benchmarks.store import RunStore
 
 
@@ -18,24 +19,24 @@ def merge_runs(sources: list[Path], target: Path) -> int:
     store = RunStore(target)
     with store.lock():
         existing = store.latest()
-        chosen: dict[str, tuple[dict, Path]] = {}
+        chosen: dict[str, tuple[CellResult, Path]] = {}
         for source in sources:
             if Path(source).resolve() == Path(target).resolve():
                 continue
             for key, record in RunStore(source).latest().items():
                 best = chosen.get(key)
-                if best is None or str(record.get("finished_at", "")) >= str(best[0].get("finished_at", "")):
+                if best is None or (record.finished_at or "") >= (best[0].finished_at or ""):
                     chosen[key] = (record, Path(source))
         appended = 0
         for key, (record, source) in sorted(chosen.items()):
             kept = existing.get(key)
-            if kept and kept.get("status") == "ok" and kept.get("config_hash") == record.get("config_hash"):
+            if kept and kept.ok and kept.config_hash == record.config_hash:
                 continue
-            for name in ("scores_file", "maps_file"):
-                if record.get(name):
-                    destination = target / record[name]
+            for name in (record.scores_file, record.maps_file):
+                if name:
+                    destination = target / name
                     destination.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(source / record[name], destination)
+                    shutil.copy2(source / name, destination)
             store.append(record)
             appended += 1
     return appended

@@ -41,7 +41,7 @@ def ray_outcomes(config: RunConfig, todo: list[tuple[CellSpec, str]]) -> Iterato
                 outcome = ray.get(ref)
             except Exception as exc:  # a worker that died (OOM, crash) fails its cell only
                 outcome = CellOutcome("failed", f"ray task failed: {type(exc).__name__}: {exc}",
-                                      declared_weights(config), [])
+                                      declared_weights(config), ())
             yield cell, digest, started, outcome
         if timeout is not None:
             for ref, (cell, digest, submitted, started) in list(pending.items()):
@@ -50,4 +50,4 @@ def ray_outcomes(config: RunConfig, todo: list[tuple[CellSpec, str]]) -> Iterato
                     pending.pop(ref)
                     yield cell, digest, started, CellOutcome(
                         "failed", f"TimeoutError: cell exceeded {timeout:.0f} s and was stopped",
-                        declared_weights(config), [])
+                        declared_weights(config), ())

@@ -30,18 +30,10 @@ from benchmarks.published import (
     comparability,
     dataset_kind,
 )
-from benchmarks.results_table import (
-    SIGNIFICANCE_LEVEL,
-    BestComparison,
-    CellResult,
-    RunResults,
-    aggregate_seeds,
-    compare_with_best,
-    dataset_slugs,
-    load_run,
-    strata_order,
-)
+from benchmarks.record import CellResult
+from benchmarks.results_table import RunResults, dataset_slugs, load_run, strata_order
 from benchmarks.stamp import STAMP_SENTENCE
+from benchmarks.statistics import SIGNIFICANCE_LEVEL, BestComparison, aggregate_seeds, compare_with_best
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from tqdm import tqdm
 from benchmarks import environment
 from benchmarks.cell import CellOutcome, run_cell
 from benchmarks.config import CellSpec, RunConfig, declared_weights, shard_cells
+from benchmarks.record import CellResult
 from benchmarks.registry import BASELINES, load_plugins
 from benchmarks.stamp import weights_tag
-from benchmarks.store import SCHEMA_VERSION, RunStore
+from benchmarks.store import RunStore
 from benchmarks.weights import WeightsResolver
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ class RunSummary:
     """What a run did: per-cell status lines, for the printed table and the exit status."""
 
     run_dir: Path
-    ran: list[dict[str, Any]] = field(default_factory=list)
+    ran: list[CellResult] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.ran if r["status"] == "failed"]
+    def failed(self) -> list[CellResult]:
+        return [r for r in self.ran if r.status == "failed"]
 
 
 def expand_grid(config: RunConfig) -> list[CellSpec]:
@@ -63,7 +64,7 @@ def expand_grid(config: RunConfig) -> list[CellSpec]:
     return shard_cells(cells, config.shard)
 
 
-def run(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+def run(config: RunConfig, on_cell: Callable[[CellResult], None] | None = None) -> RunSummary:
     """Run every cell of `config` not already finished in `config.out` (all of them with `force`)."""
     load_plugins()
     store = RunStore(config.out)
@@ -82,12 +83,7 @@ def run(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = No
                 probes[cell.method] = resolver.probe(meta.weight_specs)
             digest = config.cell_hash(cell, meta.to_json(), probes[cell.method])
             done = previous.get(cell.key)
-            if (
-                not config.force
-                and done
-                and done.get("status") in ("ok", "skipped")
-                and done.get("config_hash") == digest
-            ):
+            if not config.force and done and done.status in ("ok", "skipped") and done.config_hash == digest:
                 summary.resumed.append(cell.key)
                 continue
             todo.append((cell, digest))
@@ -98,8 +94,9 @@ def run(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = No
         else:
             finished = _local_outcomes(config, todo)
         for cell, digest, started, outcome in finished:
-            record = _record(config, cell, digest, run_id, outcome, started)
-            store.append(record)
+            record = store.write_cell(
+                _result(config, cell, digest, run_id, outcome, started), outcome.scores, outcome.maps
+            )
             summary.ran.append(record)
             if on_cell:
                 on_cell(record)
@@ -150,7 +147,7 @@ def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
                 "failed",
                 f"TimeoutError: cell exceeded {timeout:.0f} s and was stopped",
                 declared_weights(config),
-                [],
+                (),
             )
     process.join(timeout=30)
     if process.is_alive():
@@ -160,7 +157,7 @@ def _execute(config: RunConfig, cell: CellSpec) -> CellOutcome:
         code = process.exitcode
         reason = "killed (out of memory?)" if code == -9 else f"exit code {code}"
         return CellOutcome(
-            "failed", f"cell process died without a result: {reason}", declared_weights(config), []
+            "failed", f"cell process died without a result: {reason}", declared_weights(config), ()
         )
     return outcome
 
@@ -216,52 +213,49 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _record(
+def _result(
     config: RunConfig, cell: CellSpec, digest: str, run_id: str, outcome: CellOutcome, started: datetime
-) -> dict[str, Any]:
-    """The runs.jsonl line: SPEC 9's keys first, then everything else we know."""
+) -> CellResult:
+    """The cell's record: what the cell process measured, and what the runner knows about the cell."""
     meta = BASELINES.get(cell.method).meta
     finished = datetime.now(timezone.utc)
-    return {
-        "schema": SCHEMA_VERSION,
-        "run_id": run_id,
-        "cell_key": cell.key,
-        "method": cell.method,
-        "variant": cell.variant,
-        "dataset": cell.dataset,
-        "seed": cell.seed,
-        "status": outcome.status,
-        "error": outcome.error,
-        "weights": outcome.weights,
-        "weights_tag": weights_tag(outcome.weights, outcome.weights_detail),
-        "metrics": outcome.metrics,
-        "latency": outcome.latency,
-        "config_hash": digest,
-        "versions": environment.versions(),
-        "hardware": environment.hardware(config.device),
-        "breakdowns": outcome.breakdowns,
-        "hard_negative": outcome.hard_negative,
-        "text_metrics": outcome.text_metrics,
-        "counts": outcome.counts,
-        "weights_detail": outcome.weights_detail,
-        "method_meta": meta.to_json(),
-        "options": config.method_options.get(cell.method, {}),
-        "preset": config.preset.name,
-        "scores_file": outcome.scores_file,
-        "maps_file": outcome.maps_file,
-        "dataset_root": outcome.dataset_root,
-        "provenance": outcome.provenance,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "duration_s": (finished - started).total_seconds(),
-    }
+    return CellResult(
+        run_id=run_id,
+        cell_key=cell.key,
+        method=cell.method,
+        variant=cell.variant,
+        dataset=cell.dataset,
+        seed=cell.seed,
+        status=outcome.status,
+        error=outcome.error,
+        weights=outcome.weights,
+        weights_tag=weights_tag(outcome.weights, list(outcome.weights_detail)),
+        metrics=outcome.metrics,
+        latency=outcome.latency,
+        config_hash=digest,
+        versions=environment.versions(),
+        hardware=environment.hardware(config.device),
+        breakdowns=outcome.breakdowns or {},
+        hard_negative=outcome.hard_negative,
+        text_metrics=outcome.text_metrics,
+        counts=outcome.counts,
+        weights_detail=outcome.weights_detail,
+        method_meta=meta.to_json(),
+        options=config.method_options.get(cell.method, {}),
+        preset=config.preset.name,
+        dataset_root=outcome.dataset_root,
+        provenance=outcome.provenance or {},
+        started_at=started.isoformat(),
+        finished_at=finished.isoformat(),
+        duration_s=(finished - started).total_seconds(),
+    )
 
 
-def _run_id(previous: dict[str, dict[str, Any]]) -> str:
+def _run_id(previous: dict[str, CellResult]) -> str:
     """Keep the folder's run id across resumes; a fresh folder gets a new one."""
     for record in previous.values():
-        if record.get("run_id"):
-            return str(record["run_id"])
+        if record.run_id:
+            return record.run_id
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 

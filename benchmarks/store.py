@@ -1,9 +1,11 @@
 """The result store of one run folder (SPEC 9).
 
-Layout: `runs.jsonl` (one line per finished cell, appended atomically: a single `write` of a
-whole line on an O_APPEND descriptor, then fsync), `scores/<cell_key>.parquet` and
-`maps/<cell_key>.npz` (written to a temporary file, then renamed), `run.lock` (one writer at a
-time). Readers take the last line per cell key and drop a torn last line left by a crash.
+Layout: `runs.jsonl` (one `benchmarks.record.CellResult` per line, appended atomically: a
+single `write` of a whole line on an O_APPEND descriptor, then fsync), `scores/<cell_key>.parquet`
+and `maps/<cell_key>.npz` (written to a temporary file, then renamed), `run.lock` (one writer at
+a time). Only the process that holds the lock writes (the runner, or `merge`): cell processes
+hand their scores and maps back instead of writing them. Readers take the last line per cell key
+and skip a torn last line left by a crash, or any line that is not a cell, saying which.
 """
 
 from __future__ import annotations
@@ -16,16 +18,40 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.record import RUNS_FILE, CellResult
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-RUNS_FILE = "runs.jsonl"
+
+@dataclass(frozen=True)
+class StoredCells:
+    """What a run folder's `runs.jsonl` holds: every readable cell line in file order, and what was skipped."""
+
+    lines: tuple[CellResult, ...]
+    problems: tuple[str, ...] = ()
+
+    def latest(self) -> dict[str, CellResult]:
+        """The last line per cell key, in the order of those last lines."""
+        cells: dict[str, CellResult] = {}
+        for cell in self.lines:
+            cells.pop(cell.cell_key, None)  # a re-written cell moves to its latest position
+            cells[cell.cell_key] = cell
+        return cells
+
+
+@dataclass(frozen=True)
+class CellMaps:
+    """Test anomaly maps a cell hands to the store: `(N,)` image ids and `(N, H, W)` maps."""
+
+    image_ids: tuple[str, ...]
+    maps: np.ndarray
 
 
 class RunLockedError(RuntimeError):
@@ -80,8 +106,22 @@ class RunStore:
         finally:
             handle.close()
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one cell line atomically (one write call, fsync)."""
+    def write_cell(self, result: CellResult, scores: pd.DataFrame | None, maps: CellMaps | None) -> CellResult:
+        """Write the cell's per-image scores and maps, then append its line; returns the line as written."""
+        if scores is not None:
+            result = replace(result, scores_file=str(self.write_scores(result.cell_key, scores).relative_to(self.run_dir)))
+        if maps is not None:
+            path = self.write_maps(result.cell_key, list(maps.image_ids), maps.maps)
+            result = replace(result, maps_file=str(path.relative_to(self.run_dir)))
+        self.append(result)
+        return result
+
+    def append(self, result: CellResult) -> None:
+        """Append one cell line atomically (one write call, fsync).
+
+        Keys of a line read from an older or newer suite that this version does not know are kept.
+        """
+        record = {**result.raw, **result.to_json()}
         line = (json.dumps(finite_json(record), allow_nan=False, default=_json_default) + "\n").encode()
         self._repair_torn_tail()
         fd = os.open(self.runs_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -112,24 +152,37 @@ class RunStore:
             )
             handle.truncate(keep)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every complete line, in order; torn or invalid lines are skipped with a warning."""
+    def read(self) -> StoredCells:
+        """Every cell line in file order; a torn last line or a line that is no cell is skipped and named."""
         if not self.runs_path.is_file():
-            return []
-        out = []
-        for number, line in enumerate(self.runs_path.read_text().splitlines(keepends=True), start=1):
-            if not line.endswith("\n"):
-                log.warning("%s: ignoring torn line %d", self.runs_path, number)
+            return StoredCells(())
+        text = self.runs_path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        torn_tail = text != "" and not text.endswith("\n")
+        cells: list[CellResult] = []
+        problems: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("%s: ignoring unreadable line %d", self.runs_path, number)
-        return out
+                if torn_tail and number == len(lines):
+                    raise ValueError("no newline at the end: the write was interrupted")
+                cells.append(CellResult.from_json(json.loads(line)))
+            except (json.JSONDecodeError, ValueError, TypeError) as err:
+                what = "torn last line" if torn_tail and number == len(lines) else "unreadable line"
+                problems.append(f"{RUNS_FILE} line {number}: {what} ignored ({_short(str(err))})")
+        return StoredCells(tuple(cells), tuple(problems))
 
-    def latest(self) -> dict[str, dict[str, Any]]:
-        """The last record per cell key."""
-        return {r["cell_key"]: r for r in self.records() if "cell_key" in r}
+    def records(self) -> tuple[CellResult, ...]:
+        """Every readable cell line, in order (problems are logged)."""
+        stored = self.read()
+        for problem in stored.problems:
+            log.warning("%s: %s", self.run_dir, problem)
+        return stored.lines
+
+    def latest(self) -> dict[str, CellResult]:
+        """The last line per cell key."""
+        return self.read().latest()
 
     def write_scores(self, cell_key: str, frame: pd.DataFrame) -> Path:
         path = self.scores_path(cell_key)
@@ -192,3 +245,7 @@ def _json_default(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _short(message: str, limit: int = 120) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks.record import CellLatency, CellMetrics
 from benchmarks.runner import RunSummary
 from benchmarks.stamp import STAMP_SENTENCE
 
@@ -17,19 +18,19 @@ def format_summary(summary: RunSummary) -> str:
     header = f"{'cell':58s} {'status':8s} {'weights':24s} {'AUROC':>6s} {'F1':>6s} {'F1max':>6s} {'p50 ms':>8s}"
     lines += [header, "-" * len(header)]
     for record in summary.ran:
-        m = record.get("metrics") or {}
-        lat = record.get("latency") or {}
+        m = record.metrics or CellMetrics()
+        lat = record.latency or CellLatency()
         lines.append(
-            f"{record['cell_key'][:58]:58s} {record['status']:8s} {record.get('weights_tag', record['weights']):24s} "
-            f"{_fmt(m.get('image_auroc')):>6s} {_fmt(m.get('f1')):>6s} {_fmt(m.get('f1_max')):>6s} "
-            f"{_fmt(lat.get('batch1_p50_ms'), 1):>8s}"
+            f"{record.cell_key[:58]:58s} {record.status:8s} {record.weights_tag or record.weights or '-':24s} "
+            f"{_fmt(m.image_auroc):>6s} {_fmt(m.f1):>6s} {_fmt(m.f1_max):>6s} "
+            f"{_fmt(lat.batch1_p50_ms, 1):>8s}"
         )
     for record in summary.ran:
-        if record["status"] != "ok":
-            lines.append(f"{record['status'].upper()}: {record['cell_key']}: {record['error']}")
-    if any(r["weights"] == "random" for r in summary.ran):
+        if record.status != "ok":
+            lines.append(f"{record.status.upper()}: {record.cell_key}: {record.error}")
+    if any(r.random_weights for r in summary.ran):
         lines.append("!! RANDOM WEIGHTS: some cells ran with random-init backbones; their numbers are not "
                      "comparable with published results (see `python -m benchmarks weights`).")
-    if any(r["weights"] == "substitute" for r in summary.ran):
+    if any(r.substitute_weights for r in summary.ran):
         lines.append(f"!! SUBSTITUTE WEIGHTS: {STAMP_SENTENCE}")
     return "\n".join(lines)

@@ -145,21 +145,21 @@ def test_substitute_cells_are_stamped_and_recomputed_once_real_weights_appear(ti
     weights_dir.mkdir()
     first = run(_config(tiny_manifest, out, "auto", weights_dir))
     record = first.ran[0]
-    assert record["status"] == "ok", record["error"]
-    assert record["weights"] == "substitute" and record["weights_tag"] == "subst. MobileNetV2-IN1k"
-    assert record["weights_detail"][0]["substitute_for"] == "tiny own backbone (test)"
+    assert record.status == "ok", record.error
+    assert record.weights == "substitute" and record.weights_tag == "subst. MobileNetV2-IN1k"
+    assert record.weights_detail[0]["substitute_for"] == "tiny own backbone (test)"
 
-    assert run(_config(tiny_manifest, out, "auto", weights_dir)).resumed == [record["cell_key"]]
+    assert run(_config(tiny_manifest, out, "auto", weights_dir)).resumed == [record.cell_key]
 
     own = {k: v.contiguous() for k, v in timm_state_dict(load_state_dict(_bundled_path())).items()}
     save_file(own, str(weights_dir / f"{dummy_plugins.TINY_OWN_WEIGHTS.key}.safetensors"))
     second = run(_config(tiny_manifest, out, "auto", weights_dir))
-    assert [r["weights"] for r in second.ran] == ["pretrained"] and not second.resumed
-    assert second.ran[0]["config_hash"] != record["config_hash"]
+    assert [r.weights for r in second.ran] == ["pretrained"] and not second.resumed
+    assert second.ran[0].config_hash != record.config_hash
     # the same weights, loaded as "own": identical features, identical scores
-    assert second.ran[0]["metrics"]["image_auroc"] == record["metrics"]["image_auroc"]
+    assert second.ran[0].metrics.image_auroc == record.metrics.image_auroc
 
     forced = run(_config(tiny_manifest, out, "substitute", weights_dir))
-    assert [r["weights"] for r in forced.ran] == ["substitute"]
+    assert [r.weights for r in forced.ran] == ["substitute"]
     lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [line["weights"] for line in lines] == ["substitute", "pretrained", "substitute"]

@@ -56,9 +56,9 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_manifest: Path, t
     assert 2 <= done_before < 6
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
     records = RunStore(out).records()
-    keys = [r["cell_key"] for r in records]
+    keys = [r.cell_key for r in records]
     assert len(keys) == 6 and len(set(keys)) == 6  # every seed exactly once
-    assert all(r["status"] == "ok" for r in records)
+    assert all(r.status == "ok" for r in records)
 
 
 def test_unwritable_output_folder_is_a_clear_error(tiny_manifest: Path, tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_existing_lines_survive_a_failed_append(tiny_manifest: Path, tmp_path: P
         run(RunConfig(**{**config.__dict__, "force": True}))
     monkeypatch.undo()
     assert (out / "runs.jsonl").read_bytes().startswith(before)
-    assert [r["cell_key"] for r in RunStore(out).records()] == [json.loads(before)["cell_key"]]
+    assert [r.cell_key for r in RunStore(out).records()] == [json.loads(before)["cell_key"]]
     run(config)  # resuming reads past the torn half line and skips the finished cell
     assert len(RunStore(out).records()) == 1
 
@@ -114,8 +114,8 @@ def test_same_config_gives_identical_metrics(tiny_manifest: Path, tmp_path: Path
     metrics = []
     for _ in range(3):
         summary = run(RunConfig(**{**config.__dict__, "force": True}))
-        assert summary.ran[0]["status"] == "ok", summary.ran[0]["error"]
-        metrics.append(json.dumps(summary.ran[0]["metrics"], sort_keys=True))
+        assert summary.ran[0].status == "ok", summary.ran[0].error
+        metrics.append(json.dumps(summary.ran[0].metrics.to_json(), sort_keys=True))
     assert metrics[0] == metrics[1] == metrics[2]
 
 
@@ -125,7 +125,7 @@ def test_bad_map_shapes_and_out_of_memory_fail_their_cells_only(tiny_manifest: P
                        datasets=(f"manifest:{tiny_manifest}",), seeds=(0,), preset=preset, weights="random",
                        out=tmp_path / "run")
     summary = run(config)
-    status = {r["method"]: (r["status"], r["error"] or "") for r in summary.ran}
+    status = {r.method: (r.status, r.error or "") for r in summary.ran}
     assert status["mean-brightness"] == ("ok", "")
     assert status["flat-maps"][0] == "failed"
     assert "maps have shape (8, 16), expected (8, h, w)" in status["flat-maps"][1]
@@ -133,8 +133,8 @@ def test_bad_map_shapes_and_out_of_memory_fail_their_cells_only(tiny_manifest: P
     assert status["maps-sometimes"][0] == "failed"
     assert "present for some batches but not for others" in status["maps-sometimes"][1]
     assert status["out-of-memory"][0] == "failed" and status["out-of-memory"][1].startswith("out of memory")
-    assert {r["method"] for r in summary.failed} == {"flat-maps", "maps-sometimes", "out-of-memory"}
-    stored = {r["method"]: r["status"] for r in RunStore(tmp_path / "run").records()}
+    assert {r.method for r in summary.failed} == {"flat-maps", "maps-sometimes", "out-of-memory"}
+    stored = {r.method: r.status for r in RunStore(tmp_path / "run").records()}
     assert stored == {m: s for m, (s, _) in status.items()}
 
 

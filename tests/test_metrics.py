@@ -23,6 +23,7 @@ from benchmarks.metrics import (
     Threshold,
     aupro_score,
     breakdown,
+    cell_metrics,
     choose_threshold,
     hard_negative_fpr,
     image_metrics,
@@ -32,6 +33,7 @@ from benchmarks.metrics import (
 )
 from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows
 from benchmarks.metrics.paired import delong_covariance
+from benchmarks.record import CellMetrics, HardNegativeRate, Interval
 
 SPEC_IMAGE_KEYS = {
     "image_auroc", "image_auroc_ci", "aupr", "f1", "precision", "recall",
@@ -146,16 +148,16 @@ def test_bootstrap_cis_contain_estimate_are_seeded_and_shrink_with_data() -> Non
     scores, labels = _scores(100, 100, seed=2)
     m = image_metrics(scores, labels, threshold, n_bootstrap=500, seed=11)
     for name in ("image_auroc", "aupr", "f1", "f1_max"):
-        lo, hi = getattr(m, f"{name}_ci")
-        assert lo < getattr(m, name) < hi, name
+        ci = getattr(m, f"{name}_ci")
+        assert ci.lo < getattr(m, name) < ci.hi, name
     assert image_metrics(scores, labels, threshold, n_bootstrap=500, seed=11) == m
     other_seed = image_metrics(scores, labels, threshold, n_bootstrap=500, seed=12)
     assert other_seed.image_auroc_ci != m.image_auroc_ci
     big_scores, big_labels = _scores(2000, 2000, seed=2)
     big = image_metrics(big_scores, big_labels, threshold, n_bootstrap=200, seed=11)
     assert m.image_auroc_ci is not None and big.image_auroc_ci is not None
-    width = m.image_auroc_ci[1] - m.image_auroc_ci[0]
-    big_width = big.image_auroc_ci[1] - big.image_auroc_ci[0]
+    width = m.image_auroc_ci.hi - m.image_auroc_ci.lo
+    big_width = big.image_auroc_ci.hi - big.image_auroc_ci.lo
     assert big_width < width / 3  # sqrt(20) ~ 4.5 times narrower in theory
     assert 0.08 < width < 0.2
 
@@ -183,12 +185,12 @@ def test_no_threshold_gives_null_threshold_metrics() -> None:
     m = image_metrics([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], NO_THRESHOLD, n_bootstrap=50, seed=0)
     assert (m.f1, m.f1_ci, m.precision, m.recall, m.threshold) == (None, None, None, None, None)
     assert m.threshold_source == "none" and "no validation threshold" in str(m.undefined_reason)
-    assert m.image_auroc == 1.0 and m.image_auroc_ci == (1.0, 1.0)
+    assert m.image_auroc == 1.0 and m.image_auroc_ci == Interval(1.0, 1.0)
 
 
 def test_threshold_above_every_score_leaves_precision_undefined() -> None:
     m = image_metrics([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], Threshold(5.0, "val"), n_bootstrap=20, seed=0)
-    assert (m.precision, m.recall, m.f1, m.f1_ci) == (None, 0.0, 0.0, (0.0, 0.0))
+    assert (m.precision, m.recall, m.f1, m.f1_ci) == (None, 0.0, 0.0, Interval(0.0, 0.0))
     assert m.undefined_reason == "no test image reaches the threshold: precision undefined"
 
 
@@ -203,12 +205,16 @@ def test_bad_test_scores_raise_clear_errors() -> None:
         image_metrics([0.1, 0.2], [0, 2], NO_THRESHOLD, n_bootstrap=0, seed=0)
 
 
-def test_to_json_is_plain_and_has_spec_keys() -> None:
+def test_cell_metrics_json_is_plain_has_spec_keys_and_reads_back() -> None:
     scores, labels = _scores(20, 20)
-    payload = image_metrics(scores, labels, Threshold(0.5, "val"), n_bootstrap=50, seed=0).to_json()
-    assert SPEC_IMAGE_KEYS <= payload.keys()
-    assert isinstance(payload["image_auroc_ci"], list) and len(payload["image_auroc_ci"]) == 2
+    image = image_metrics(scores, labels, Threshold(0.5, "val"), n_bootstrap=50, seed=0)
+    combined = cell_metrics(image, pixel_metrics([], []), 0.75)
+    payload = combined.to_json()
+    assert SPEC_IMAGE_KEYS <= payload.keys() and payload["val_image_auroc"] == 0.75
+    assert payload["pixel_auroc"] is None and payload["pixel_undefined_reason"]
+    assert payload["image_auroc_ci"] == [image.image_auroc_ci.lo, image.image_auroc_ci.hi]
     assert json.loads(json.dumps(payload)) == payload
+    assert CellMetrics.from_json(json.loads(json.dumps(payload))) == combined
 
 
 # --- pixel metrics -------------------------------------------------------------------------
@@ -339,11 +345,11 @@ def test_breakdown_by_year_uses_each_years_own_images(score_frame: pd.DataFrame)
     assert list(result) == ["2024", "2025"]
     y24, y25 = result["2024"], result["2025"]
     # 2024: normals .1, .6; anomaly .7 -> AUROC 1; flagged .6 (fp), .7 (tp).
-    assert (y24["n"], y24["n_anomalous"], y24["auroc"]) == (3, 1, 1.0)
-    assert (y24["precision"], y24["recall"], y24["f1"], y24["fpr"]) == (0.5, 1.0, pytest.approx(2 / 3), 0.5)
+    assert (y24.n, y24.n_anomalous, y24.auroc) == (3, 1, 1.0)
+    assert (y24.precision, y24.recall, y24.f1, y24.fpr) == (0.5, 1.0, pytest.approx(2 / 3), 0.5)
     # 2025: normals .3, .2; anomalies .4, .9 -> AUROC 1; flagged .9 only.
-    assert (y25["auroc"], y25["precision"], y25["recall"], y25["f1"]) == (1.0, 1.0, 0.5, pytest.approx(2 / 3))
-    assert breakdown(score_frame, "source", None)["real"]["f1"] is None
+    assert (y25.auroc, y25.precision, y25.recall, y25.f1) == (1.0, 1.0, 0.5, pytest.approx(2 / 3))
+    assert breakdown(score_frame, "source", None)["real"].f1 is None
 
 
 def test_breakdown_by_defect_compares_each_kind_with_all_normals(score_frame: pd.DataFrame) -> None:
@@ -351,14 +357,14 @@ def test_breakdown_by_defect_compares_each_kind_with_all_normals(score_frame: pd
     assert list(result) == ["crack", "none", "scratch"]
     scratch, crack, normals = result["scratch"], result["crack"], result["none"]
     # scratch (.7, .4) vs normals (.1, .6, .3, .2): 7 of 8 pairs ranked right.
-    assert (scratch["n"], scratch["n_normal"], scratch["n_anomalous"]) == (6, 4, 2)
-    assert scratch["auroc"] == pytest.approx(
+    assert (scratch.n, scratch.n_normal, scratch.n_anomalous) == (6, 4, 2)
+    assert scratch.auroc == pytest.approx(
         roc_auc_score([0, 0, 0, 0, 1, 1], [0.1, 0.6, 0.3, 0.2, 0.7, 0.4])
     )
-    assert scratch["auroc"] == pytest.approx(7 / 8) and scratch["recall"] == 0.5
-    assert (crack["auroc"], crack["recall"], crack["n"]) == (1.0, 1.0, 5)
-    assert (normals["n_anomalous"], normals["auroc"], normals["recall"]) == (0, None, None)
-    assert normals["fpr"] == 0.25  # .6 of the four normals
+    assert scratch.auroc == pytest.approx(7 / 8) and scratch.recall == 0.5
+    assert (crack.auroc, crack.recall, crack.n) == (1.0, 1.0, 5)
+    assert (normals.n_anomalous, normals.auroc, normals.recall) == (0, None, None)
+    assert normals.fpr == 0.25  # .6 of the four normals
 
 
 def test_breakdown_missing_column_is_named(score_frame: pd.DataFrame) -> None:
@@ -370,7 +376,7 @@ def test_hard_negative_fpr(score_frame: pd.DataFrame) -> None:
     rate = hard_negative_fpr(score_frame, 0.5)
     # hard negatives .6 (flagged) and .2; plain normals .1, .3 (none flagged).
     assert (rate.fpr, rate.normal_fpr, rate.n_hard_negative, rate.n_normal) == (0.5, 0.0, 2, 2)
-    assert rate.to_json()["fpr"] == 0.5
+    assert HardNegativeRate.from_json(rate.to_json()) == rate
     assert hard_negative_fpr(score_frame, None).fpr is None
     assert hard_negative_fpr(score_frame.assign(hard_negative=False), 0.5).fpr is None
 

@@ -11,7 +11,7 @@ from fake_run import write_fake_run
 
 from benchmarks.published import PUBLISHED, comparability, dataset_kind, lookup
 from benchmarks.report import write_report
-from benchmarks.results_table import SEED_METRICS
+from benchmarks.statistics import SEED_METRICS
 
 
 def values(entries: list) -> dict[str, float]:

@@ -13,7 +13,8 @@ from fake_run import DATASET, FAILED_ERROR, GROUPS, write_fake_run
 
 from benchmarks import figures
 from benchmarks.report import WORSE_MARK, Column, ReportTable, md_escape, tex_escape, write_report
-from benchmarks.results_table import RunStoreWarning, compare_with_best, dataset_slugs, holm, load_run
+from benchmarks.results_table import RunStoreWarning, dataset_slugs, load_run
+from benchmarks.statistics import compare_with_best, holm
 
 SLUG = "smartphone-synth"
 

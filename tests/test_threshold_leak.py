@@ -51,9 +51,9 @@ def test_threshold_and_f1_come_from_validation_not_test(tmp_path: Path) -> None:
     config = RunConfig(methods=("mean-brightness",), datasets=(f"manifest:{manifest}",), seeds=(0,),
                        preset=preset, weights="random", out=tmp_path / "run")
     record = run(config).ran[0]
-    assert record["status"] == "ok", record["error"]
-    stored = record["metrics"]
-    scores = pd.read_parquet(tmp_path / "run" / record["scores_file"])
+    assert record.status == "ok", record.error
+    stored = record.metrics
+    scores = pd.read_parquet(tmp_path / "run" / record.scores_file)
     val, test = scores[scores.split == "val"], scores[scores.split == "test"]
 
     from_val = choose_threshold(val["score"].to_numpy(), val["label"].to_numpy())
@@ -63,8 +63,8 @@ def test_threshold_and_f1_come_from_validation_not_test(tmp_path: Path) -> None:
     f1_test_threshold = f1_score(test["label"], test["score"] >= from_test.value)
     assert f1_test_threshold > f1_val_threshold + 0.1  # peeking at test would pay off
 
-    assert stored["threshold_source"] == "val"
-    assert stored["threshold"] == from_val.value
-    assert stored["f1"] == f1_val_threshold
+    assert stored.threshold_source == "val"
+    assert stored.threshold == from_val.value
+    assert stored.f1 == f1_val_threshold
     line = json.loads((tmp_path / "run" / "runs.jsonl").read_text().splitlines()[-1])
     assert line["metrics"]["threshold"] == from_val.value

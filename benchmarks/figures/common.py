@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 
 from benchmarks.plot_style import LINESTYLES, MARKERS, LineStyle, new_figure, plain, stamp_weights
 from benchmarks.published import dataset_kind
-from benchmarks.results_table import CellResult, RunResults, aggregate_seeds
+from benchmarks.record import CellResult
+from benchmarks.results_table import RunResults
+from benchmarks.statistics import aggregate_seeds
 
 log = logging.getLogger(__name__)
 

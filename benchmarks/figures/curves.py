@@ -12,7 +12,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from benchmarks.figures.common import DatasetView, set_title
 from benchmarks.plot_style import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN
-from benchmarks.results_table import CellResult
+from benchmarks.record import CellResult
 
 MAX_INSIDE_LEGEND = 6
 

@@ -22,7 +22,7 @@ from benchmarks.figures.gallery_canvas import (
 )
 from benchmarks.figures.gallery_files import gallery_pixels, ground_truth_masks
 from benchmarks.plot_style import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN, plain
-from benchmarks.results_table import CellResult
+from benchmarks.record import CellResult
 
 log = logging.getLogger(__name__)
 

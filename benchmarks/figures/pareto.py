@@ -14,7 +14,7 @@ from matplotlib.transforms import Bbox
 
 from benchmarks.figures.common import DatasetView, set_title, whiskers
 from benchmarks.plot_style import SINGLE_COLUMN_IN, plain
-from benchmarks.results_table import CellResult
+from benchmarks.record import CellResult
 
 
 @dataclass(frozen=True)

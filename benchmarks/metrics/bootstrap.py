@@ -15,18 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from benchmarks.record import Interval
+
 CI_LEVEL = 0.95
 _CHUNK_ELEMENTS = 2_000_000  # bound on resample-matrix size, keeps memory ~100 MB for any N
 
 
 @dataclass(frozen=True)
 class BootstrapCIs:
-    """95 % percentile intervals `(lo, hi)`; `f1` is None without a threshold."""
+    """95 % percentile intervals; `f1` is None without a threshold."""
 
-    image_auroc: tuple[float, float]
-    aupr: tuple[float, float]
-    f1_max: tuple[float, float]
-    f1: tuple[float, float] | None
+    image_auroc: Interval
+    aupr: Interval
+    f1_max: Interval
+    f1: Interval | None
 
 
 def auroc_rows(normal: np.ndarray, anomalous: np.ndarray) -> np.ndarray:
@@ -73,10 +75,10 @@ def f1_at_rows(scores: np.ndarray, n0: int, threshold: float) -> np.ndarray:
     return 2 * tp / (predicted.sum(axis=1) + n1)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
+def _interval(values: np.ndarray) -> Interval:
     tail = 100 * (1 - CI_LEVEL) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
-    return float(lo), float(hi)
+    return Interval(float(lo), float(hi))
 
 
 def stratified_bootstrap(

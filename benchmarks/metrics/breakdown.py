@@ -8,13 +8,12 @@ metrics are None).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.metrics._checks import scores_and_labels
+from benchmarks.record import HardNegativeRate, StratumMetrics
 
 NORMAL_DEFECT = "none"
 MISSING = "unknown"
@@ -24,7 +23,7 @@ def _rate(hits: int, total: int) -> float | None:
     return hits / total if total else None
 
 
-def _stratum(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> dict[str, object]:
+def _stratum(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> StratumMetrics:
     """n, n_normal, n_anomalous, auroc, f1, precision, recall, fpr of one stratum (None where undefined)."""
     n_anomalous = int(labels.sum())
     n_normal = int(labels.size - n_anomalous)
@@ -38,16 +37,16 @@ def _stratum(scores: np.ndarray, labels: np.ndarray, threshold: float | None) ->
         recall = _rate(tp, n_anomalous)
         fpr = _rate(fp, n_normal)
         f1 = 2 * tp / (tp + fp + n_anomalous) if n_normal and n_anomalous else None
-    return {
-        "n": int(labels.size),
-        "n_normal": n_normal,
-        "n_anomalous": n_anomalous,
-        "auroc": auroc,
-        "f1": f1,
-        "precision": precision,
-        "recall": recall,
-        "fpr": fpr,
-    }
+    return StratumMetrics(
+        n=int(labels.size),
+        n_normal=n_normal,
+        n_anomalous=n_anomalous,
+        auroc=auroc,
+        f1=f1,
+        precision=precision,
+        recall=recall,
+        fpr=fpr,
+    )
 
 
 def _rows(frame: pd.DataFrame, split: str | None, needed: tuple[str, ...]) -> pd.DataFrame:
@@ -79,8 +78,8 @@ def breakdown(
     *,
     against_all_normals: bool | None = None,
     split: str | None = "test",
-) -> dict[str, dict[str, object]]:
-    """Metrics per value of column `by`: {value: {n, n_normal, n_anomalous, auroc, f1, precision, recall, fpr}}.
+) -> dict[str, StratumMetrics]:
+    """Metrics per value of column `by`: {value: StratumMetrics (n, n_normal, n_anomalous, auroc, f1, precision, recall, fpr)}.
 
     Two semantics:
     - Own strata (default for every column but "defect", e.g. year, group, source): each
@@ -100,7 +99,7 @@ def breakdown(
         against_all_normals = by == "defect"
     keys = rows[by].map(_key)
     normals = rows["label"].to_numpy() == 0
-    result: dict[str, dict[str, object]] = {}
+    result: dict[str, StratumMetrics] = {}
     for value in sorted(keys.unique()):
         in_stratum = (keys == value).to_numpy()
         if against_all_normals:
@@ -108,26 +107,6 @@ def breakdown(
         scores, labels = _arrays(rows[in_stratum], what=f"{by}={value}")
         result[value] = _stratum(scores, labels, threshold)
     return result
-
-
-@dataclass(frozen=True)
-class HardNegativeFPR:
-    """False-positive rates at the threshold: hard-negative normals vs ordinary normals.
-
-    fpr: share of hard-negative normals (smudge, dust, reflection, ...) scored >= threshold;
-    normal_fpr: the same for the other normals, for comparison. None without a threshold or
-    without images of that kind.
-    """
-
-    fpr: float | None
-    normal_fpr: float | None
-    n_hard_negative: int
-    n_normal: int
-    threshold: float | None
-
-    def to_json(self) -> dict[str, object]:
-        """Dict for the `hard_negative` key of `runs.jsonl`."""
-        return asdict(self)
 
 
 def as_bool(column: pd.Series) -> np.ndarray:
@@ -140,7 +119,7 @@ def as_bool(column: pd.Series) -> np.ndarray:
 
 def hard_negative_fpr(
     frame: pd.DataFrame, threshold: float | None, *, split: str | None = "test"
-) -> HardNegativeFPR:
+) -> HardNegativeRate:
     """FPR of hard-negative normals and of ordinary normals at `threshold` (score >= threshold)."""
     rows = _rows(frame, split, ("hard_negative",))
     scores, labels = _arrays(rows, what="hard-negative rows")
@@ -152,4 +131,4 @@ def hard_negative_fpr(
         flagged = scores >= threshold
         fpr = _rate(int((flagged & hard).sum()), int(hard.sum()))
         normal_fpr = _rate(int((flagged & plain).sum()), int(plain.sum()))
-    return HardNegativeFPR(fpr, normal_fpr, int(hard.sum()), int(plain.sum()), threshold)
+    return HardNegativeRate(fpr, normal_fpr, int(hard.sum()), int(plain.sum()), threshold)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -18,15 +18,14 @@ from sklearn.metrics import (
 from benchmarks.metrics._checks import scores_and_labels
 from benchmarks.metrics.bootstrap import stratified_bootstrap
 from benchmarks.metrics.threshold import Threshold
-
-Interval = tuple[float, float]
+from benchmarks.record import Interval
 
 
 @dataclass(frozen=True)
 class ImageMetrics:
     """Image-level metrics on the test split, named as in the result store (SPEC 9).
 
-    `*_ci` are 95 % stratified-bootstrap percentile intervals `(lo, hi)`. A metric that does
+    `*_ci` are 95 % stratified-bootstrap percentile intervals. A metric that does
     not apply is None and `undefined_reason` says why: AUROC, AUPR and F1-max (and their CIs)
     need both classes in test; F1 / precision / recall need a validation threshold; precision
     also needs at least one image flagged and recall at least one anomaly. AUPR is average
@@ -49,10 +48,6 @@ class ImageMetrics:
     n_anomalous: int
     n_bootstrap: int
     undefined_reason: str | None
-
-    def to_json(self) -> dict[str, object]:
-        """Plain dict for `runs.jsonl`: floats, ints, str, None, and `[lo, hi]` lists."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def f1_max_score(labels: np.ndarray, scores: np.ndarray) -> float:

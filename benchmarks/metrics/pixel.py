@@ -51,17 +51,6 @@ class PixelMetrics:
     pixel_fraction: float
     undefined_reason: str | None
 
-    def to_json(self) -> dict[str, object]:
-        """Keys for the `metrics` dict of `runs.jsonl` (prefixed where they would clash)."""
-        return {
-            "pixel_auroc": self.pixel_auroc,
-            "aupro": self.aupro,
-            "pixel_n_images": self.n_images,
-            "pixel_n_regions": self.n_regions,
-            "pixel_fraction": self.pixel_fraction,
-            "pixel_undefined_reason": self.undefined_reason,
-        }
-
 
 def _undefined(reason: str, n_images: int = 0) -> PixelMetrics:
     return PixelMetrics(None, None, n_images, 0, 1.0, reason)
