@@ -22,7 +22,7 @@ Nothing is downloaded by anomalib or timm themselves.
 
 Substitution (`--weights auto` offline, or `substitute`): a model whose `backbone` argument is a
 timm CNN read through ResNet-style `layers` (Padim, Patchcore, Stfpm, Dfm, Dfkde, ...) gets the
-bundled ImageNet MobileNetV2 (`benchmarks.bundled_backbone`) when its own backbone's weights are
+bundled ImageNet MobileNetV2 (`benchmarks.plugins.bundled_backbone`) when its own backbone's weights are
 missing: `backbone="mobilenetv2_100"` and each `layerN` replaced by the MobileNetV2 stage at the
 same stride (`SUBSTITUTE_STAGES`: layer1 -> blocks.1 /4, layer2 -> blocks.2 /8, layer3 ->
 blocks.4 /16, layer4 -> blocks.6 /32), Padim's `n_features` capped at the substitute's channels.
@@ -69,17 +69,18 @@ from torchvision import tv_tensors
 from baselines.common import batches
 from baselines.patchcore import load_backbone_weights, timm_weight_spec
 from benchmarks.api import (
-    BASELINES,
     MOBILENETV2_IN1K,
     STAGE_CHANNELS,
     TIMM_NAME,
     Baseline,
     MethodContext,
+    MethodFamily,
     MethodMeta,
     Prediction,
     Protocol,
     ResolvedWeights,
     Sample,
+    TinySetup,
     VariantSpec,
     WeightSpec,
     WeightsResolver,
@@ -241,6 +242,7 @@ def _image_tensor(image: np.ndarray) -> tv_tensors.Image:
     return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0)
 
 
+@functools.cache
 def anomalib_method(model_name: str) -> type[AnomalibBaseline]:
     """The `Baseline` class running anomalib image model `model_name`, registered as `anomalib:<model_name>`.
 
@@ -248,8 +250,6 @@ def anomalib_method(model_name: str) -> type[AnomalibBaseline]:
     image models.
     """
     name = f"{PREFIX}{model_name}"
-    if name in BASELINES:
-        return BASELINES.get(name)
     model_class = getattr(anomalib.models, model_name, None)
     if not (isinstance(model_class, type) and issubclass(model_class, AnomalibModule)
             and ".image." in model_class.__module__):
@@ -262,7 +262,6 @@ def anomalib_method(model_name: str) -> type[AnomalibBaseline]:
         "model_class": model_class,
         "meta": _meta(name, model_class),
     })
-    BASELINES.add(name, cls)
     return cls
 
 
@@ -356,4 +355,15 @@ def _torchvision_backbone(builder: Callable[..., nn.Module], name: str, resolver
 
 # Built on demand (`--methods anomalib:Padim`), not at import: `run --all` runs the suite's own
 # methods and plugins, not every anomalib model.
-BASELINES.register_prefix(PREFIX, anomalib_method)
+ANOMALIB_FAMILY = MethodFamily(
+    prefix=PREFIX.rstrip(":"),
+    build=anomalib_method,
+    example="Padim",
+    example_tiny=TinySetup("default", {
+        "batch_size": 4,
+        "model_kwargs": {"backbone": "resnet18", "layers": ["layer1", "layer2"], "n_features": 32},
+        "pre_processor_kwargs": {"image_size": [64, 64]},
+    }),
+    description="any anomalib image model through the generic adapter, e.g. anomalib:Padim, anomalib:Dinomaly "
+    "(see baselines/anomalib_adapter.py)",
+)

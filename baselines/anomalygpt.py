@@ -37,7 +37,7 @@ Per-image `Prediction.extra` columns: `answer_source` ("template" | "chat" | "ch
 `answer_location` (the grid word the answer states), and `chat_error` when a chat backend is
 configured.
 
-Weights: `benchmarks.weights` resolves the open_clip checkpoint (explicit dir, HF / open_clip
+Weights: `benchmarks.plugins.weights` resolves the open_clip checkpoint (explicit dir, HF / open_clip
 caches); open_clip loads the file strictly (safetensors or `torch.load(weights_only=True)`).
 
 Options (`context.options`): `model`, `pretrained` (open_clip name and tag), `model_overrides`
@@ -67,7 +67,6 @@ from baselines.chat_backend import ChatBackend, ChatConfig
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
 from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.api import (
-    BASELINES,
     GRID,
     Baseline,
     MethodContext,
@@ -76,6 +75,7 @@ from benchmarks.api import (
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
     WeightSpec,
     choose_threshold,
@@ -238,7 +238,6 @@ class ImageDecoder(nn.Module):
         return margin.sigmoid().reshape(len(margins), -1, *size)
 
 
-@BASELINES.register("anomalygpt")
 class AnomalyGPT(Baseline):
     """AnomalyGPT-style decoder maps, few-shot memory and Yes/No + location answers (see module doc)."""
 
@@ -259,6 +258,11 @@ class AnomalyGPT(Baseline):
         notes="no LLM: template answers (or an external chat model); threshold from val, else synthetic",
         weight_specs=(weight_spec(),),
         options=AnomalyGptOptions,
+        tiny=TinySetup("k1", {"model_overrides": {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 64, "layers": 4, "width": 32, "patch_size": 8, "head_width": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+        }}),
     )
 
     def __init__(self, context: MethodContext) -> None:

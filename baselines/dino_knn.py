@@ -27,7 +27,6 @@ from baselines.common import (
 )
 from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.api import (
-    BASELINES,
     MOBILENETV2_IN1K,
     STAGE_STRIDES,
     Baseline,
@@ -37,6 +36,7 @@ from benchmarks.api import (
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
     WeightSpec,
     WeightsResolver,
@@ -209,7 +209,6 @@ def foreground_mask(tokens: torch.Tensor, threshold: float = 10.0) -> torch.Tens
     return dilate_then_close(orient_foreground(first_pc, threshold))
 
 
-@BASELINES.register("dino-knn")
 class DinoKnn(Baseline):
     """AnomalyDINO: DINOv2 ViT-S/14 last-block patch tokens, 1-NN cosine distance, mean of top 1 %.
 
@@ -266,6 +265,7 @@ class DinoKnn(Baseline):
         notes="AnomalyDINO reference pipeline; masking off by default",
         weight_specs=(DINOV2_VITS14_WEIGHTS, MOBILENETV2_IN1K),
         options=DinoKnnOptions,
+        tiny=TinySetup("k1", {"backbone_kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 3}, "smaller_edge": 112}),
     )
 
     def __init__(self, context: MethodContext) -> None:

@@ -74,7 +74,6 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.api import (
-    BASELINES,
     MOBILENETV2_IN1K,
     Baseline,
     MethodContext,
@@ -83,6 +82,7 @@ from benchmarks.api import (
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
     cache_root,
     choose_threshold,
@@ -154,7 +154,6 @@ def combine_crops(maps: np.ndarray) -> np.ndarray:
     return ((glob + quads) / 2).numpy()
 
 
-@BASELINES.register("ltfm")
 class LTFMBaseline(Baseline):
     """Frozen tower + LTFM (+ classifier head), trained on synthetic / real / real + generated data."""
 
@@ -179,6 +178,7 @@ class LTFMBaseline(Baseline):
         notes="masks are used for the map loss where present",
         weight_specs=(DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, MOBILENETV2_IN1K),
         options=LtfmOptions,
+        tiny=TinySetup("ft-real", {"init": "scratch", "epochs": 1, "tower": "dinov2-tiny", "dim": 64}),
     )
 
     def __init__(self, context: MethodContext) -> None:

@@ -26,7 +26,6 @@ from baselines.common import (
 )
 from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
 from benchmarks.api import (
-    BASELINES,
     MOBILENETV2_IN1K,
     STAGE_STRIDES,
     Baseline,
@@ -36,6 +35,7 @@ from benchmarks.api import (
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
     WeightSpec,
     build_mobilenetv2,
@@ -116,7 +116,6 @@ def _few_shot(shots: int) -> VariantSpec:
     return VariantSpec(Protocol.FEW_SHOT, shots=shots, description=f"memory bank from {shots} normal image(s)")
 
 
-@BASELINES.register("patchcore")
 class PatchCore(Baseline):
     """PatchCore with a WideResNet-50-2 (layers 2+3), 10 % greedy coreset and faiss search.
 
@@ -138,7 +137,7 @@ class PatchCore(Baseline):
       nearest edge values. Maps are returned at 256x256 in full-image coordinates.
     - Weights: timm `wide_resnet50_2.racm_in1k` (anomalib's default); the paper used
       torchvision's V1 ImageNet weights. Offline, `--weights auto` substitutes the bundled
-      ImageNet MobileNetV2 (`benchmarks.bundled_backbone`, stages `substitute_layers`): 128-d
+      ImageNet MobileNetV2 (`benchmarks.plugins.bundled_backbone`, stages `substitute_layers`): 128-d
       patches on the same 28x28 grid instead of 1536-d. Those cells are stamped `substitute`.
     """
 
@@ -158,6 +157,7 @@ class PatchCore(Baseline):
         notes="layers 2+3, 3x3 aggregation, greedy coreset 10 %, faiss 1-NN, max patch score",
         weight_specs=(timm_weight_spec("wide_resnet50_2"), MOBILENETV2_IN1K),
         options=PatchCoreOptions,
+        tiny=TinySetup("k1", {"backbone": "resnet18", "image_size": 64, "crop_size": 56, "batch_size": 8}),
     )
 
     def __init__(self, context: MethodContext) -> None:

@@ -21,7 +21,6 @@ from anomalib.models.image.winclip.torch_model import WinClipModel
 
 from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
 from benchmarks.api import (
-    BASELINES,
     Baseline,
     MethodContext,
     MethodMeta,
@@ -29,6 +28,7 @@ from benchmarks.api import (
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
     WeightSpec,
     WeightsResolver,
@@ -139,7 +139,6 @@ class ResolvedWinClipModel(WinClipModel):
         return [mask.to(device) for mask in super()._generate_masks()]
 
 
-@BASELINES.register("winclip")
 class WinClip(Baseline):
     """WinCLIP (zero-shot, `k0`) and WinCLIP+ (`k1`, `k2`, `k4` normal shots) via anomalib 2.7's `WinClipModel`.
 
@@ -179,6 +178,11 @@ class WinClip(Baseline):
         notes="anomalib WinClipModel wrapped; CLIP weights via the benchmark resolver",
         weight_specs=(WINCLIP_WEIGHTS,),
         options=WinClipOptions,
+        tiny=TinySetup("k0", {"model_overrides": {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+        }}),
     )
 
     def __init__(self, context: MethodContext) -> None:

@@ -3,8 +3,11 @@
 Built-in plugins (`baselines/`) follow the same rule as outside ones; a test checks that they
 import no other module of `benchmarks`. What is here:
 
-- the contract: `Baseline`, `MethodMeta`, `VariantSpec`, `Protocol`, `MethodContext`, `Sample`,
-  `Prediction`, `ReferenceModel`, and `BASELINES` to register a method;
+- the contract: `Baseline`, `MethodMeta` (with its `TinySetup` for the contract tests),
+  `VariantSpec`, `Protocol`, `MethodContext`, `Sample`, `Prediction`, `ReferenceModel`, and
+  `MethodFamily` for methods built on demand from a name (`anomalib:<Model>`). A method registers
+  through the `benchmarks.baselines` entry point of its package (a family through
+  `benchmarks.method_families`), never by calling the registry;
 - options: `options_from_mapping` (typed options from `--option` values);
 - weights: `WeightSpec`, `WeightsResolver`, `ResolvedWeights`, `load_state_dict`, and the bundled
   ImageNet MobileNetV2 (`MOBILENETV2_IN1K`, `build_mobilenetv2`, `stage_outputs`, ...) that
@@ -17,7 +20,9 @@ import no other module of `benchmarks`. What is here:
 
 from __future__ import annotations
 
-from benchmarks.bundled_backbone import (
+from benchmarks.data.cache import cache_root
+from benchmarks.metrics.threshold import choose_threshold
+from benchmarks.plugins.bundled_backbone import (
     MOBILENETV2_IN1K,
     STAGE_CHANNELS,
     STAGE_STRIDES,
@@ -27,26 +32,25 @@ from benchmarks.bundled_backbone import (
     stage_outputs,
     timm_state_dict,
 )
-from benchmarks.contract import (
+from benchmarks.plugins.contract import (
     Baseline,
     MethodContext,
+    MethodFamily,
     MethodMeta,
     Prediction,
     Protocol,
     ReferenceModel,
     Sample,
+    TinySetup,
     VariantSpec,
 )
-from benchmarks.data.cache import cache_root
-from benchmarks.feature_cache import FeatureCache, weights_fingerprint
-from benchmarks.grid import GRID, GRID_WORDS, grid_location, grid_word
-from benchmarks.metrics.threshold import choose_threshold
-from benchmarks.options import options_from_mapping
-from benchmarks.registry import BASELINES, Registry
-from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
+from benchmarks.plugins.feature_cache import FeatureCache, weights_fingerprint
+from benchmarks.plugins.location_grid import GRID, GRID_WORDS, grid_location, grid_word
+from benchmarks.plugins.options import options_from_mapping
+from benchmarks.plugins.registry import Registry
+from benchmarks.plugins.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
 __all__ = [
-    "BASELINES",
     "GRID",
     "GRID_WORDS",
     "MOBILENETV2_IN1K",
@@ -56,6 +60,7 @@ __all__ = [
     "Baseline",
     "FeatureCache",
     "MethodContext",
+    "MethodFamily",
     "MethodMeta",
     "Prediction",
     "Protocol",
@@ -63,6 +68,7 @@ __all__ = [
     "Registry",
     "ResolvedWeights",
     "Sample",
+    "TinySetup",
     "VariantSpec",
     "WeightSpec",
     "WeightsResolver",

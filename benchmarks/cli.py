@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.presets import PRESETS, get_preset
+from benchmarks.running.presets import PRESETS, get_preset
 
 log = logging.getLogger("benchmarks")
 
@@ -126,9 +126,9 @@ def _split(text: str | None) -> list[str]:
 
 
 def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
-    from benchmarks.config import RunConfig, parse_shard
     from benchmarks.data.loaders import DATASETS, PATH_KINDS
-    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.plugins.registry import BASELINES, load_plugins
+    from benchmarks.running.config import RunConfig, parse_shard
 
     load_plugins()
     methods = BASELINES.names() if args.all else _split(args.methods)
@@ -169,8 +169,8 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
 
 def _method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str, object]]:
     """`--option` pairs, checked against each method's declared options before anything runs."""
-    from benchmarks.options import OptionError, options_from_mapping, parse_option_args
-    from benchmarks.registry import BASELINES
+    from benchmarks.plugins.options import OptionError, options_from_mapping, parse_option_args
+    from benchmarks.plugins.registry import BASELINES
 
     parsed = parse_option_args(pairs, methods)
     for method, values in parsed.items():
@@ -187,8 +187,8 @@ def _method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str,
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.data.loaders import load_dataset
-    from benchmarks.runner import run
-    from benchmarks.summary import format_summary
+    from benchmarks.reporting.summary import format_summary
+    from benchmarks.running.runner import run
 
     config = _run_config(args)
     for dataset in config.datasets:  # refuse an invalid dataset before any model work
@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _write_outputs(run_dir: Path) -> None:
     try:
-        from benchmarks.report import write_report
+        from benchmarks.reporting.report import write_report
 
         print(f"report: {write_report(run_dir)} (figures in {run_dir / 'figures'})")
     except Exception as exc:  # the results are stored; a reporting bug must not hide them
@@ -220,7 +220,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             doc = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
             print(f"{name:24s} {doc}")
         return 0
-    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.plugins.registry import BASELINES, FAMILIES, load_plugins
 
     problems = load_plugins()
     if args.options:
@@ -234,16 +234,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    print("anomalib:<Model>  any anomalib image model through the generic adapter, e.g. anomalib:Padim, "
-          "anomalib:Dinomaly (see baselines/anomalib_adapter.py)")
+    for prefix, family in sorted(FAMILIES.items()):
+        print(f"{prefix}:<member>  {family.description}")
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 
 def _list_options(methods: list[str]) -> int:
-    from benchmarks.options import describe_options
-    from benchmarks.registry import BASELINES
+    from benchmarks.plugins.options import describe_options
+    from benchmarks.plugins.registry import BASELINES
 
     for name in methods:
         options = BASELINES.get(name).meta.options
@@ -255,8 +255,8 @@ def _list_options(methods: list[str]) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     """Each backbone once: where it was found, or what stands in for it offline and how to provide it."""
-    from benchmarks.registry import BASELINES, load_plugins
-    from benchmarks.weights import WeightsResolver, describe
+    from benchmarks.plugins.registry import BASELINES, load_plugins
+    from benchmarks.plugins.weights import WeightsResolver, describe
 
     load_plugins()
     resolver = WeightsResolver(mode="auto", weights_dir=getattr(args, "weights_dir", None), allow_download=False)
@@ -311,17 +311,17 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Run (or read) the dataset's reference cell and print its calibration table."""
-    from benchmarks.calibrate import (
+    from benchmarks.plugins.registry import BASELINES, load_plugins
+    from benchmarks.reporting.calibration import (
         CALIBRATION_REFERENCES,
         CalibrationReference,
         calibrate_cell,
         format_calibration,
         write_calibration,
     )
-    from benchmarks.config import RunConfig
-    from benchmarks.registry import BASELINES, load_plugins
-    from benchmarks.runner import run
-    from benchmarks.store import RunStore
+    from benchmarks.results.store import RunStore
+    from benchmarks.running.config import RunConfig
+    from benchmarks.running.runner import run
 
     reference = CALIBRATION_REFERENCES.get(args.dataset)
     method = args.method or (reference.method if reference else None)
@@ -356,7 +356,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from benchmarks.figures import write_figures
+    from benchmarks.reporting.figures import write_figures
 
     paths = write_figures(args.run_dir, args.out)
     print(f"wrote {len(paths)} figure files to {args.out or args.run_dir}")
@@ -364,15 +364,15 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
+    from benchmarks.reporting.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.out, figures=False)}")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.bench import format_results, run_bench, write_results
-    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.plugins.registry import BASELINES, load_plugins
+    from benchmarks.running.bench import format_results, run_bench, write_results
 
     load_plugins()
     methods = _split(args.methods) or None
@@ -390,7 +390,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from benchmarks.merge import merge_runs
+    from benchmarks.results.merge import merge_runs
 
     missing = [str(s) for s in args.sources if not (s / "runs.jsonl").is_file()]
     if missing:

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.weights import load_state_dict
+from benchmarks.plugins.weights import load_state_dict
 from ltfm.module import LTFM, LTFMConfig
 
 FORMAT = "ltfm-checkpoint/1"

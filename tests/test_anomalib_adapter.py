@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from baselines.anomalib_adapter import OFFLINE_TESTED_MODELS, anomalib_method, backbones_through_resolver
-from benchmarks.contract import Baseline
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightsNotFoundError, WeightsResolver
+from benchmarks.plugins.contract import Baseline
+from benchmarks.plugins.registry import BASELINES
+from benchmarks.plugins.weights import WeightsNotFoundError, WeightsResolver
 
 
 def test_prefix_lookup_builds_models_on_demand_and_factory_is_idempotent() -> None:
@@ -82,10 +82,10 @@ def test_missing_weights_fail_in_pretrained_mode_and_go_random_otherwise(tmp_pat
 def test_padim_takes_the_bundled_substitute_when_resnet18_is_missing(toy_task, tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from benchmarks.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
-    from benchmarks.contract import MethodContext
-    from benchmarks.presets import get_preset
-    from benchmarks.weights import load_state_dict
+    from benchmarks.plugins.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
+    from benchmarks.plugins.contract import MethodContext
+    from benchmarks.plugins.weights import load_state_dict
+    from benchmarks.running.presets import get_preset
 
     resolver = WeightsResolver(mode="auto", weights_dir=tmp_path, allow_download=False)
     context = MethodContext(variant="default", seed=0, device="cpu", weights=resolver, preset=get_preset("smoke"),

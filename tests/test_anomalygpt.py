@@ -28,18 +28,14 @@ from baselines.anomalygpt import (
 )
 from baselines.anomalygpt_synth import cutpaste_poisson, poisson_clone
 from baselines.chat_backend import ChatAnswer, ChatBackend, ChatConfig, parse_location
-from benchmarks.contract import MethodContext, Sample
 from benchmarks.data.schema import ImageRecord
-from benchmarks.grid import GRID, grid_location, grid_location_of_mask
-from benchmarks.presets import get_preset
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.contract import MethodContext, Sample
+from benchmarks.plugins.location_grid import GRID, grid_location, grid_location_of_mask
+from benchmarks.plugins.registry import BASELINES
+from benchmarks.plugins.weights import WeightsResolver
+from benchmarks.running.presets import get_preset
 
-TINY = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 4, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+TINY = AnomalyGPT.meta.tiny.options["model_overrides"]  # type: ignore[union-attr]
 KEY = "sk-PLANTED-4f9a1c77e2"
 YES_RE = re.compile(r"Yes, there is an anomaly in the image, at the (top left|top|top right|left|center|right|"
                     r"bottom left|bottom|bottom right) of the image\.")

@@ -97,5 +97,5 @@ def test_readme_plugin_example_uses_the_surface() -> None:
 
 def test_the_scan_sees_nested_and_aliased_imports(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
-    source.write_text("import benchmarks.runner as r\n\ndef f():\n    from benchmarks.cell import run_cell\n")
-    assert _imported_modules(source) == {"benchmarks.runner", "benchmarks.cell"}
+    source.write_text("import benchmarks.running.runner as r\n\ndef f():\n    from benchmarks.running.cell import run_cell\n")
+    assert _imported_modules(source) == {"benchmarks.running.runner", "benchmarks.running.cell"}

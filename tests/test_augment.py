@@ -16,7 +16,7 @@ from benchmarks.data.augment import (
 )
 from benchmarks.data.smartphone.designs import PHONE_DESIGNS
 from benchmarks.data.smartphone.render import render_capture
-from benchmarks.registry import UnknownNameError
+from benchmarks.plugins.registry import UnknownNameError
 
 
 @pytest.fixture(scope="module")

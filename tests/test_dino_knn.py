@@ -22,11 +22,11 @@ from baselines.dino_knn import (
     resized_shape,
 )
 from baselines.neighbours import NearestNeighbourIndex
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.registry import BASELINES
+from benchmarks.plugins.weights import WeightsResolver
 
 # DINOv2 ViT-S/14 architecture shrunk to 2 blocks of width 48; 112 px -> an 8x8 patch grid.
-TINY = {"backbone_kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 3}, "smaller_edge": 112}
+TINY = dict(DinoKnn.meta.tiny.options)  # type: ignore[union-attr]
 
 
 def _fit(make_context, train, variant: str = "full", **options: object) -> DinoKnn:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import environment
+from benchmarks.running import environment
 
 MKL_BUILD = "  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, LAPACK_INFO=mkl, USE_MKL=ON,"
 MKL_PARALLEL = ("ATen/Parallel:\n\tat::get_num_threads() : 2\n"

@@ -15,12 +15,12 @@ from pathlib import Path
 import dummy_plugins  # noqa: F401
 import pytest
 
-from benchmarks import store as store_module
 from benchmarks.cli import main
-from benchmarks.config import RunConfig
-from benchmarks.presets import get_preset
-from benchmarks.runner import run
-from benchmarks.store import RunStore
+from benchmarks.results import store as store_module
+from benchmarks.results.store import RunStore
+from benchmarks.running.config import RunConfig
+from benchmarks.running.presets import get_preset
+from benchmarks.running.runner import run
 
 TESTS = Path(__file__).resolve().parent
 
@@ -29,9 +29,9 @@ RUN_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import dummy_plugins
     from pathlib import Path
-    from benchmarks.config import RunConfig
-    from benchmarks.presets import get_preset
-    from benchmarks.runner import run
+    from benchmarks.running.config import RunConfig
+    from benchmarks.running.presets import get_preset
+    from benchmarks.running.runner import run
     preset = get_preset("smoke").with_overrides(bootstrap_samples=20, latency_images=2)
     config = RunConfig(methods=("mean-brightness",), datasets=("manifest:{manifest}",), seeds=tuple(range(6)),
                        preset=preset, weights="random", out=Path({out!r}))
@@ -139,7 +139,7 @@ def test_bad_map_shapes_and_out_of_memory_fail_their_cells_only(tiny_manifest: P
 
 
 def test_cell_processes_stop_when_the_runner_dies(tiny_manifest: Path, tmp_path: Path) -> None:
-    from benchmarks.runner import _alive
+    from benchmarks.running.runner import _alive
 
     out, pid_file = tmp_path / "run", tmp_path / "cell.pid"
     script = RUN_SCRIPT.format(tests=str(TESTS), manifest=tiny_manifest, out=str(out)).replace(

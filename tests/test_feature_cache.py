@@ -12,8 +12,8 @@ from test_anomalygpt import TINY as ANOMALYGPT_TINY
 from test_dino_knn import TINY as DINO_TINY
 
 import baselines  # noqa: F401  (registers the built-in plugins)
-from benchmarks.feature_cache import FeatureCache, weights_fingerprint
-from benchmarks.registry import BASELINES
+from benchmarks.plugins.feature_cache import FeatureCache, weights_fingerprint
+from benchmarks.plugins.registry import BASELINES
 
 
 def test_map_computes_only_missing_images_and_returns_the_same_features(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from PIL import Image
 
-from benchmarks import figures
-from benchmarks.figures import FIGURE_CAPTIONS, LTFM_VARIANTS, STUDY_LABEL, write_figures
-from benchmarks.plot_style import PNG_DPI, STAMP_COLOR, method_colors
-from benchmarks.results_table import load_run
+from benchmarks.reporting import figures
+from benchmarks.reporting.figures import FIGURE_CAPTIONS, LTFM_VARIANTS, STUDY_LABEL, write_figures
+from benchmarks.reporting.plot_style import PNG_DPI, STAMP_COLOR, method_colors
+from benchmarks.results.reader import load_run
 
 SLUG = "smartphone-synth"
 
@@ -120,7 +120,7 @@ def test_pretrained_run_has_no_stamp_and_missing_latency_skips_pareto(
     kept: list[Figure] = []
     monkeypatch.setattr(figures, "_DRAWERS", (figures.draw_roc, figures.draw_pareto))
     monkeypatch.setattr(figures, "save_figure", keeping(kept))
-    with caplog.at_level(logging.INFO, logger="benchmarks.figures"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.reporting.figures"):
         paths = write_figures(run, tmp_path / "out")
     names = {p.name for p in paths}
     assert f"pareto_{SLUG}.png" not in names
@@ -208,7 +208,7 @@ def test_gallery_is_skipped_without_maps_and_drawn_without_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     no_maps = write_fake_run(tmp_path / "no-maps", failed_method=None, with_maps=False)
-    with caplog.at_level(logging.INFO, logger="benchmarks.figures"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.reporting.figures"):
         assert draw_only(no_maps, figures.draw_gallery, monkeypatch, tmp_path / "out") == []
     assert "skipping figure gallery" in caplog.text and "no cell stored anomaly maps" in caplog.text
     no_images = write_fake_run(tmp_path / "no-images", failed_method=None)

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from baselines.ltfm_plugin import LTFMBaseline, combine_crops
-from benchmarks.contract import MethodContext, Protocol, Sample
-from benchmarks.feature_cache import FeatureCache as SharedFeatureCache
-from benchmarks.grid import grid_word
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.contract import MethodContext, Protocol, Sample
+from benchmarks.plugins.feature_cache import FeatureCache as SharedFeatureCache
+from benchmarks.plugins.location_grid import grid_word
+from benchmarks.plugins.weights import WeightsResolver
 from ltfm.checkpoint import EXPERT_KEY_MAP, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
 from ltfm.towers import VisionTower, build_tower, encode_images, level_depths

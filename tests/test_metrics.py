@@ -33,7 +33,7 @@ from benchmarks.metrics import (
 )
 from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows
 from benchmarks.metrics.paired import delong_covariance
-from benchmarks.record import CellMetrics, HardNegativeRate, Interval
+from benchmarks.results.record import CellMetrics, HardNegativeRate, Interval
 
 SPEC_IMAGE_KEYS = {
     "image_auroc", "image_auroc_ci", "aupr", "f1", "precision", "recall",

@@ -12,11 +12,11 @@ from sklearn.metrics import roc_auc_score
 
 from baselines.neighbours import greedy_coreset
 from baselines.patchcore import PatchCore, timm_weight_spec
-from benchmarks.contract import MethodContext, Protocol, Sample
-from benchmarks.presets import get_preset
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.contract import MethodContext, Protocol, Sample
+from benchmarks.plugins.weights import WeightsResolver
+from benchmarks.running.presets import get_preset
 
-TINY = {"backbone": "resnet18", "image_size": 64, "crop_size": 56, "batch_size": 8}
+TINY = dict(PatchCore.meta.tiny.options)  # type: ignore[union-attr]
 
 
 def _fitted(make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]], **options: object) -> PatchCore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.contract import Prediction
+from benchmarks.plugins.contract import Prediction
 
 
 def test_typed_answers_pass_when_well_formed() -> None:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from fake_run import write_fake_run
 
-from benchmarks.published import PUBLISHED, comparability, dataset_kind, lookup
-from benchmarks.report import write_report
-from benchmarks.statistics import SEED_METRICS
+from benchmarks.reporting.published import PUBLISHED, comparability, dataset_kind, lookup
+from benchmarks.reporting.report import write_report
+from benchmarks.reporting.statistics import SEED_METRICS
 
 
 def values(entries: list) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The cell record (`benchmarks.record`): one definition, read back exactly, old lines still load."""
+"""The cell record (`benchmarks.results.record`): one definition, read back exactly, old lines still load."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.record import (
+from benchmarks.results.record import (
     AnswerMetrics,
     CellCounts,
     CellLatency,
@@ -17,7 +17,7 @@ from benchmarks.record import (
     Interval,
     StratumMetrics,
 )
-from benchmarks.store import RunStore
+from benchmarks.results.store import RunStore
 
 OLD_LINES = Path(__file__).parent / "data" / "runs-written-before-record.jsonl"
 """Two lines of a default `run --all` written by the suite before `CellResult` existed (ltfm ft-real, patchcore)."""

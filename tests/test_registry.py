@@ -6,12 +6,22 @@ import json
 import re
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
-from benchmarks.contract import Baseline
-from benchmarks.registry import BASELINES, Registry, UnknownNameError, load_plugins
+from benchmarks.plugins import registry as registry_module
+from benchmarks.plugins.contract import Baseline
+from benchmarks.plugins.registry import (
+    BASELINES,
+    ENTRY_POINT_GROUP,
+    FAMILIES,
+    SUITE_DISTRIBUTION,
+    Registry,
+    UnknownNameError,
+    load_plugins,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,14 +48,27 @@ def test_registry_decorator_refuses_clash_and_suggests() -> None:
     assert registry.names() == []
 
 
-def test_builtins_register() -> None:
+def test_builtins_register_through_the_projects_own_entry_points() -> None:
     load_plugins()
-    assert "patchcore" in BASELINES
-    assert all(BASELINES.get(name).meta.name == name for name in BASELINES.names())
+    ours = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == SUITE_DISTRIBUTION}
+    assert set(ours) == {"patchcore", "winclip", "dino-knn", "anomalygpt", "ltfm"}
+    for name, value in ours.items():
+        module, _, attribute = value.partition(":")
+        cls = BASELINES.get(name)
+        assert (cls.__module__, cls.__name__, cls.meta.name) == (module, attribute, name)
+    assert FAMILIES["anomalib"].prefix == "anomalib" and BASELINES.get("anomalib:Padim").meta.name == "anomalib:Padim"
+    for source in (REPO / "baselines").glob("*.py"):  # one way to register: no plugin calls the registry
+        assert "BASELINES" not in source.read_text(), source.name
+
+
+def test_a_suite_without_its_entry_points_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [])
+    with pytest.raises(RuntimeError, match="pip install -e"):
+        load_plugins()
 
 
 def test_registered_name_must_match_the_meta_name() -> None:
-    from benchmarks.contract import MethodMeta, Protocol, VariantSpec
+    from benchmarks.plugins.contract import MethodMeta, Protocol, VariantSpec
 
     class Named(Baseline):
         meta = MethodMeta(name="one-name", paper="", backbone="", weights_id="", input_size=0,

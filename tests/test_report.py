@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from fake_run import DATASET, FAILED_ERROR, GROUPS, write_fake_run
 
-from benchmarks import figures
-from benchmarks.report import WORSE_MARK, Column, ReportTable, md_escape, tex_escape, write_report
-from benchmarks.results_table import RunStoreWarning, dataset_slugs, load_run
-from benchmarks.statistics import compare_with_best, holm
+from benchmarks.reporting import figures
+from benchmarks.reporting.report import write_report
+from benchmarks.reporting.statistics import compare_with_best, holm
+from benchmarks.reporting.tables import WORSE_MARK, Column, ReportTable, md_escape, tex_escape
+from benchmarks.results.reader import RunStoreWarning, dataset_slugs, load_run
 
 SLUG = "smartphone-synth"
 

@@ -9,11 +9,11 @@ import dummy_plugins  # noqa: F401  (registers the test plugins)
 import pandas as pd
 import pytest
 
-from benchmarks.config import CellSpec, RunConfig, shard_cells
-from benchmarks.presets import get_preset
-from benchmarks.record import CellResult
-from benchmarks.runner import run
-from benchmarks.store import RunStore
+from benchmarks.results.record import CellResult
+from benchmarks.results.store import RunStore
+from benchmarks.running.config import CellSpec, RunConfig, shard_cells
+from benchmarks.running.presets import get_preset
+from benchmarks.running.runner import run
 
 SPEC_KEYS = {"schema", "run_id", "method", "variant", "dataset", "seed", "status", "error", "weights",
              "metrics", "latency", "config_hash", "versions", "hardware"}
@@ -108,7 +108,7 @@ def test_shards_partition_the_grid() -> None:
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
-    from benchmarks.store import RunLockedError
+    from benchmarks.results.store import RunLockedError
 
     store = RunStore(tmp_path / "run")
     with store.lock(), pytest.raises(RunLockedError, match="another run"), RunStore(tmp_path / "run").lock():

@@ -27,7 +27,7 @@ from benchmarks.data.smartphone.generate import (
 )
 from benchmarks.data.smartphone.render import PROTOCOLS, QC, STATION_PROGRAMME, WILD, render_capture
 from benchmarks.data.smartphone.screens import QC_SCREENS, WILD_SCREENS
-from benchmarks.registry import UnknownNameError
+from benchmarks.plugins.registry import UnknownNameError
 
 SCALE = 0.06
 

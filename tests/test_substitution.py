@@ -11,13 +11,13 @@ from sklearn.metrics import roc_auc_score
 
 from baselines.dino_knn import DinoKnn
 from baselines.patchcore import PatchCore
-from benchmarks.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
 from benchmarks.cli import main
-from benchmarks.config import CellSpec, RunConfig
-from benchmarks.contract import MethodContext
-from benchmarks.options import OptionError, options_from_mapping, parse_option_args
-from benchmarks.presets import get_preset
-from benchmarks.weights import WeightsNotFoundError, WeightsResolver, load_state_dict
+from benchmarks.plugins.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
+from benchmarks.plugins.contract import MethodContext
+from benchmarks.plugins.options import OptionError, options_from_mapping, parse_option_args
+from benchmarks.plugins.weights import WeightsNotFoundError, WeightsResolver, load_state_dict
+from benchmarks.running.config import CellSpec, RunConfig
+from benchmarks.running.presets import get_preset
 from ltfm.module import LTFM, LTFMConfig
 from ltfm.towers import BundledCnnTower, build_tower, encode_images
 
@@ -150,7 +150,7 @@ def test_cli_refuses_bad_options_before_running_and_lists_them(tmp_path: Path, c
 
 
 def test_weights_command_says_what_stands_in_for_each_missing_backbone(monkeypatch, capsys) -> None:
-    import benchmarks.weights as weights
+    import benchmarks.plugins.weights as weights
 
     for finder in ("_in_hf_cache", "_in_torch_hub", "_in_open_clip_cache"):  # as on a machine without caches
         monkeypatch.setattr(weights, finder, lambda spec: None)

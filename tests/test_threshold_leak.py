@@ -17,10 +17,10 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from benchmarks.config import RunConfig
 from benchmarks.metrics import choose_threshold
-from benchmarks.presets import get_preset
-from benchmarks.runner import run
+from benchmarks.running.config import RunConfig
+from benchmarks.running.presets import get_preset
+from benchmarks.running.runner import run
 
 # grey levels of flat 32x32 images; mean-brightness scores |level - train mean| = |level - 100|
 LEVELS = {

@@ -1,4 +1,4 @@
-"""Images smaller than a model's input (down to 1x1) and extreme aspect ratios, through every built-in plugin.
+"""Images smaller than a model's input (down to 1x1) and extreme aspect ratios, through every installed plugin.
 
 Each plugin resizes to its own input size, so a 3x5 photo must give finite scores and maps of the
 contract's shape, not a crash deep inside a backbone (a 1-pixel image once meant a zero-size crop).
@@ -11,38 +11,44 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from test_anomalygpt import TINY as ANOMALYGPT_TINY
-from test_dino_knn import TINY as DINO_TINY
-from test_ltfm import TINY as LTFM_TINY
-from test_patchcore import TINY as PATCHCORE_TINY
-from test_winclip import TINY_CLIP
 
-from baselines.anomalygpt import AnomalyGPT
-from baselines.dino_knn import DinoKnn
-from baselines.ltfm_plugin import LTFMBaseline
-from baselines.patchcore import PatchCore
-from baselines.winclip import WinClip
-from benchmarks.contract import Baseline, MethodContext, Sample
+from benchmarks.plugins.contract import Baseline, MethodContext, Sample, TinySetup
+from benchmarks.plugins.registry import BASELINES, FAMILIES, INSTALLED, load_plugins
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PLUGINS: dict[str, tuple[type[Baseline], str, dict[str, object]]] = {
-    "patchcore": (PatchCore, "k1", PATCHCORE_TINY),
-    "winclip": (WinClip, "k0", {"model_overrides": TINY_CLIP}),
-    "dino-knn": (DinoKnn, "k1", DINO_TINY),
-    "anomalygpt": (AnomalyGPT, "k1", {"model_overrides": ANOMALYGPT_TINY}),
-    "ltfm": (LTFMBaseline, "ft-real", {"init": "scratch", "epochs": 1, **LTFM_TINY}),
-}
+
+def _registered() -> dict[str, tuple[type[Baseline], TinySetup | None]]:
+    """Every method installed through the entry points, and one member per method family."""
+    load_plugins()
+    methods = {name: (cls := BASELINES.get(name), cls.meta.tiny) for name in sorted(INSTALLED)}
+    for family in FAMILIES.values():
+        methods[family.example_name] = (BASELINES.get(family.example_name), family.example_tiny)
+    return methods
+
+
+PLUGINS = _registered()
 SHAPES = [(1, 1), (3, 5), (7, 300), (300, 7)]
+
+
+def test_the_suites_methods_and_families_are_all_here() -> None:
+    assert {"patchcore", "winclip", "dino-knn", "anomalygpt", "ltfm", "anomalib:Padim"} <= set(PLUGINS)
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_every_registered_method_declares_a_tiny_setup(name: str) -> None:
+    assert PLUGINS[name][1] is not None, f"{name}: declare MethodMeta.tiny so the contract tests can run it small"
 
 
 @pytest.mark.parametrize("name", sorted(PLUGINS))
 def test_images_below_the_model_input_give_valid_predictions(
     name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]]
 ) -> None:
-    cls, variant, options = PLUGINS[name]
+    cls, tiny = PLUGINS[name]
+    if tiny is None:
+        pytest.skip(f"{name} declares no tiny setup (see the test above)")
     torch.manual_seed(0)
-    plugin = cls(make_context(variant, **options))
+    plugin = cls(make_context(tiny.variant, **tiny.options))
     plugin.fit(toy_task["train"][:4] + toy_task["test"][-2:], toy_task["val"])  # ltfm's ft-real needs both labels
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SHAPES]

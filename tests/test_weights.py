@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmarks.weights import (
+from benchmarks.plugins.weights import (
     RandomWeightsWarning,
     WeightsNotFoundError,
     WeightSpec,

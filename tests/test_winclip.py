@@ -16,15 +16,11 @@ from torchvision.transforms.v2.functional import normalize
 
 from baselines.common import CLIP_MEAN, CLIP_STD, images_to_tensor
 from baselines.winclip import WINCLIP_WEIGHTS, WinClip
-from benchmarks.registry import BASELINES
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.registry import BASELINES
+from benchmarks.plugins.weights import WeightsResolver
 
 # A 2-layer CLIP with the real tokenizer (context 77); 64 px / patch 16 = 4x4 grid, enough for windows 2 and 3.
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+TINY_CLIP = WinClip.meta.tiny.options["model_overrides"]  # type: ignore[union-attr]
 
 
 def _fit(make_context, toy_task, variant: str, **options: object) -> WinClip:

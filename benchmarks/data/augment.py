@@ -27,7 +27,7 @@ from benchmarks.data.smartphone.defects import (
     polyline_coverage,
     random_stroke,
 )
-from benchmarks.registry import Registry, UnknownNameError
+from benchmarks.plugins.registry import Registry, UnknownNameError
 
 
 @dataclass(frozen=True)

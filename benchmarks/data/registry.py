@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks.data.schema import Dataset
-from benchmarks.registry import Registry
+from benchmarks.plugins.registry import Registry
 
 
 @dataclass(frozen=True)

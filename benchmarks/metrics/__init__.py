@@ -9,7 +9,7 @@ from benchmarks.metrics.image import ImageMetrics, auroc_or_none, f1_max_score, 
 from benchmarks.metrics.paired import PairedComparison, paired_auroc_test
 from benchmarks.metrics.pixel import PixelMetrics, aupro_score, pixel_metrics, resize_map
 from benchmarks.metrics.threshold import NO_THRESHOLD, Threshold, choose_threshold
-from benchmarks.record import CellMetrics
+from benchmarks.results.record import CellMetrics
 
 
 def cell_metrics(image: ImageMetrics, pixel: PixelMetrics, val_image_auroc: float | None) -> CellMetrics:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from benchmarks.record import Interval
+from benchmarks.results.record import Interval
 
 CI_LEVEL = 0.95
 _CHUNK_ELEMENTS = 2_000_000  # bound on resample-matrix size, keeps memory ~100 MB for any N

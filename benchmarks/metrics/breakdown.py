@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.metrics._checks import scores_and_labels
-from benchmarks.record import HardNegativeRate, StratumMetrics
+from benchmarks.results.record import HardNegativeRate, StratumMetrics
 
 NORMAL_DEFECT = "none"
 MISSING = "unknown"

@@ -18,7 +18,7 @@ from sklearn.metrics import (
 from benchmarks.metrics._checks import scores_and_labels
 from benchmarks.metrics.bootstrap import stratified_bootstrap
 from benchmarks.metrics.threshold import Threshold
-from benchmarks.record import Interval
+from benchmarks.results.record import Interval
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import timm
 import torch
 
 from baselines.common import images_to_tensor
-from benchmarks.feature_cache import FeatureCache
+from benchmarks.plugins.feature_cache import FeatureCache
 
 NAMESPACE = "bench|resnet18|random|224"
 Compute = Callable[[Sequence[np.ndarray]], torch.Tensor]

@@ -29,11 +29,11 @@ from sklearn.metrics import roc_auc_score
 from baselines.common import batches
 from baselines.neighbours import NearestNeighbourIndex
 from baselines.patchcore import PatchCore
-from benchmarks.cell import load_samples
-from benchmarks.contract import MethodContext
 from benchmarks.data.loaders import load_dataset
-from benchmarks.presets import get_preset
-from benchmarks.weights import WeightsResolver
+from benchmarks.plugins.contract import MethodContext
+from benchmarks.plugins.weights import WeightsResolver
+from benchmarks.running.cell import load_samples
+from benchmarks.running.presets import get_preset
 
 ANOMALIB_PICKS = 300
 OPTIONS = {"image_size": 256, "crop_size": 256, "coreset_ratio": 0.1}

@@ -1,0 +1,273 @@
+"""The plugin contract: what a baseline declares, receives and returns (SPEC 4)."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from benchmarks.data.schema import ImageRecord
+from benchmarks.plugins.location_grid import GRID_WORDS
+from benchmarks.plugins.weights import WeightSpec
+
+if TYPE_CHECKING:
+    from benchmarks.plugins.feature_cache import FeatureCache
+    from benchmarks.plugins.weights import WeightsResolver
+    from benchmarks.running.presets import Preset
+
+
+class Protocol(str, enum.Enum):
+    """Which training data the runner hands to `fit`."""
+
+    ZERO_SHOT = "zero-shot"  # no training images at all
+    FEW_SHOT = "few-shot"  # `shots` normal training images, drawn with the cell's seed
+    FULL_SHOT = "full-shot"  # every normal training image
+    SUPERVISED = "supervised"  # every training image, with labels and masks
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant of a method: its protocol and which training sources it may see."""
+
+    protocol: Protocol
+    shots: int | None = None
+    sources: tuple[str, ...] = ("real",)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol is Protocol.FEW_SHOT and not self.shots:
+            raise ValueError("a few-shot variant needs shots >= 1")
+
+
+@dataclass(frozen=True)
+class TinySetup:
+    """The smallest working configuration of a method: random init, tiny input, seconds on a CPU.
+
+    The suite's contract tests run every registered method with it (odd image sizes, batch 1,
+    round trips), so a new plugin is tested the day it is registered. `options` are the method's
+    `--option` values; `variant` one of its variants.
+    """
+
+    variant: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodMeta:
+    """Facts about a method, written into every result it produces (timm PretrainedCfg-like)."""
+
+    name: str
+    paper: str
+    backbone: str
+    weights_id: str
+    input_size: int
+    variants: Mapping[str, VariantSpec]
+    default_variants: tuple[str, ...] = ("default",)
+    needs_masks: bool = False
+    license: str = "see upstream"
+    notes: str = ""
+    weight_specs: tuple[WeightSpec, ...] = ()
+    """Every backbone the method may load, its substitute included (for `list weights`, the offline
+    hint and the cell identity that makes resume recompute once real weights appear)."""
+    options: type | None = None
+    """The method's options: a frozen dataclass whose fields all have defaults and type annotations
+    (`benchmarks.plugins.options`); `--option METHOD.KEY=VALUE` is validated against it before a run starts.
+    None: the method takes no options."""
+    tiny: TinySetup | None = None
+    """How the contract tests build this method small (None: they cannot, and say so)."""
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.default_variants if v not in self.variants]
+        if unknown:
+            raise ValueError(f"{self.name}: default variants {unknown} are not declared")
+        if self.tiny is not None and self.tiny.variant not in self.variants:
+            raise ValueError(f"{self.name}: the tiny setup's variant {self.tiny.variant!r} is not declared")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "paper": self.paper,
+            "backbone": self.backbone,
+            "weights_id": self.weights_id,
+            "input_size": self.input_size,
+            "variants": {
+                k: {"protocol": v.protocol.value, "shots": v.shots, "sources": list(v.sources)}
+                for k, v in self.variants.items()
+            },
+            "needs_masks": self.needs_masks,
+            "license": self.license,
+            "weights": [spec.model_id for spec in self.weight_specs],
+            "options": self.options.__name__ if self.options else None,
+        }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An image handed to `fit`: RGB uint8 `(H, W, 3)`, its record, and a bool `(H, W)` mask or None."""
+
+    record: ImageRecord
+    image: np.ndarray
+    mask: np.ndarray | None = None
+
+    @property
+    def label(self) -> int:
+        return self.record.label
+
+
+@dataclass
+class Prediction:
+    """What `predict` returns for a batch of B images.
+
+    scores: `(B,)` float, higher = more anomalous.
+    maps: optional `(B, h, w)` float anomaly maps at any resolution (the runner resizes them to
+        each image for pixel metrics); larger = more anomalous.
+    texts: optional B answer strings (prompting methods).
+    decisions: optional B yes/no answers ("is there an anomaly?"; None where the method gave no
+        usable answer): scored with F1 and accuracy against the labels.
+    locations: optional B 3x3 location words (`GRID`, e.g. "top left") where the method says the
+        anomaly is: scored against the mask's location on anomalies.
+    extra: optional per-image columns (name -> B values) stored beside the scores.
+    """
+
+    scores: np.ndarray
+    maps: np.ndarray | None = None
+    texts: list[str] | None = None
+    decisions: list[bool | None] | None = None
+    locations: list[str | None] | None = None
+    extra: dict[str, list[object]] = field(default_factory=dict)
+
+    def check(self, batch_size: int) -> None:
+        """Raise ValueError naming what is wrong with this prediction for a batch of `batch_size`."""
+        scores = _numeric(self.scores, "scores")
+        if scores.shape != (batch_size,):
+            raise ValueError(f"scores have shape {scores.shape}, expected ({batch_size},)")
+        bad = int((~np.isfinite(scores)).sum())
+        if bad:
+            raise ValueError(f"{bad} of {batch_size} scores are NaN or infinite")
+        if self.maps is not None:
+            maps = _numeric(self.maps, "maps")
+            if maps.ndim != 3 or maps.shape[0] != batch_size or min(maps.shape[1:]) < 1:
+                raise ValueError(f"maps have shape {maps.shape}, expected ({batch_size}, h, w) with h, w >= 1")
+            if not np.isfinite(maps).all():
+                raise ValueError("maps contain NaN or infinite values")
+        if self.texts is not None and len(self.texts) != batch_size:
+            raise ValueError(f"{len(self.texts)} texts for {batch_size} images")
+        for name, answers in (("decisions", self.decisions), ("locations", self.locations)):
+            if answers is not None and len(answers) != batch_size:
+                raise ValueError(f"{len(answers)} {name} for {batch_size} images")
+        if self.decisions is not None and any(not (d is None or isinstance(d, bool | np.bool_)) for d in self.decisions):
+            raise ValueError("decisions must be True, False or None")
+        if self.locations is not None and any(loc is not None and loc not in GRID_WORDS for loc in self.locations):
+            raise ValueError(f"locations must be 3x3 grid words ({', '.join(GRID_WORDS)}) or None")
+        for name, values in self.extra.items():
+            if len(values) != batch_size:
+                raise ValueError(f"extra column {name!r} has {len(values)} values for {batch_size} images")
+
+
+def _numeric(values: object, what: str) -> np.ndarray:
+    """`values` as a float64 array, or ValueError saying they are not numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} are not numeric arrays ({exc})") from None
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What the runner gives a plugin at construction time."""
+
+    variant: str
+    seed: int
+    device: str
+    weights: WeightsResolver
+    preset: Preset
+    class_name: str = "object"
+    description: str = ""
+    work_dir: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Plugin-specific overrides (backbone, image size, ...); tests use them for tiny models."""
+    feature_cache: FeatureCache | None = None
+    """Shared on-disk backbone-feature cache; None disables caching. Off while latency is timed."""
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """The library model a plugin wraps, called directly: what `python -m benchmarks bench` times
+    against the plugin's `predict` on the same images to show what the wrapper costs.
+
+    prepare: images -> the model's input, computed before timing (the plugin's own preprocessing,
+    so both sides see identical tensors); forward: the library call alone, timed.
+    scope: "whole method" when `forward` does everything `predict` does (the overhead is then the
+    wrapper's alone), "backbone only" when the plugin adds its own scoring on top.
+    """
+
+    name: str
+    prepare: Callable[[Sequence[np.ndarray]], Any]
+    forward: Callable[[Any], Any]
+    scope: str = "whole method"
+
+
+class Baseline(ABC):
+    """Base class of every method plugin.
+
+    Subclasses set `meta` and implement `fit` and `predict`. `predict` must do the whole
+    pipeline from decoded RGB arrays (resize, normalise, model, scoring): latency is timed on it.
+    """
+
+    meta: ClassVar[MethodMeta]
+
+    def __init__(self, context: MethodContext) -> None:
+        if context.variant not in self.meta.variants:
+            raise ValueError(
+                f"{self.meta.name} has no variant {context.variant!r}; "
+                f"known: {', '.join(self.meta.variants)}"
+            )
+        self.context = context
+
+    @property
+    def variant(self) -> VariantSpec:
+        return self.meta.variants[self.context.variant]
+
+    @abstractmethod
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        """Build memory banks / prompts or train. `train` follows the variant's protocol."""
+
+    @abstractmethod
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        """Score RGB uint8 `(H, W, 3)` images (sizes may differ); see `Prediction`."""
+
+    def reference_model(self) -> ReferenceModel | None:
+        """The wrapped library model, for the wrapper-overhead benchmark (after `fit`); None if none."""
+        return None
+
+    def provenance(self) -> dict[str, str | bool | None]:
+        """Facts about the fitted model a reader needs to trust a number, stored with the cell
+        (after `fit`), e.g. `{"expert_checkpoint": True, "started_from": "..."}`. Published-number
+        comparisons read them (`benchmarks.reporting.published.comparability`). Default: none."""
+        return {}
+
+
+@dataclass(frozen=True)
+class MethodFamily:
+    """Methods built on demand from a name: `<prefix>:<member>` (e.g. `anomalib:Padim`).
+
+    Registered through the entry-point group `benchmarks.method_families` (the entry point's name
+    is the prefix without its colon). `build(member)` returns the member's `Baseline` class, whose
+    `meta.name` is `<prefix>:<member>`, or raises ValueError naming the valid members. `example`
+    is the member the contract tests run, with `example_tiny`; `description` is shown by `list methods`.
+    """
+
+    prefix: str
+    build: Callable[[str], type[Baseline]]
+    example: str
+    example_tiny: TinySetup | None = None
+    description: str = ""
+
+    @property
+    def example_name(self) -> str:
+        return f"{self.prefix}:{self.example}"

@@ -1,0 +1,373 @@
+"""Executing one cell: select data by protocol, fit, score val and test, metrics, latency.
+
+Runs inside the cell's own process (see `runner`), so a crash, hang or memory blow-up of a
+plugin takes down only this cell, and the peak RSS measured here belongs to this cell alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from benchmarks import metrics
+from benchmarks.data.cache import cache_root
+from benchmarks.data.images import ImageDecodeError, load_image, load_mask
+from benchmarks.data.loaders import load_dataset
+from benchmarks.data.schema import Dataset, ImageRecord
+from benchmarks.plugins.contract import Baseline, MethodContext, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.plugins.feature_cache import FeatureCache
+from benchmarks.plugins.location_grid import grid_location_of_mask
+from benchmarks.plugins.registry import BASELINES, load_plugins
+from benchmarks.plugins.weights import WeightsResolver
+from benchmarks.results.record import (
+    AnswerMetrics,
+    CellCounts,
+    CellLatency,
+    CellMetrics,
+    HardNegativeRate,
+    StratumMetrics,
+)
+from benchmarks.results.store import CellMaps
+from benchmarks.running import latency
+from benchmarks.running.config import CellSpec, RunConfig
+
+log = logging.getLogger(__name__)
+
+PREDICT_BATCH = 8
+MAP_STORE_SIZE = 64
+BREAKDOWN_COLUMNS = ("year", "group", "defect", "source")
+
+
+class CellSkipped(Exception):
+    """The cell cannot apply (e.g. not enough normal shots); recorded with status `skipped`."""
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What the cell process hands back to the runner: the record's parts and the per-image outputs.
+
+    The cell writes nothing to the run folder; the runner (the one writer) stores `scores` and
+    `maps` beside the line it appends.
+    """
+
+    status: str
+    error: str | None
+    weights: str
+    weights_detail: tuple[dict[str, object], ...]
+    metrics: CellMetrics | None = None
+    latency: CellLatency | None = None
+    breakdowns: dict[str, dict[str, StratumMetrics]] | None = None
+    hard_negative: HardNegativeRate | None = None
+    text_metrics: AnswerMetrics | None = None
+    counts: CellCounts | None = None
+    dataset_root: str | None = None
+    provenance: dict[str, Any] | None = None
+    scores: pd.DataFrame | None = None
+    maps: CellMaps | None = None
+
+
+def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
+    """Find a method class in this process: built-ins, entry points, then the module it came from."""
+    load_plugins()
+    if name not in BASELINES and module:
+        importlib.import_module(module)
+    return BASELINES.get(name)
+
+
+def select_train(
+    records: Sequence[ImageRecord], spec: VariantSpec, seed: int, cap: int | None
+) -> list[ImageRecord]:
+    """The training rows a variant may see (its protocol and allowed sources), seeded and capped."""
+    pool = [r for r in records if r.split == "train" and r.source in spec.sources]
+    rng = np.random.default_rng(seed)
+    if spec.protocol is Protocol.ZERO_SHOT:
+        return []
+    if spec.protocol in (Protocol.FEW_SHOT, Protocol.FULL_SHOT):
+        normals = [r for r in pool if r.label == 0 and not r.hard_negative] or [
+            r for r in pool if r.label == 0
+        ]
+        if spec.protocol is Protocol.FEW_SHOT:
+            assert spec.shots is not None
+            if len(normals) < spec.shots:
+                raise CellSkipped(f"{spec.shots}-shot variant but only {len(normals)} normal training images")
+            return [normals[i] for i in sorted(rng.choice(len(normals), spec.shots, replace=False))]
+        return _cap(normals, cap, rng)
+    return _cap(pool, cap, rng)
+
+
+def cap_eval(records: Sequence[ImageRecord], cap: int | None) -> list[ImageRecord]:
+    """At most `cap` rows, stratified by label, with a fixed seed so every cell sees the same images."""
+    return _cap(list(records), cap, np.random.default_rng(0))
+
+
+def _cap(records: list[ImageRecord], cap: int | None, rng: np.random.Generator) -> list[ImageRecord]:
+    if cap is None or len(records) <= cap:
+        return records
+    by_label: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_label.setdefault(r.label, []).append(i)
+    chosen: list[int] = []
+    for _, indices in sorted(by_label.items()):
+        share = max(1, round(cap * len(indices) / len(records)))
+        chosen.extend(rng.choice(indices, size=min(share, len(indices)), replace=False).tolist())
+    return [records[i] for i in sorted(chosen)]
+
+
+def load_samples(records: Sequence[ImageRecord], with_masks: bool) -> list[Sample]:
+    """Decode images (and masks); a broken file raises naming its row and path."""
+    samples = []
+    for record in records:
+        try:
+            image = load_image(record.image)
+            mask = (
+                load_mask(record.mask, image.shape[:2]) if (with_masks and record.mask is not None) else None
+            )
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"manifest row {record.row} ({record.image_id}): {exc}") from None
+        samples.append(Sample(record=record, image=image, mask=mask))
+    return samples
+
+
+def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Prediction:
+    """Run `predict` in batches and concatenate; every batch is checked against the contract."""
+    scores, maps, texts = [], [], []
+    decisions: list[bool | None] = []
+    locations: list[str | None] = []
+    extra: dict[str, list[object]] = {}
+    has_maps = has_texts = has_answers = None
+    with tqdm(total=len(samples), desc=desc, unit="img", leave=False) as bar:
+        for start in range(0, len(samples), PREDICT_BATCH):
+            chunk = samples[start : start + PREDICT_BATCH]
+            pred = plugin.predict([s.image for s in chunk])
+            try:
+                pred.check(len(chunk))
+                has_maps = pred.maps is not None if has_maps is None else has_maps
+                has_texts = pred.texts is not None if has_texts is None else has_texts
+                answers = (pred.decisions is not None, pred.locations is not None)
+                has_answers = answers if has_answers is None else has_answers
+                if (pred.maps is not None) != has_maps or (pred.texts is not None) != has_texts or answers != has_answers:
+                    raise ValueError("maps, texts or answers are present for some batches but not for others")
+            except ValueError as exc:
+                ids = ", ".join(s.record.image_id for s in chunk[:3])
+                raise ValueError(
+                    f"{plugin.meta.name} returned a bad prediction for images {ids}...: {exc}"
+                ) from None
+            scores.append(np.asarray(pred.scores, dtype=np.float64))
+            if pred.maps is not None:
+                maps.extend(np.asarray(pred.maps, dtype=np.float32))
+            if pred.texts is not None:
+                texts.extend(pred.texts)
+            decisions.extend(pred.decisions or [])
+            locations.extend(pred.locations or [])
+            for name, values in pred.extra.items():
+                extra.setdefault(name, []).extend(values)
+            bar.update(len(chunk))
+    return Prediction(
+        scores=np.concatenate(scores) if scores else np.zeros(0),
+        maps=np.stack([_resize(m, maps[0].shape) for m in maps]) if maps else None,
+        texts=texts or None,
+        decisions=decisions if has_answers and has_answers[0] else None,
+        locations=locations if has_answers and has_answers[1] else None,
+        extra=extra,
+    )
+
+
+def _resize(anomaly_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return anomaly_map if anomaly_map.shape == shape else metrics.resize_map(anomaly_map, shape[-2:])
+
+
+def score_frame(samples: Sequence[Sample], prediction: Prediction, root: Path) -> pd.DataFrame:
+    """One row per image: its manifest fields (paths relative to the dataset `root`) and its outputs."""
+    rows = pd.DataFrame(
+        {
+            "image_id": [s.record.image_id for s in samples],
+            "image": [s.record.image_id for s in samples],
+            "row": [s.record.row for s in samples],
+            "label": [s.record.label for s in samples],
+            "split": [s.record.split for s in samples],
+            "source": [s.record.source for s in samples],
+            "year": pd.array([s.record.year for s in samples], dtype="Int64"),
+            "group": [s.record.group for s in samples],
+            "defect": [s.record.defect for s in samples],
+            "hard_negative": [s.record.hard_negative for s in samples],
+            "score": prediction.scores,
+        }
+    )
+    if prediction.texts is not None:
+        rows["text"] = prediction.texts
+    if prediction.decisions is not None:
+        rows["decision"] = [None if d is None else int(d) for d in prediction.decisions]
+    if prediction.locations is not None:
+        rows["grid_location"] = prediction.locations
+    for name, values in prediction.extra.items():
+        rows[name] = [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in values]
+    return rows
+
+
+def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_dir: Path) -> CellOutcome:
+    """Execute `cell`; every failure becomes an outcome with status failed/skipped, never an exception."""
+    resolver = WeightsResolver(mode=config.weights, weights_dir=config.weights_dir)  # type: ignore[arg-type]
+    try:
+        return _run_cell(config, cell, plugin_module, run_dir, resolver)
+    except CellSkipped as exc:
+        return CellOutcome("skipped", str(exc), resolver.effective_mode, tuple(resolver.summary()))
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        log.debug("cell %s ran out of memory:\n%s", cell.key, traceback.format_exc())
+        return CellOutcome(
+            "failed",
+            f"out of memory ({type(exc).__name__}: {exc or 'allocation failed'}); "
+            "lower the plugin's batch size or the preset's image caps",
+            resolver.effective_mode,
+            tuple(resolver.summary()),
+        )
+    except Exception as exc:
+        log.debug("cell %s failed:\n%s", cell.key, traceback.format_exc())
+        return CellOutcome(
+            "failed", f"{type(exc).__name__}: {exc}", resolver.effective_mode, tuple(resolver.summary())
+        )
+
+
+def _run_cell(
+    config: RunConfig, cell: CellSpec, plugin_module: str | None, run_dir: Path, resolver: WeightsResolver
+) -> CellOutcome:
+    method = resolve_method(cell.method, plugin_module)
+    dataset = load_dataset(cell.dataset, scale=config.preset.data_scale)
+    spec = method.meta.variants.get(cell.variant)
+    if spec is None:
+        raise ValueError(f"{cell.method} has no variant {cell.variant!r}")
+    if method.meta.needs_masks and not any(r.mask for r in dataset.split("train")):
+        raise CellSkipped(f"{cell.method} needs training masks; {dataset.name} has none")
+    context = MethodContext(
+        variant=cell.variant,
+        seed=cell.seed,
+        device=config.device,
+        weights=resolver,
+        preset=config.preset,
+        class_name=dataset.class_name,
+        description=dataset.description,
+        work_dir=run_dir / "work" / cell.key,
+        options=config.method_options.get(cell.method, {}),
+        feature_cache=FeatureCache(cache_root() / "features") if config.feature_cache else None,
+    )
+    train = load_samples(
+        select_train(dataset.records, spec, cell.seed, config.preset.max_train_images),
+        with_masks=spec.protocol is Protocol.SUPERVISED,
+    )
+    val = load_samples(cap_eval(dataset.split("val"), config.preset.max_eval_images), with_masks=False)
+    test = load_samples(cap_eval(dataset.split("test"), config.preset.max_eval_images), with_masks=True)
+
+    _seed_everything(cell.seed)
+    plugin = method(context)
+    fit_s = latency.time_call(lambda: plugin.fit(train, val or None), config.device)
+    val_pred = predict_all(plugin, val, "val") if val else Prediction(scores=np.zeros(0))
+    start = time.perf_counter()
+    test_pred = predict_all(plugin, test, "test")
+    predict_s = time.perf_counter() - start
+
+    threshold = metrics.choose_threshold(val_pred.scores, np.array([s.label for s in val], dtype=int))
+    labels = np.array([s.label for s in test], dtype=int)
+    image = metrics.image_metrics(
+        test_pred.scores, labels, threshold, n_bootstrap=config.preset.bootstrap_samples, seed=cell.seed
+    )
+    pixel = _pixel_metrics(test, test_pred, dataset)
+    val_labels = np.array([s.label for s in val], dtype=int)
+    val_auroc = metrics.auroc_or_none(val_pred.scores, val_labels, what="val") if val else None
+    frame = pd.concat([score_frame(val, val_pred, dataset.root), score_frame(test, test_pred, dataset.root)],
+                      ignore_index=True)
+    breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
+    hard = metrics.hard_negative_fpr(frame, threshold.value)
+
+    timed = [s.image for s in test[: config.preset.latency_images]]
+    # latency always times the whole pipeline: the feature cache would serve these very images
+    with context.feature_cache.disabled() if context.feature_cache else contextlib.nullcontext():
+        batch1 = latency.batch1_latency(plugin.predict, timed, config.device, config.preset.latency_warmup)
+        throughput = latency.best_throughput(
+            plugin.predict, timed, config.device, config.preset.throughput_batch_sizes
+        )
+    stats = latency.summarise(config.device, batch1, throughput, fit_s, predict_s)
+
+    maps = None
+    if test_pred.maps is not None:
+        small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
+        maps = CellMaps(tuple(s.record.image_id for s in test), small.astype(np.float16))
+    return CellOutcome(
+        status="ok",
+        error=None,
+        weights=resolver.effective_mode,
+        weights_detail=tuple(resolver.summary()),
+        metrics=metrics.cell_metrics(image, pixel, val_auroc),
+        latency=stats,
+        breakdowns=breakdowns,
+        hard_negative=hard,
+        text_metrics=_text_metrics(test, test_pred, threshold.value),
+        counts=CellCounts(n_train=len(train), n_val=len(val), n_test=len(test)),
+        dataset_root=str(dataset.root),
+        provenance=dict(plugin.provenance()),
+        scores=frame,
+        maps=maps,
+    )
+
+
+def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Dataset) -> metrics.PixelMetrics:
+    """Pixel AUROC / AUPRO over test images with ground truth: anomalies with masks, all normals."""
+    if prediction.maps is None or not dataset.has_masks:
+        return metrics.pixel_metrics([], [])
+    maps, masks = [], []
+    for sample, anomaly_map in zip(test, prediction.maps, strict=True):
+        if sample.label == 1 and sample.mask is None:
+            continue
+        shape = sample.image.shape[:2]
+        maps.append(metrics.resize_map(anomaly_map, shape))
+        masks.append(sample.mask if sample.mask is not None else np.zeros(shape, dtype=bool))
+    return metrics.pixel_metrics(maps, masks)
+
+
+def _text_metrics(
+    test: Sequence[Sample], prediction: Prediction, threshold: float | None
+) -> AnswerMetrics | None:
+    """For methods that answer: decision F1 from the yes/no answers and 3x3 location accuracy against masks."""
+    decisions = prediction.decisions
+    if decisions is None:
+        return None
+    labels = np.array([s.label for s in test])
+    valid = np.array([d is not None for d in decisions])
+    predicted = np.array([int(bool(d)) for d in decisions])
+    tp = int(((predicted == 1) & (labels == 1) & valid).sum())
+    fp = int(((predicted == 1) & (labels == 0) & valid).sum())
+    fn = int(((predicted == 0) & (labels == 1) & valid).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None
+    locations = prediction.locations or []
+    hits = [
+        loc == grid_location_of_mask(s.mask)
+        for s, loc, ok in zip(test, locations, valid, strict=False)
+        if ok and s.label == 1 and s.mask is not None and s.mask.any()
+    ]
+    return AnswerMetrics(
+        decision_f1=f1,
+        decision_accuracy=float(((predicted == labels) & valid).sum() / max(valid.sum(), 1)),
+        n_failed_answers=int((~valid).sum()),
+        location_accuracy=float(np.mean(hits)) if hits else None,
+        n_located=len(hits),
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
