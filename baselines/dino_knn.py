@@ -202,7 +202,7 @@ def dilate_then_close(mask: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
     return erode(dilate(x))[0, 0] > 0.5
 
 
-def foreground_mask(tokens: torch.Tensor, threshold: float = 10.0) -> torch.Tensor:
+def token_foreground_mask(tokens: torch.Tensor, threshold: float = 10.0) -> torch.Tensor:
     """`(h, w, D)` patch tokens (final norm, not L2-normalised) -> bool foreground `(h, w)`."""
     h, w, d = tokens.shape
     first_pc = first_principal_component(tokens.reshape(-1, d).float()).reshape(h, w)
@@ -315,7 +315,7 @@ class DinoKnn(Baseline):
                 b, gh, gw, d = tokens.shape
                 dist = torch.from_numpy(self.index.search(tokens.reshape(-1, d))[:, 0]).reshape(b, gh, gw)
                 if self.options.masking:
-                    keep = torch.stack([foreground_mask(t, self.options.mask_threshold) for t in tokens])
+                    keep = torch.stack([token_foreground_mask(t, self.options.mask_threshold) for t in tokens])
                     dist = dist * keep.to(dist.device)
                 dist = dist.float().cpu()
                 scores[positions] = mean_top_fraction(dist.reshape(b, -1))

@@ -6,7 +6,7 @@ The vision tower is frozen; LTFM with its classifier head is trained on cached t
 - `base` (zero-shot for the benchmark): with `options["expert_checkpoint"]` (or the environment
   variable `LTFM_EXPERT_CHECKPOINT`) the authors' pretrained expert is loaded (it needs the
   `siglip-so400m` tower). Otherwise LTFM is trained on a *generic synthetic source domain*
-  (`ltfm.trainer.synthetic_source_domain`: procedural textures with strokes, blobs, pasted
+  (`ltfm.synthetic.synthetic_source_domain`: procedural textures with strokes, blobs, pasted
   patches, spots and blurred regions, with masks). Why not elpv: it is one of this suite's
   evaluation datasets, so a `base` trained on it would be contaminated there, and it has no masks
   for the map loss. Why not synthesised defects on the provided normals: those are smartphone
@@ -21,7 +21,7 @@ so400m at 384 px (27x27 tokens, width 1152: ~50x the tower compute and ~8x the L
 image, far too slow on a CPU for three variants, and with random weights it buys nothing).
 `options={"tower": "siglip-so400m"}` gives the paper's tower (also `clip-vit-b16`). Offline,
 `--weights auto` builds the bundled ImageNet MobileNetV2 tower instead of a ViT whose weights
-are missing (`mobilenetv2-in1k` in `ltfm.towers`, 256 px, 16x16 tokens, four stages), stamped
+are missing (`mobilenetv2-in1k` in `baselines.ltfm_towers`, 256 px, 16x16 tokens, four stages), stamped
 `substitute`; `tower=mobilenetv2-in1k` asks for it by name. Measured on
 the default `smartphone-synth` (190 real / 270 real+generated train, 70 val, 160 test images of
 256x384; random weights; one torch thread on a shared 2-core VM): tower features ~0.33 s/image,
@@ -73,6 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from baselines.ltfm_towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, build_tower
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     Baseline,
@@ -92,15 +93,15 @@ from benchmarks.api import (
 )
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
-from ltfm.towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, VisionTower, build_tower, encode_images
+from ltfm.synthetic import synthetic_source_domain
+from ltfm.towers import VisionTower, encode_images
 from ltfm.trainer import (
-    FeatureCache,
+    FeatureMemory,
     FeatureSet,
     TrainResult,
     deterministic,
     predict_features,
     schedule,
-    synthetic_source_domain,
     train_ltfm,
 )
 
@@ -118,7 +119,7 @@ SOURCE_DOMAIN_VERSION = "textures-v1"  # bump when `synthetic_source_domain` cha
 class LtfmOptions:
     """Options of `ltfm` (see the module docstring); None means "the preset's / the tower's default".
 
-    tower: a registered tower (`ltfm.towers.TOWERS`); image_size: its square input size;
+    tower: one of `baselines.ltfm_towers.TOWER_NAMES`; image_size: its square input size;
     anyres: add the 4 quadrant crops; dim: width of LTFM's 512-wide layers; the training fields
     override `ltfm.trainer.schedule`; base_images: synthetic source-domain images for `base`;
     init: what `ft-*` start from; checkpoint / expert_checkpoint: files to start from;
@@ -188,11 +189,12 @@ class LTFMBaseline(Baseline):
         self.anyres = opts.anyres
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)  # a random-init tower is then reproducible per seed
-            self.tower: VisionTower = build_tower(opts.tower, context.weights, opts.image_size)
+            self.tower: VisionTower
+            self.tower, self.tower_weights = build_tower(opts.tower, context.weights, opts.image_size)
         self.tower.to(self.device)
         overrides = {k: getattr(opts, k) for k in TRAIN_OPTIONS if getattr(opts, k) is not None}
         self.train_config = schedule(context.preset.name, seed=context.seed, **overrides)
-        self.cache = FeatureCache(self.tower, f"ltfm|{self._fingerprint()}", self.anyres, self.device,
+        self.cache = FeatureMemory(self.tower, f"ltfm|{self._fingerprint()}", self.anyres, self.device,
                                   context.feature_cache)
         self.model: LTFM | None = None
         self.threshold = DEFAULT_THRESHOLD
@@ -302,7 +304,7 @@ class LTFMBaseline(Baseline):
         domain = synthetic_source_domain(n, seed=self.context.seed)
         n_val = max(2, n // 5)
         # The source domain's cache stays in memory only: it is cheap to regenerate.
-        cache = FeatureCache(self.tower, self._fingerprint(), self.anyres, self.device)
+        cache = FeatureMemory(self.tower, self._fingerprint(), self.anyres, self.device)
         sets = [cache.feature_set([d[0] for d in part], [d[2] for d in part], [d[1] for d in part])
                 for part in (domain[n_val:], domain[:n_val])]
         with deterministic(self.context.seed):
@@ -325,6 +327,6 @@ class LTFMBaseline(Baseline):
 
     def _metadata(self, variant: str, trained_on: str) -> dict[str, object]:
         return {"tower": self.tower.name, "image_size": self.tower.image_size, "anyres": self.anyres,
-                "weights": self.tower.weights.mode, "threshold": self.threshold,
+                "weights": self.tower_weights.mode, "threshold": self.threshold,
                 "threshold_source": self.threshold_source, "variant": variant,
                 "seed": self.context.seed, "trained_on": trained_on}

@@ -1,21 +1,36 @@
 """Look-Twice Feature Matching (Anomaly-OneVision's anomaly expert): module, towers, trainer, checkpoints.
 
 `LTFM` maps multi-level tokens of a frozen vision tower (`ltfm.towers`) to an anomaly score and
-a significance map; `ltfm.trainer` trains it on cached tower features; `ltfm.checkpoint` saves
-and loads it (safetensors + JSON) and imports Anomaly-OneVision expert checkpoints. The method
-plugin that uses all of this is `baselines.ltfm_plugin`.
+a significance map; `ltfm.trainer` trains it on tower features computed once per image;
+`ltfm.synthetic` draws the generic source domain of the `base` variant; `ltfm.checkpoint` saves
+and loads it (safetensors + JSON) and imports Anomaly-OneVision expert checkpoints.
+
+The package stands alone: it imports nothing of the benchmark suite (a test checks it). Weight
+files and a shared feature store are handed in by the caller; the suite's glue is
+`baselines/ltfm_plugin.py` and `baselines/ltfm_towers.py`.
 """
 
 from ltfm.checkpoint import load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, LTFMOutput, adverb
-from ltfm.towers import TOWERS, TowerFeatures, VisionTower, build_tower, encode_images
-from ltfm.trainer import FeatureCache, FeatureSet, TrainConfig, TrainResult, schedule, train_ltfm
+from ltfm.synthetic import synthetic_source_domain
+from ltfm.towers import ARCHITECTURES, CnnStageTower, TowerFeatures, VisionTower, encode_images
+from ltfm.trainer import (
+    FeatureMemory,
+    FeatureSet,
+    FeatureStore,
+    TrainConfig,
+    TrainResult,
+    schedule,
+    train_ltfm,
+)
 
 __all__ = [
+    "ARCHITECTURES",
     "LTFM",
-    "TOWERS",
-    "FeatureCache",
+    "CnnStageTower",
+    "FeatureMemory",
     "FeatureSet",
+    "FeatureStore",
     "LTFMConfig",
     "LTFMOutput",
     "TowerFeatures",
@@ -23,11 +38,11 @@ __all__ = [
     "TrainResult",
     "VisionTower",
     "adverb",
-    "build_tower",
     "encode_images",
     "load_checkpoint",
     "load_expert_checkpoint",
     "save_checkpoint",
     "schedule",
+    "synthetic_source_domain",
     "train_ltfm",
 ]

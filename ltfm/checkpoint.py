@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 
-from benchmarks.plugins.weights import load_state_dict
 from ltfm.module import LTFM, LTFMConfig
 
 FORMAT = "ltfm-checkpoint/1"
@@ -133,7 +132,9 @@ def load_expert_checkpoint(path: str | Path) -> tuple[LTFM, list[str]]:
     """
     path = Path(path)
     if path.suffix == ".safetensors":
-        raw: Mapping[str, Any] = load_state_dict(path)
+        from safetensors.torch import load_file
+
+        raw: Mapping[str, Any] = load_file(str(path))
     else:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     for wrapper in EXPERT_WRAPPERS:

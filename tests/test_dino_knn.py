@@ -16,10 +16,10 @@ from baselines.dino_knn import (
     DinoKnn,
     dilate_then_close,
     first_principal_component,
-    foreground_mask,
     mean_top_fraction,
     orient_foreground,
     resized_shape,
+    token_foreground_mask,
 )
 from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.plugins.registry import BASELINES
@@ -87,8 +87,8 @@ def test_foreground_mask_on_constructed_tokens():
     tokens = torch.randn(16, 16, 32, generator=g) * 0.1 + torch.where(centre, 30.0, -30.0)[..., None] * direction
     expected = dilate_then_close(centre)
     assert expected.sum() == 11 * 11  # the 9x9 block grown by one patch on each side
-    torch.testing.assert_close(foreground_mask(tokens), expected)
-    torch.testing.assert_close(foreground_mask(-tokens), expected)
+    torch.testing.assert_close(token_foreground_mask(tokens), expected)
+    torch.testing.assert_close(token_foreground_mask(-tokens), expected)
     sklearn = pytest.importorskip("sklearn.decomposition")
     flat = tokens.reshape(-1, 32)
     reference = sklearn.PCA(n_components=1, svd_solver="full").fit_transform(flat.numpy())[:, 0]

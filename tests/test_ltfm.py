@@ -10,14 +10,16 @@ import torch
 from safetensors.torch import save_file
 
 from baselines.ltfm_plugin import LTFMBaseline, combine_crops
+from baselines.ltfm_towers import build_tower
 from benchmarks.plugins.contract import MethodContext, Protocol, Sample
 from benchmarks.plugins.feature_cache import FeatureCache as SharedFeatureCache
 from benchmarks.plugins.location_grid import grid_word
 from benchmarks.plugins.weights import WeightsResolver
 from ltfm.checkpoint import EXPERT_KEY_MAP, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
-from ltfm.towers import VisionTower, build_tower, encode_images, level_depths
-from ltfm.trainer import FeatureCache, TrainConfig, synthetic_source_domain, train_ltfm
+from ltfm.synthetic import synthetic_source_domain
+from ltfm.towers import VisionTower, encode_images, level_depths
+from ltfm.trainer import FeatureMemory, TrainConfig, train_ltfm
 
 TINY = {"tower": "dinov2-tiny", "dim": 64}
 
@@ -48,7 +50,7 @@ def test_module_output_shapes_and_paper_size() -> None:
 
 @pytest.mark.parametrize("name", ["siglip-tiny", "clip-tiny", "dinov2-tiny"])
 def test_towers_give_four_levels_and_are_frozen(name: str) -> None:
-    tower = build_tower(name, WeightsResolver(mode="random"))
+    tower = build_tower(name, WeightsResolver(mode="random"))[0]
     images = [np.full((40, 70, 3), 128, np.uint8), np.zeros((64, 64, 3), np.uint8)]
     feats = encode_images(tower, images, anyres=True)
     assert feats.shape == (2, 5, 4, tower.num_tokens, tower.width)
@@ -70,13 +72,13 @@ def _library_format(name: str, tower: VisionTower) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", ["siglip-tiny", "clip-tiny", "dinov2-tiny"])
 def test_towers_load_weights_found_by_the_resolver(name: str, tmp_path) -> None:
     torch.manual_seed(1)
-    source = build_tower(name, WeightsResolver(mode="random"))
+    source = build_tower(name, WeightsResolver(mode="random"))[0]
     key = f"ltfm_{name.split('-')[0]}_tiny"
     save_file({k: v.contiguous() for k, v in _library_format(name, source).items()}, tmp_path / f"{key}.safetensors")
     torch.manual_seed(2)
     resolver = WeightsResolver(mode="pretrained", weights_dir=tmp_path)
-    loaded = build_tower(name, resolver)
-    assert resolver.effective_mode == "pretrained" and loaded.weights.path == tmp_path / f"{key}.safetensors"
+    loaded, weights = build_tower(name, resolver)
+    assert resolver.effective_mode == "pretrained" and weights.path == tmp_path / f"{key}.safetensors"
     pixels = torch.randn(1, 3, 64, 64)
     assert all(torch.equal(a, b) for a, b in zip(source(pixels).levels, loaded(pixels).levels, strict=True))
 
@@ -88,7 +90,7 @@ def test_level_depths_match_quarters_of_the_tower() -> None:
 
 
 def test_gradients_reach_only_ltfm_and_the_tower_stays_unchanged(toy_task: dict[str, list[Sample]]) -> None:
-    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))
+    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))[0]
     before = {k: v.clone() for k, v in tower.state_dict().items()}
     model = tiny_ltfm(tower.width, tower.grid)
     images = [s.image for s in toy_task["val"]]
@@ -99,7 +101,7 @@ def test_gradients_reach_only_ltfm_and_the_tower_stays_unchanged(toy_task: dict[
     assert pixels.grad is None  # the tower's forward is detached: nothing flows back through it
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
-    cache = FeatureCache(tower, "test")
+    cache = FeatureMemory(tower, "test")
     samples = toy_task["train"] + toy_task["val"]
     data = cache.feature_set([s.image for s in samples], [s.label for s in samples], [s.mask for s in samples])
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -110,15 +112,15 @@ def test_gradients_reach_only_ltfm_and_the_tower_stays_unchanged(toy_task: dict[
 
 
 def test_feature_cache_computes_each_image_once(tmp_path, toy_task: dict[str, list[Sample]]) -> None:
-    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))
+    tower = build_tower("dinov2-tiny", WeightsResolver(mode="random"))[0]
     images = [s.image for s in toy_task["val"][:3]]
     shared = SharedFeatureCache(tmp_path)
-    cache = FeatureCache(tower, "ns", shared=shared)
+    cache = FeatureMemory(tower, "ns", shared=shared)
     first = cache.features(images + images[:1])  # a repeated image is encoded once
     assert first.dtype == torch.float16 and first.shape[:3] == (4, 1, 4)
     assert torch.equal(first[0], first[3]) and shared.misses == 3
     assert torch.equal(cache.features(images), first[:3]) and shared.hits == 0  # memory hit
-    fresh = FeatureCache(None, "ns", shared=shared)  # type: ignore[arg-type]  # a disk hit needs no tower
+    fresh = FeatureMemory(None, "ns", shared=shared)  # type: ignore[arg-type]  # a disk hit needs no tower
     assert torch.equal(fresh.features(images), first[:3]) and shared.hits == 3
 
 

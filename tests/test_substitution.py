@@ -10,6 +10,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from baselines.dino_knn import DinoKnn
+from baselines.ltfm_towers import build_tower
 from baselines.patchcore import PatchCore
 from benchmarks.cli import main
 from benchmarks.plugins.bundled_backbone import MOBILENETV2_IN1K, timm_state_dict
@@ -19,7 +20,7 @@ from benchmarks.plugins.weights import WeightsNotFoundError, WeightsResolver, lo
 from benchmarks.running.config import CellSpec, RunConfig
 from benchmarks.running.presets import get_preset
 from ltfm.module import LTFM, LTFMConfig
-from ltfm.towers import BundledCnnTower, build_tower, encode_images
+from ltfm.towers import CnnStageTower, encode_images
 
 
 def _context(variant: str = "default", mode: str = "substitute", **options: object) -> MethodContext:
@@ -67,8 +68,8 @@ def test_dino_knn_runs_on_the_substitute(toy_task, one_thread) -> None:
 
 def test_ltfm_towers_fall_back_to_the_cnn_tower() -> None:
     resolver = WeightsResolver(mode="substitute")
-    tower = build_tower("dinov2-vit-s14", resolver)
-    assert isinstance(tower, BundledCnnTower) and resolver.effective_mode == "substitute"
+    tower, _ = build_tower("dinov2-vit-s14", resolver)
+    assert isinstance(tower, CnnStageTower) and resolver.effective_mode == "substitute"
     assert tower.grid == (16, 16) and tower.level_widths == (32, 64, 96, 320) and tower.width == 320
     images = [np.full((300, 200, 3), 90, np.uint8), np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)]
     feats = encode_images(tower, images)
@@ -88,8 +89,8 @@ def test_ltfm_towers_fall_back_to_the_cnn_tower() -> None:
 
 def test_the_cnn_tower_by_name_is_still_a_substitute() -> None:
     resolver = WeightsResolver(mode="auto")
-    tower = build_tower("mobilenetv2-in1k", resolver)
-    assert resolver.effective_mode == "substitute" and tower.weights.stands_in_for is not None
+    _, weights = build_tower("mobilenetv2-in1k", resolver)
+    assert resolver.effective_mode == "substitute" and weights.stands_in_for is not None
     with pytest.raises(WeightsNotFoundError, match="substitute"):
         build_tower("mobilenetv2-in1k", WeightsResolver(mode="pretrained"))
     random = WeightsResolver(mode="random")

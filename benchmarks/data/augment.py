@@ -84,7 +84,7 @@ def build_augmenter(name: str) -> Augmenter:
 # ---------------------------------------------------------------- image-space helpers
 
 
-def foreground_mask(image: np.ndarray, margin: int = 4) -> np.ndarray:
+def object_mask(image: np.ndarray, margin: int = 4) -> np.ndarray:
     """Where the object is: pixels unlike the border colour, largest smoothed blob, holes filled.
 
     (H, W, 3) uint8 -> (H, W) bool, eroded by `margin` pixels. Falls back to the central half of
@@ -179,7 +179,7 @@ class ProceduralAugmenter:
     defect_types: ClassVar[tuple[str, ...]] = ("scratch", "crack", "burn_in", "cutpaste")
 
     def augment(self, normal_image: np.ndarray, rng: np.random.Generator) -> AugmentResult:
-        region = foreground_mask(normal_image)
+        region = object_mask(normal_image)
         synthesise: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]] = {
             "scratch": self._scratch,
             "crack": self._crack,
@@ -206,7 +206,7 @@ class ProceduralAugmenter:
             "dust": self._dust,
             "glare": self._glare,
         }
-        artefacts[str(rng.choice(list(artefacts)))](img, foreground_mask(normal_image), rng)
+        artefacts[str(rng.choice(list(artefacts)))](img, object_mask(normal_image), rng)
         return _to_uint8(img)
 
     @staticmethod
