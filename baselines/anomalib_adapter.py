@@ -66,8 +66,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
+from baselines.backbone_weights import load_backbone_weights, timm_weight_spec
 from baselines.common import batches
-from baselines.patchcore import load_backbone_weights, timm_weight_spec
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     STAGE_CHANNELS,

@@ -73,6 +73,7 @@ from benchmarks.api import (
     MethodMeta,
     Prediction,
     Protocol,
+    PublishedResult,
     ReferenceModel,
     Sample,
     TinySetup,
@@ -238,6 +239,24 @@ class ImageDecoder(nn.Module):
         return margin.sigmoid().reshape(len(margins), -1, *size)
 
 
+ANOMALYGPT_PAPER = (
+    "Gu et al., AnomalyGPT: Detecting Industrial Anomalies Using Large Vision-Language Models, AAAI 2024"
+)
+STAND_IN = (
+    "the suite's anomalygpt is an open_clip encoder with trained decoders and template answers; the paper's"
+    " numbers come from ImageBind-Huge with an LLM"
+)
+ANOMALYGPT_PUBLISHED = tuple(
+    PublishedResult(("k1",), "mvtec", "1-shot", metric, value, ANOMALYGPT_PAPER, "few-shot results table",
+                    note=note, never_comparable=STAND_IN)
+    for metric, value, note in (
+        ("image_auroc", 94.1, "paper: ImageBind-Huge encoder and an LLM"),
+        ("pixel_auroc", 95.3, "paper: ImageBind-Huge encoder and an LLM"),
+        ("decision_accuracy", 86.1, "accuracy of the LLM's Yes/No answers"),
+    )
+)
+
+
 class AnomalyGPT(Baseline):
     """AnomalyGPT-style decoder maps, few-shot memory and Yes/No + location answers (see module doc)."""
 
@@ -258,6 +277,7 @@ class AnomalyGPT(Baseline):
         notes="no LLM: template answers (or an external chat model); threshold from val, else synthetic",
         weight_specs=(weight_spec(),),
         options=AnomalyGptOptions,
+        published=ANOMALYGPT_PUBLISHED,
         tiny=TinySetup("k1", {"model_overrides": {
             "embed_dim": 32,
             "vision_cfg": {"image_size": 64, "layers": 4, "width": 32, "patch_size": 8, "head_width": 16},

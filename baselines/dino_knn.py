@@ -34,6 +34,7 @@ from benchmarks.api import (
     MethodMeta,
     Prediction,
     Protocol,
+    PublishedResult,
     ReferenceModel,
     Sample,
     TinySetup,
@@ -265,6 +266,11 @@ class DinoKnn(Baseline):
         notes="AnomalyDINO reference pipeline; masking off by default",
         weight_specs=(DINOV2_VITS14_WEIGHTS, MOBILENETV2_IN1K),
         options=DinoKnnOptions,
+        published=(
+            PublishedResult(("k1",), "mvtec", "1-shot", "image_auroc", 96.6,
+                            "Damm et al., AnomalyDINO: Boosting Patch-based Few-shot Anomaly Detection with DINOv2, "
+                            "WACV 2025", "few-shot results table; abstract", note="448 px, ViT-S/14"),
+        ),
         tiny=TinySetup("k1", {"backbone_kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 3}, "smaller_edge": 112}),
     )
 

@@ -26,6 +26,7 @@ from benchmarks.api import (
     MethodMeta,
     Prediction,
     Protocol,
+    PublishedResult,
     ReferenceModel,
     Sample,
     TinySetup,
@@ -139,6 +140,27 @@ class ResolvedWinClipModel(WinClipModel):
         return [mask.to(device) for mask in super()._generate_masks()]
 
 
+WINCLIP_PAPER = "Jeong et al., WinCLIP: Zero-/Few-Shot Anomaly Classification and Segmentation, CVPR 2023"
+
+
+def _winclip_zero_shot(kind: str, metric: str, value: float, table: str) -> PublishedResult:
+    return PublishedResult(("k0",), kind, "zero-shot", metric, value, WINCLIP_PAPER, table)
+
+
+WINCLIP_PUBLISHED = (
+    _winclip_zero_shot("mvtec", "image_auroc", 91.8, "zero-shot classification table; abstract"),
+    _winclip_zero_shot("visa", "image_auroc", 78.1, "zero-shot classification table; abstract"),
+    _winclip_zero_shot("mvtec", "f1_max", 92.9, "zero-shot classification table"),
+    _winclip_zero_shot("visa", "f1_max", 79.0, "zero-shot classification table"),
+    _winclip_zero_shot("mvtec", "pixel_auroc", 85.1, "zero-shot segmentation table; abstract"),
+    _winclip_zero_shot("visa", "pixel_auroc", 79.6, "zero-shot segmentation table; abstract"),
+    *(PublishedResult((f"k{k}",), kind, f"{k}-shot (WinCLIP+)", "image_auroc", value, WINCLIP_PAPER,
+                      "few-normal-shot classification table (1-shot also in the abstract)")
+      for kind, values in (("mvtec", (93.1, 94.4, 95.2)), ("visa", (83.8, 84.6, 87.3)))
+      for k, value in zip((1, 2, 4), values, strict=True)),
+)  # fmt: skip
+
+
 class WinClip(Baseline):
     """WinCLIP (zero-shot, `k0`) and WinCLIP+ (`k1`, `k2`, `k4` normal shots) via anomalib 2.7's `WinClipModel`.
 
@@ -178,6 +200,7 @@ class WinClip(Baseline):
         notes="anomalib WinClipModel wrapped; CLIP weights via the benchmark resolver",
         weight_specs=(WINCLIP_WEIGHTS,),
         options=WinClipOptions,
+        published=WINCLIP_PUBLISHED,
         tiny=TinySetup("k0", {"model_overrides": {
             "embed_dim": 32,
             "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},

@@ -5,7 +5,8 @@ import no other module of `benchmarks`. What is here:
 
 - the contract: `Baseline`, `MethodMeta` (with its `TinySetup` for the contract tests),
   `VariantSpec`, `Protocol`, `MethodContext`, `Sample`, `Prediction`, `ReferenceModel`, and
-  `MethodFamily` for methods built on demand from a name (`anomalib:<Model>`). A method registers
+  `PublishedResult` and `Ablation` (a method's published numbers and ablation axes, declared in
+  its meta), `MethodFamily` for methods built on demand from a name (`anomalib:<Model>`). A method registers
   through the `benchmarks.baselines` entry point of its package (a family through
   `benchmarks.method_families`), never by calling the registry;
 - options: `options_from_mapping` (typed options from `--option` values);
@@ -33,12 +34,14 @@ from benchmarks.plugins.bundled_backbone import (
     timm_state_dict,
 )
 from benchmarks.plugins.contract import (
+    Ablation,
     Baseline,
     MethodContext,
     MethodFamily,
     MethodMeta,
     Prediction,
     Protocol,
+    PublishedResult,
     ReferenceModel,
     Sample,
     TinySetup,
@@ -51,6 +54,7 @@ from benchmarks.plugins.registry import Registry
 from benchmarks.plugins.weights import ResolvedWeights, WeightSpec, WeightsResolver, load_state_dict
 
 __all__ = [
+    "Ablation",
     "GRID",
     "GRID_WORDS",
     "MOBILENETV2_IN1K",
@@ -64,6 +68,7 @@ __all__ = [
     "MethodMeta",
     "Prediction",
     "Protocol",
+    "PublishedResult",
     "ReferenceModel",
     "Registry",
     "ResolvedWeights",

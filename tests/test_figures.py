@@ -17,8 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from PIL import Image
 
+from baselines.ltfm_plugin import LTFMBaseline
 from benchmarks.reporting import figures
-from benchmarks.reporting.figures import FIGURE_CAPTIONS, LTFM_VARIANTS, STUDY_LABEL, write_figures
+from benchmarks.reporting.figures import FIGURE_CAPTIONS, write_figures
 from benchmarks.reporting.plot_style import PNG_DPI, STAMP_COLOR, method_colors
 from benchmarks.results.reader import load_run
 
@@ -36,8 +37,13 @@ def keeping(kept: list[Figure], write: bool = True) -> Callable[[Figure, Path, s
     return keep
 
 
-# The LTFM ablation and winclip's k0 / k1 (two shots make a k-shot curve) give every figure kind data.
+# LTFM's declared ablation and winclip's k0 / k1 (two shots make a k-shot curve) give every figure kind data.
+ABLATION = LTFMBaseline.meta.ablation
+assert ABLATION is not None
+LTFM_VARIANTS = ABLATION.variants
 VARIANTS = {"ltfm": LTFM_VARIANTS, "winclip": ("k0", "k1")}
+# every fixed kind, and the two figures of LTFM's ablation
+KINDS = [*FIGURE_CAPTIONS, "ablation_ltfm", "ablation_ltfm_cross_generation"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,7 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Fi
     return paths, kept, seconds
 
 
-@pytest.mark.parametrize("kind", list(FIGURE_CAPTIONS))
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_figure_kind_is_written_as_png_and_pdf(
     drawn: tuple[list[Path], list[Figure], float], kind: str
 ) -> None:
@@ -72,7 +78,7 @@ def test_every_figure_kind_is_written_as_png_and_pdf(
 def test_figures_are_written_under_run_dir_and_fast(drawn: tuple[list[Path], list[Figure], float]) -> None:
     paths, _, seconds = drawn
     assert {p.parent.name for p in paths} == {"figures"}
-    assert len(paths) == 2 * len(FIGURE_CAPTIONS)
+    assert len(paths) == 2 * len(KINDS)
     assert seconds < 60
 
 
@@ -80,7 +86,7 @@ def test_every_figure_of_a_random_weights_run_is_stamped(
     drawn: tuple[list[Path], list[Figure], float],
 ) -> None:
     _, kept, _ = drawn
-    assert len(kept) == len(FIGURE_CAPTIONS)
+    assert len(kept) == len(KINDS)
     for fig in kept:
         (stamp,) = [t for t in fig.texts if "RANDOM WEIGHTS" in t.get_text()]
         assert stamp.get_color() == STAMP_COLOR
@@ -221,10 +227,11 @@ def test_ltfm_ablation_has_published_bars_beside_and_says_they_are_other_data(
     drawn: tuple[list[Path], list[Figure], float],
 ) -> None:
     _, kept, _ = drawn
-    fig = titled(kept, "LTFM ablation")
+    (fig,) = [f for f in kept if f.axes and f.axes[0].get_title().startswith("LTFM ablation")
+              and "by test" not in f.axes[0].get_title()]
     ax = fig.axes[0]
     bars = {c.get_label(): [r.get_height() for r in c] for c in ax.containers if isinstance(c, BarContainer)}
-    assert bars[STUDY_LABEL] == [84.73, 87.38, 88.48]
+    assert bars[ABLATION.reference_label] == [84.73, 87.38, 88.48]
     f1 = {
         c.variant: c.metrics.f1 for c in load_run(kept_run(drawn)).cells if c.method == "ltfm" and c.metrics
     }
@@ -232,7 +239,7 @@ def test_ltfm_ablation_has_published_bars_beside_and_says_they_are_other_data(
     assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == list(LTFM_VARIANTS)
     (legend,) = fig.legends
     assert "a different dataset from smartphone-synth: not comparable" in legend.get_title().get_text()
-    cross = titled(kept, "LTFM F1 by test release year")
+    cross = titled(kept, "LTFM ablation: F1 by test release year")
     assert len(cross.axes) == 2 and cross.axes[1].get_title() == "by test device group"
 
 
@@ -248,7 +255,7 @@ def test_ltfm_ablation_on_the_flagged_study_set_has_no_caveat(
         failed_method=None, weights="pretrained",
     )  # fmt: skip
     (run / "dataset" / "dataset.json").write_text(json.dumps({"published_reference": "smartphone-study"}))
-    (fig,) = draw_only(run, figures.draw_ablation_ltfm, monkeypatch, tmp_path / "out")
+    fig, _cross = draw_only(run, figures.draw_ablations, monkeypatch, tmp_path / "out")
     (legend,) = fig.legends
     assert "different dataset" not in legend.get_title().get_text()
     assert not any("RANDOM" in t.get_text() for t in fig.texts)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from baselines.backbone_weights import timm_weight_spec
 from baselines.neighbours import greedy_coreset
-from baselines.patchcore import PatchCore, timm_weight_spec
+from baselines.patchcore import PatchCore
 from benchmarks.plugins.contract import MethodContext, Protocol, Sample
 from benchmarks.plugins.weights import WeightsResolver
 from benchmarks.running.presets import get_preset

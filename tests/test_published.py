@@ -1,54 +1,46 @@
-"""The published reference table, its lookup, dataset-kind matching and the report's comparison section."""
+"""Published numbers declared by each method, dataset-kind matching, the comparability rules and the report's section."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fake_run import write_fake_run
 
-from benchmarks.reporting.published import PUBLISHED, comparability, dataset_kind, lookup
+from baselines.ltfm_plugin import LTFMBaseline
+from baselines.patchcore import PatchCore
+from baselines.winclip import WinClip
+from benchmarks.plugins.contract import Ablation, MethodMeta, Protocol, PublishedResult, VariantSpec
+from benchmarks.plugins.registry import BASELINES, INSTALLED, load_plugins
+from benchmarks.reporting.published import DATASET_KIND_NAMES, comparability, dataset_kind
 from benchmarks.reporting.report import write_report
 from benchmarks.reporting.statistics import SEED_METRICS
+from benchmarks.results.reader import slugify
 
 
-def values(entries: list) -> dict[str, float]:
-    return {e.metric: e.value for e in entries}
+def _installed_published() -> list[PublishedResult]:
+    load_plugins()
+    return [replace(e, method=name) for name in sorted(INSTALLED) for e in BASELINES.get(name).meta.published]
 
 
-def test_lookup_returns_the_papers_numbers() -> None:
-    assert values(lookup("winclip", "k0", "mvtec")) == {
-        "image_auroc": 91.8,
-        "f1_max": 92.9,
-        "pixel_auroc": 85.1,
-    }
-    assert values(lookup("winclip", "zero-shot", "visa")) == {
-        "image_auroc": 78.1,
-        "f1_max": 79.0,
-        "pixel_auroc": 79.6,
-    }
-    shots = {
-        k: lookup("winclip", f"k{k}", kind, "image_auroc")[0].value for k in (1, 2, 4) for kind in ["mvtec"]
-    }
-    assert shots == {1: 93.1, 2: 94.4, 4: 95.2}
-    assert [e.value for k in (1, 2, 4) for e in lookup("winclip", f"k{k}", "visa")] == [83.8, 84.6, 87.3]
-    assert values(lookup("patchcore", "default", "mvtec")) == {"image_auroc": 99.2}
-    assert values(lookup("dino-knn", "k1")) == {"image_auroc": 96.6}
-    assert values(lookup("anomalygpt", "k1", "mvtec")) == {
-        "image_auroc": 94.1, "pixel_auroc": 95.3, "decision_accuracy": 86.1,
-    }  # fmt: skip
-    assert [e.value for e in lookup("ltfm", "base", metric="image_auroc")] == [94.0, 91.1]
-    study = {e.variants: e.value for e in lookup("ltfm", dataset_kind="smartphone-study")}
-    assert study == {("base",): 84.73, ("ft-real",): 87.38, ("ft-real-gen",): 88.48}
-    assert lookup("patchcore", "k1") == [] and lookup("nobody") == []
-
-
-def test_every_entry_names_its_source_and_a_stored_metric() -> None:
-    for entry in PUBLISHED:
+def test_every_declared_entry_names_its_source_a_stored_metric_and_a_known_kind() -> None:
+    published = _installed_published()
+    assert {e.method for e in published} == {"winclip", "patchcore", "dino-knn", "anomalygpt", "ltfm"}
+    for entry in published:
         assert entry.paper and entry.table and entry.protocol and entry.variants
         assert entry.metric in SEED_METRICS and 0 < entry.value <= 100
+        assert entry.dataset_kind in DATASET_KIND_NAMES
+        assert "SPEC" not in entry.paper  # a reader must be able to follow the source, not an internal spec
+
+
+def test_a_declared_variant_must_exist() -> None:
+    with pytest.raises(ValueError, match="undeclared variant 'k9'"):
+        MethodMeta(name="m", paper="", backbone="", weights_id="", input_size=0,
+                   variants={"default": VariantSpec(Protocol.FULL_SHOT)},
+                   published=(PublishedResult(("k9",), "mvtec", "9-shot", "image_auroc", 90.0, "p", "t"),))
 
 
 def test_dataset_kind(tmp_path: Path) -> None:
@@ -87,21 +79,21 @@ def test_report_compares_matching_mvtec_cells(tmp_path: Path) -> None:
     text = write_report(run, figures=False).read_text()
     assert "## Published vs reproduced" in text
     table = published_table(run)
-    assert len(table) == len(PUBLISHED)
+    assert len(table) == len(WinClip.meta.published)  # only the run's methods' numbers
     lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
     zero_shot = [d["metrics"]["image_auroc"] for d in lines if d["variant"] == "k0"]
-    auroc = row(table, "winclip", "k0, zero-shot", "image_auroc", "mvtec")
+    auroc = row(table, "winclip", "k0", "image_auroc", "mvtec")
     assert auroc["status"] == "comparable (1 dataset)"
     assert auroc["reproduced"] == pytest.approx(100 * sum(zero_shot) / 2)
     assert auroc["delta"] == pytest.approx(auroc["reproduced"] - 91.8)
-    pixel = row(table, "winclip", "k0, zero-shot", "pixel_auroc", "mvtec")
+    pixel = row(table, "winclip", "k0", "pixel_auroc", "mvtec")
     assert pixel["status"] == "pixel_auroc not recorded" and pd.isna(pixel["delta"])
-    assert row(table, "winclip", "k0, zero-shot", "image_auroc", "visa")["status"].startswith(
+    assert row(table, "winclip", "k0", "image_auroc", "visa")["status"].startswith(
         "not comparable: different data"
     )
-    assert row(table, "patchcore", "default", "image_auroc", "mvtec")["status"] == "not run"
+    assert "patchcore" not in set(table["method"])
     section = text.split("## Published vs reproduced")[1].split("\n## ")[0]
-    assert "| winclip | k0, zero-shot | image\\_auroc | zero-shot | MVTec AD | 91.8 |" in section
+    assert "| winclip | k0 | image\\_auroc | zero-shot | MVTec AD | 91.8 |" in section
 
 
 def test_random_weights_and_other_data_are_not_comparable(tmp_path: Path) -> None:
@@ -110,7 +102,7 @@ def test_random_weights_and_other_data_are_not_comparable(tmp_path: Path) -> Non
         failed_method=None, weights="random",
     )  # fmt: skip
     write_report(run, figures=False)
-    auroc = row(published_table(run), "winclip", "k0, zero-shot", "image_auroc", "mvtec")
+    auroc = row(published_table(run), "winclip", "k0", "image_auroc", "mvtec")
     assert auroc["status"] == "not comparable: random weights" and pd.isna(auroc["reproduced"])
     substituted = write_fake_run(
         tmp_path / "mvtec-subst", ("patchcore",), dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None,
@@ -175,7 +167,7 @@ def test_ltfm_needs_the_experts_checkpoint_and_anomalygpt_is_never_comparable(tm
 
 
 def test_comparability_rules_in_order() -> None:
-    entry = next(e for e in PUBLISHED if e.method == "ltfm" and e.dataset_kind == "mvtec")
+    entry = next(e for e in LTFMBaseline.meta.published if e.dataset_kind == "mvtec")
     ok = {"expert_checkpoint": True}
     assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[ok, ok]) is None
     assert comparability(entry, kind="visa", weights="pretrained", provenance=[ok]) == "not comparable: different data"
@@ -183,5 +175,27 @@ def test_comparability_rules_in_order() -> None:
     assert comparability(entry, kind="mvtec", weights="random", provenance=[ok]).endswith("random weights")
     assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[ok, {}]).endswith("expert_checkpoint")
     assert comparability(entry, kind="mvtec", weights="pretrained", provenance=[]).endswith("expert_checkpoint")
-    patchcore = next(e for e in PUBLISHED if e.method == "patchcore")
+    (patchcore,) = PatchCore.meta.published
     assert comparability(patchcore, kind="mvtec", weights="pretrained", provenance=[]) is None
+
+
+def test_a_method_the_suite_never_heard_of_brings_its_numbers_and_ablation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report and figures read published numbers and ablations from the meta stored with the cells."""
+    run = write_fake_run(tmp_path / "run", ("my-detector",), variants={"my-detector": ("small", "large")},
+                         dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None, weights="pretrained")
+    published = PublishedResult(("large",), "mvtec", "full-shot", "image_auroc", 97.5, "Doe et al., 2026", "Table 2")
+    ablation = Ablation("Size ablation", ("small", "large"), {"small": "S", "large": "L"}, "mvtec", "image_auroc",
+                        "published (Doe)")
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    for line in lines:
+        line["method_meta"] |= {"published": [published.to_json()], "ablation": ablation.to_json()}
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    text = write_report(run).read_text()
+    (entry,) = published_table(run).itertuples()
+    assert (entry.method, entry.variants, entry.published, entry.status) == (
+        "my-detector", "large", 97.5, "comparable (1 dataset)")
+    assert "Doe et al., 2026" in text
+    assert (run / "figures" / f"ablation_my-detector_{slugify('mvtec:/data/mvtec_ad/bottle')}.png").is_file()
+    assert "Size ablation: F1 at the validation threshold" in text

@@ -45,6 +45,66 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """One published number of a method and where a reader finds it, declared in the method's meta.
+
+    Values are in percent, as printed. `variants` are the method's variants that run the paper's
+    `protocol`; `dataset_kind` the kind of data it was measured on (`mvtec`, `visa`,
+    `smartphone-study`; see `benchmarks.reporting.published`); `metric` the record's name for it
+    (`image_auroc`, `f1`, `decision_accuracy`, ...). `paper` and `table` say where it is printed.
+    `requires` lists provenance facts (`Baseline.provenance`) every reproducing cell must report
+    as true; `never_comparable` says why this suite's method can never reproduce it (shown for
+    reference only). `method` is filled in by the harness from the declaring meta.
+    """
+
+    variants: tuple[str, ...]
+    dataset_kind: str
+    protocol: str
+    metric: str
+    value: float
+    paper: str
+    table: str
+    note: str = ""
+    requires: tuple[str, ...] = ()
+    never_comparable: str = ""
+    method: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "method"},
+                "variants": list(self.variants), "requires": list(self.requires)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], method: str) -> PublishedResult:
+        return cls(**{**obj, "variants": tuple(obj["variants"]), "requires": tuple(obj.get("requires", ())),
+                      "method": method})
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Variants of a method that form an ablation, in order, each with a short note for the axis.
+
+    The report draws it (`ablation_<method>` figures) beside the published numbers of
+    `reference_kind` / `reference_metric` for the same variants, labelled `reference_label`.
+    """
+
+    title: str
+    variants: tuple[str, ...]
+    notes: Mapping[str, str] = field(default_factory=dict)
+    reference_kind: str | None = None
+    reference_metric: str = "f1"
+    reference_label: str = "published"
+
+    def to_json(self) -> dict[str, object]:
+        return {"title": self.title, "variants": list(self.variants), "notes": dict(self.notes),
+                "reference_kind": self.reference_kind, "reference_metric": self.reference_metric,
+                "reference_label": self.reference_label}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Ablation:
+        return cls(**{**obj, "variants": tuple(obj["variants"]), "notes": dict(obj.get("notes", {}))})
+
+
+@dataclass(frozen=True)
 class TinySetup:
     """The smallest working configuration of a method: random init, tiny input, seconds on a CPU.
 
@@ -80,6 +140,10 @@ class MethodMeta:
     None: the method takes no options."""
     tiny: TinySetup | None = None
     """How the contract tests build this method small (None: they cannot, and say so)."""
+    published: tuple[PublishedResult, ...] = ()
+    """The method's published numbers, for the report's "published vs reproduced" section."""
+    ablation: Ablation | None = None
+    """Variants that form the method's ablation study (drawn by the report)."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]
@@ -87,6 +151,11 @@ class MethodMeta:
             raise ValueError(f"{self.name}: default variants {unknown} are not declared")
         if self.tiny is not None and self.tiny.variant not in self.variants:
             raise ValueError(f"{self.name}: the tiny setup's variant {self.tiny.variant!r} is not declared")
+        for variant in [v for entry in self.published for v in entry.variants] + list(
+            self.ablation.variants if self.ablation else ()
+        ):
+            if variant not in self.variants:
+                raise ValueError(f"{self.name}: published numbers or ablation name the undeclared variant {variant!r}")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -104,6 +173,13 @@ class MethodMeta:
             "weights": [spec.model_id for spec in self.weight_specs],
             "options": self.options.__name__ if self.options else None,
         }
+
+    def record_json(self) -> dict[str, object]:
+        """What a cell's record stores: `to_json` (which identifies the computation and is hashed for
+        resume) plus the declarations the report reads (published numbers, ablation), which are not
+        hashed: correcting a published number does not recompute finished cells."""
+        return {**self.to_json(), "published": [entry.to_json() for entry in self.published],
+                "ablation": self.ablation.to_json() if self.ablation else None}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ importing this module changes no global backend or state of the caller's session
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +24,6 @@ SINGLE_COLUMN_IN = 3.5
 DOUBLE_COLUMN_IN = 7.16
 PNG_DPI = 200
 
-# Built-in methods keep the same colour in every run; other methods take the remaining
-# palette entries in name order.
-KNOWN_METHODS = ("ltfm", "winclip", "patchcore", "dino-knn", "anomalygpt")
 LineStyle = str | tuple[int, tuple[int, ...]]
 LINESTYLES: tuple[LineStyle, ...] = (
     "-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 3)),
@@ -70,17 +68,30 @@ def new_figure(width_in: float = SINGLE_COLUMN_IN, height_in: float = 2.6) -> Fi
     return fig
 
 
-def method_colors(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
-    """Map each method to a fixed colour of seaborn's "colorblind" palette.
+def palette_slot(method: str, size: int = 10) -> int:
+    """The palette entry a method name prefers: a stable hash of the name (the same in every run)."""
+    return int(hashlib.md5(method.encode()).hexdigest(), 16) % size
 
-    Known methods own fixed slots; unknown ones fill the rest in sorted order (the palette
-    repeats after 10 methods, at which point line styles and markers still tell them apart).
+
+def method_colors(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """Map each method to a colour of seaborn's "colorblind" palette, keyed by its name.
+
+    A method takes its preferred slot (`palette_slot`), so it keeps its colour in every run and
+    figure; when two methods of one figure prefer the same slot, the later name (in sorted order)
+    takes the next free one. After 10 methods the palette repeats; line styles and markers still
+    tell them apart.
     """
     palette = sns.color_palette("colorblind", 10)
-    colors = {m: palette[i] for i, m in enumerate(KNOWN_METHODS)}
-    others = sorted(set(methods) - set(KNOWN_METHODS))
-    for i, method in enumerate(others):
-        colors[method] = palette[(len(KNOWN_METHODS) + i) % len(palette)]
+    colors: dict[str, tuple[float, float, float]] = {}
+    taken: set[int] = set()
+    for method in sorted(set(methods)):
+        slot = palette_slot(method, len(palette))
+        for step in range(len(palette)):
+            if (slot + step) % len(palette) not in taken:
+                slot = (slot + step) % len(palette)
+                break
+        taken.add(slot)
+        colors[method] = palette[slot]
     return colors
 
 

@@ -1,20 +1,24 @@
-"""Published numbers of the suite's methods, with their sources, for "published vs reproduced" tables.
+"""When a reproduced number may stand beside a published one: dataset kinds and the comparability rules.
 
-Values are in percent, as printed in the papers. An entry names the method and the variants of
-this suite that run the paper's protocol, and the kind of dataset it was measured on; a
-reproduced number is comparable only on a dataset of the same kind (`dataset_kind`), with
-pretrained weights. MVTec AD / VisA entries are means over all categories of the full test
-set; the suite's `mvtec:` loader moves 20 % of each category's test images to validation, so
-even a matching run differs slightly in protocol (said in `PROTOCOL_CAVEATS`).
+Each method declares its own published numbers in its meta (`MethodMeta.published`, values in
+percent as printed, with paper and table); this module knows no method. A reproduced number is
+comparable only on a dataset of the paper's kind (`dataset_kind`), with pretrained weights and
+the provenance the entry requires (`comparability`). MVTec AD / VisA entries are means over all
+categories of the full test set; the suite's `mvtec:` loader moves 20 % of each category's test
+images to validation, so even a matching run differs slightly in protocol (`PROTOCOL_CAVEATS`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
+
+from benchmarks.plugins.contract import Ablation, MethodMeta, PublishedResult
+from benchmarks.results.record import CellResult
 
 DatasetKind = Literal["mvtec", "visa", "smartphone-study"]
 # `dataset.json` beside a manifest marks it as the study's own data: {"published_reference": "smartphone-study"}.
@@ -32,110 +36,46 @@ PROTOCOL_CAVEATS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class PublishedResult:
-    """One published number and where it comes from.
+def declarations(cells: Iterable[CellResult]) -> dict[str, tuple[tuple[PublishedResult, ...], Ablation | None]]:
+    """Method -> (its published numbers, its ablation), as declared in its meta.
 
-    `metric` is the suite's name for it (a `runs.jsonl` metric, or `decision_accuracy` from
-    the text metrics); `variants` are the suite's variants of `method` that run `protocol`.
+    Read from the meta stored with the run's cells (what the run was compared with); a line
+    written before methods declared them falls back to the installed plugin's current meta.
     """
-
-    method: str
-    variants: tuple[str, ...]
-    dataset_kind: DatasetKind
-    protocol: str
-    metric: str
-    value: float
-    paper: str
-    table: str
-    note: str = ""
-    requires: tuple[str, ...] = ()
-    """Provenance facts (`Baseline.provenance`) every reproducing cell must report as true."""
-    never_comparable: str = ""
-    """Why the suite's method can never reproduce this number (it is shown for reference only)."""
-
-    @property
-    def dataset_name(self) -> str:
-        return DATASET_KIND_NAMES[self.dataset_kind]
-
-
-WINCLIP = "Jeong et al., WinCLIP: Zero-/Few-Shot Anomaly Classification and Segmentation, CVPR 2023"
-PATCHCORE = "Roth et al., Towards Total Recall in Industrial Anomaly Detection (PatchCore), CVPR 2022"
-ANOMALYDINO = (
-    "Damm et al., AnomalyDINO: Boosting Patch-based Few-shot Anomaly Detection with DINOv2, WACV 2025"
-)
-ANOMALYGPT = (
-    "Gu et al., AnomalyGPT: Detecting Industrial Anomalies Using Large Vision-Language Models, AAAI 2024"
-)
-ANOMALY_OV = (
-    "Xu et al., Towards Zero-shot Anomaly Detection and Reasoning with Multimodal LLMs (Anomaly-OneVision), "
-    "CVPR 2025"
-)
-STUDY = "The smartphone study (SPEC section 1): LTFM fine-tuned on a real smartphone defect set"
-
-_WINCLIP_ZERO = ("k0", "zero-shot")
-_ANOMALYGPT_STAND_IN = (
-    "the suite's anomalygpt is an open_clip encoder with trained decoders and template answers; the paper's"
-    " numbers come from ImageBind-Huge with an LLM"
-)
+    found: dict[str, tuple[tuple[PublishedResult, ...], Ablation | None]] = {}
+    missing: set[str] = set()
+    for cell in cells:
+        meta = cell.method_meta
+        if cell.method in found:
+            continue
+        if "published" not in meta:
+            missing.add(cell.method)
+            continue
+        ablation = meta.get("ablation")
+        found[cell.method] = (
+            tuple(PublishedResult.from_json(entry, cell.method) for entry in meta["published"]),
+            Ablation.from_json(ablation) if isinstance(ablation, Mapping) else None,
+        )
+    for method in sorted(missing - set(found)):
+        installed = _installed_meta(method)
+        if installed is not None:
+            found[method] = (tuple(replace(e, method=method) for e in installed.published), installed.ablation)
+    return found
 
 
-def _winclip_shots(kind: DatasetKind, values: tuple[float, float, float]) -> tuple[PublishedResult, ...]:
-    return tuple(
-        PublishedResult("winclip", (f"k{k}",), kind, f"{k}-shot (WinCLIP+)", "image_auroc", value, WINCLIP,
-                        "few-normal-shot classification table (1-shot also in the abstract)")
-        for k, value in zip((1, 2, 4), values, strict=True)
-    )  # fmt: skip
+def published_results(cells: Iterable[CellResult]) -> tuple[PublishedResult, ...]:
+    """Every published number declared by the methods of `cells`, in method order."""
+    return tuple(entry for _, (entries, _) in sorted(declarations(cells).items()) for entry in entries)
 
 
-PUBLISHED: tuple[PublishedResult, ...] = (
-    PublishedResult("winclip", _WINCLIP_ZERO, "mvtec", "zero-shot", "image_auroc", 91.8, WINCLIP,
-                    "zero-shot classification table; abstract"),
-    PublishedResult("winclip", _WINCLIP_ZERO, "visa", "zero-shot", "image_auroc", 78.1, WINCLIP,
-                    "zero-shot classification table; abstract"),
-    PublishedResult("winclip", _WINCLIP_ZERO, "mvtec", "zero-shot", "f1_max", 92.9, WINCLIP,
-                    "zero-shot classification table"),
-    PublishedResult("winclip", _WINCLIP_ZERO, "visa", "zero-shot", "f1_max", 79.0, WINCLIP,
-                    "zero-shot classification table"),
-    PublishedResult("winclip", _WINCLIP_ZERO, "mvtec", "zero-shot", "pixel_auroc", 85.1, WINCLIP,
-                    "zero-shot segmentation table; abstract"),
-    PublishedResult("winclip", _WINCLIP_ZERO, "visa", "zero-shot", "pixel_auroc", 79.6, WINCLIP,
-                    "zero-shot segmentation table; abstract"),
-    *_winclip_shots("mvtec", (93.1, 94.4, 95.2)),
-    *_winclip_shots("visa", (83.8, 84.6, 87.3)),
-    PublishedResult("patchcore", ("default",), "mvtec", "full-shot, WRN50, 224 px, 10 % coreset",
-                    "image_auroc", 99.2, PATCHCORE,
-                    "official code README (amazon-science/patchcore-inspection), WR50-baseline",
-                    note="the paper's own table gives 99.0-99.1 for its coreset sizes"),
-    PublishedResult("dino-knn", ("k1",), "mvtec", "1-shot", "image_auroc", 96.6, ANOMALYDINO,
-                    "few-shot results table; abstract", note="448 px, ViT-S/14"),
-    PublishedResult("anomalygpt", ("k1",), "mvtec", "1-shot", "image_auroc", 94.1, ANOMALYGPT,
-                    "few-shot results table", note="paper: ImageBind-Huge encoder and an LLM",
-                    never_comparable=_ANOMALYGPT_STAND_IN),
-    PublishedResult("anomalygpt", ("k1",), "mvtec", "1-shot", "pixel_auroc", 95.3, ANOMALYGPT,
-                    "few-shot results table", note="paper: ImageBind-Huge encoder and an LLM",
-                    never_comparable=_ANOMALYGPT_STAND_IN),
-    PublishedResult("anomalygpt", ("k1",), "mvtec", "1-shot", "decision_accuracy", 86.1, ANOMALYGPT,
-                    "few-shot results table", note="accuracy of the LLM's Yes/No answers",
-                    never_comparable=_ANOMALYGPT_STAND_IN),
-    PublishedResult("ltfm", ("base",), "mvtec", "zero-shot", "image_auroc", 94.0, ANOMALY_OV,
-                    "zero-shot detection table",
-                    note="comparable only with the authors' expert checkpoint (`expert_checkpoint`)",
-                    requires=("expert_checkpoint",)),
-    PublishedResult("ltfm", ("base",), "visa", "zero-shot", "image_auroc", 91.1, ANOMALY_OV,
-                    "zero-shot detection table",
-                    note="comparable only with the authors' expert checkpoint (`expert_checkpoint`)",
-                    requires=("expert_checkpoint",)),
-    PublishedResult("ltfm", ("base",), "smartphone-study", "pretrained expert", "f1", 84.73, STUDY,
-                    "F1 table", note="train 2017-2023 releases, test 2024-2025, real images only",
-                    requires=("expert_checkpoint",)),
-    PublishedResult("ltfm", ("ft-real",), "smartphone-study", "fine-tuned on real", "f1", 87.38, STUDY,
-                    "F1 table", note="train 2017-2023 releases, test 2024-2025, real images only",
-                    requires=("expert_checkpoint",)),
-    PublishedResult("ltfm", ("ft-real-gen",), "smartphone-study", "fine-tuned on real + generated", "f1",
-                    88.48, STUDY, "F1 table", note="train 2017-2023 releases, test 2024-2025, real images only",
-                    requires=("expert_checkpoint",)),
-)  # fmt: skip
+def _installed_meta(method: str) -> MethodMeta | None:
+    from benchmarks.plugins.registry import BASELINES, UnknownNameError, load_plugins
+
+    try:
+        load_plugins()
+        return BASELINES.get(method).meta
+    except (UnknownNameError, ValueError, RuntimeError):
+        return None
 
 
 def comparability(
@@ -159,23 +99,6 @@ def comparability(
     if missing:
         return f"not comparable: the cell does not report {', '.join(missing)}"
     return None
-
-
-def lookup(
-    method: str,
-    variant: str | None = None,
-    dataset_kind: str | None = None,
-    metric: str | None = None,
-) -> list[PublishedResult]:
-    """Published entries for `method`, narrowed by variant, dataset kind and metric where given."""
-    return [
-        entry
-        for entry in PUBLISHED
-        if entry.method == method
-        and (variant is None or variant in entry.variants)
-        and (dataset_kind is None or entry.dataset_kind == dataset_kind)
-        and (metric is None or entry.metric == metric)
-    ]
 
 
 def dataset_kind(dataset: str, dataset_root: str | Path | None = None) -> DatasetKind | None:

@@ -11,10 +11,10 @@ import pandas as pd
 from benchmarks.reporting.published import (
     DATASET_KIND_NAMES,
     PROTOCOL_CAVEATS,
-    PUBLISHED,
     PublishedResult,
     comparability,
     dataset_kind,
+    published_results,
 )
 from benchmarks.reporting.statistics import aggregate_seeds
 from benchmarks.reporting.tables import Column, Rendered, ReportTable, md_escape, number, text_of
@@ -24,7 +24,7 @@ from benchmarks.results.reader import RunResults
 def published_section(
     results: RunResults, frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str]
 ) -> list[str]:
-    """Every published number of `benchmarks.reporting.published`, beside the run's number where comparable."""
+    """Every published number the run's methods declare, beside the run's number where comparable."""
     summary = aggregate_seeds(frame)
     roots = {c.dataset: c.dataset_root for c in results.cells}
     summary["kind"] = [dataset_kind(d, roots.get(d)) for d in summary["dataset"]]
@@ -32,9 +32,12 @@ def published_section(
     for cell in results.cells:
         if cell.ok:
             provenance.setdefault((cell.dataset, cell.method, cell.variant), []).append(dict(cell.provenance))
-    papers = list(dict.fromkeys(entry.paper for entry in PUBLISHED))
+    published = published_results(results.cells)
+    if not published:
+        return ["## Published vs reproduced", "", "No method of this run declares published numbers.", ""]
+    papers = list(dict.fromkeys(entry.paper for entry in published))
     data = pd.DataFrame(
-        [_published_row(entry, summary, papers.index(entry.paper) + 1, provenance) for entry in PUBLISHED]
+        [_published_row(entry, summary, papers.index(entry.paper) + 1, provenance) for entry in published]
     )
 
     def percent(name: str) -> Callable[[pd.Series], Rendered | None]:
@@ -65,14 +68,15 @@ def published_section(
     return [
         "## Published vs reproduced",
         "",
-        "Published numbers (percent) of the suite's methods and, where this run has a dataset of the same kind"
-        " with pretrained weights, the reproduced mean over seeds (and over the run's datasets of that kind)"
-        " with Δ = reproduced − published in percentage points. `mvtec:` datasets match MVTec AD entries"
-        " (VisA when a folder of the path is named `visa`); the smartphone study's F1 matches `ltfm` only on a"
-        ' `manifest:` dataset whose `dataset.json` says `"published_reference": "smartphone-study"`;'
-        " random-weights and substitute-backbone cells are never comparable; LTFM's numbers only when the cell"
-        " started from the authors' expert checkpoint; AnomalyGPT's never (this suite's encoder is open_clip and"
-        " it has no LLM). The rules are `benchmarks.reporting.published.comparability`. Protocol differences that remain:",
+        "Published numbers (percent) that the run's methods declare in their meta and, where this run has a"
+        " dataset of the same kind with pretrained weights, the reproduced mean over seeds (and over the run's"
+        " datasets of that kind) with Δ = reproduced − published in percentage points. `mvtec:` datasets match"
+        " MVTec AD entries (VisA when a folder of the path is named `visa`); the smartphone study's entries"
+        ' match only a `manifest:` dataset whose `dataset.json` says `"published_reference": "smartphone-study"`;'
+        " random-weights and substitute-backbone cells are never comparable; an entry that requires provenance"
+        " facts (e.g. the authors' expert checkpoint) compares only when every cell reports them; an entry its"
+        " method declares never comparable (a stand-in for the paper's model) is shown for reference. The rules"
+        " are `benchmarks.reporting.published.comparability`. Protocol differences that remain:",
         "",
         *(f"- {DATASET_KIND_NAMES[kind]}: {md_escape(text)}" for kind, text in PROTOCOL_CAVEATS.items()),
         "",
@@ -119,7 +123,7 @@ def _published_row(
         "metric": entry.metric,
         "protocol": entry.protocol,
         "dataset_kind": entry.dataset_kind,
-        "dataset_name": entry.dataset_name,
+        "dataset_name": DATASET_KIND_NAMES.get(entry.dataset_kind, entry.dataset_kind),
         "published": entry.value,
         "reproduced": reproduced,
         "delta": delta,

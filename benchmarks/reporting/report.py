@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from benchmarks.reporting.figures import FIGURE_CAPTIONS, render_figures
+from benchmarks.reporting.figures import figure_captions, render_figures
 from benchmarks.reporting.published_table import published_section
 from benchmarks.reporting.result_tables import (
     answers_table,
@@ -58,7 +58,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
         pngs = {d: [p for p in paths if p.suffix == ".png"] for d, paths in drawn.items()}
     else:
         pngs = {
-            d: [p for kind in FIGURE_CAPTIONS if (p := figure_dir / f"{kind}_{slugs[d]}.png").is_file()]
+            d: [p for kind in figure_captions(results) if (p := figure_dir / f"{kind}_{slugs[d]}.png").is_file()]
             for d in results.datasets
         }
     report = target / "report.md"
@@ -70,6 +70,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, figu
 def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: dict[str, list[Path]]) -> str:
     tables_dir = target / "tables"
     frame = results.frame()
+    captions = figure_captions(results)
     any_random = results.any_random_weights
     show_weights = not results.all_pretrained
     comments = [CI_NOTE] + (
@@ -106,7 +107,7 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
         for table in tables:
             table.write(tables_dir, comments)
             out += [f"### {table.title}", "", table.to_markdown()]
-        out += _figure_links(pngs.get(dataset, []), target, dataset, slug)
+        out += _figure_links(pngs.get(dataset, []), target, dataset, slug, captions)
     out += published_section(results, frame, tables_dir, comments)
     out += latency_section(frame, tables_dir, comments)
     out += failed_section(frame, tables_dir, comments)
@@ -203,13 +204,13 @@ def _dataset_frame(results: RunResults, frame: pd.DataFrame, dataset: str) -> pd
     return frame.set_index("cell_key").loc[keys].reset_index()
 
 
-def _figure_links(pngs: list[Path], target: Path, dataset: str, slug: str) -> list[str]:
+def _figure_links(pngs: list[Path], target: Path, dataset: str, slug: str, captions: dict[str, str]) -> list[str]:
     if not pngs:
         return ["*No figures for this dataset (see the log for why).*", ""]
     lines = ["### Figures", ""]
     for png in pngs:
         kind = png.stem.removesuffix(f"_{slug}")
-        caption = FIGURE_CAPTIONS.get(kind, kind)
+        caption = captions.get(kind, kind)
         link = quote(Path(os.path.relpath(png, target)).as_posix())
         lines += [
             f"![{md_escape(caption)}, {md_escape(dataset)}]({link})",

@@ -240,7 +240,7 @@ def _result(
         text_metrics=outcome.text_metrics,
         counts=outcome.counts,
         weights_detail=outcome.weights_detail,
-        method_meta=meta.to_json(),
+        method_meta=meta.record_json(),
         options=config.method_options.get(cell.method, {}),
         preset=config.preset.name,
         dataset_root=outcome.dataset_root,

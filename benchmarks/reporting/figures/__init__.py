@@ -1,5 +1,5 @@
 """Paper figures from a stored run: ROC/PR curves, metric bars, latency Pareto, heatmaps, scores,
-the LTFM ablation, k-shot curves and an anomaly-map gallery.
+each method's declared ablation (e.g. LTFM's), k-shot curves and an anomaly-map gallery.
 
 Every figure is drawn from `runs.jsonl`, the per-image score files and the stored maps alone (no
 model is run; the gallery also reads the test images and masks under each cell's
@@ -17,11 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.reporting.figures.ablation import (
-    LTFM_VARIANT_NOTES,
-    LTFM_VARIANTS,
-    STUDY_LABEL,
-    draw_ablation_ltfm,
-    draw_ltfm_cross_generation,
+    draw_ablation,
+    draw_ablation_cross_generation,
+    draw_ablations,
 )
 from benchmarks.reporting.figures.bars import BAR_METRICS, draw_bars
 from benchmarks.reporting.figures.common import HEATMAP_KINDS, DatasetView
@@ -40,6 +38,7 @@ from benchmarks.reporting.figures.kshot import KSHOT_VARIANT, draw_kshot
 from benchmarks.reporting.figures.pareto import _pareto_front as _pareto_front
 from benchmarks.reporting.figures.pareto import draw_pareto
 from benchmarks.reporting.plot_style import figure_style, method_colors, save_figure
+from benchmarks.reporting.published import declarations
 from benchmarks.results.reader import RunResults, dataset_slugs, load_run
 
 # `_gallery_picks` and `_pareto_front` (imported `as` themselves above) stay reachable for the tests.
@@ -54,20 +53,19 @@ __all__ = [
     "GROUND_TRUTH_COLOR",
     "HEATMAP_KINDS",
     "KSHOT_VARIANT",
-    "LTFM_VARIANTS",
-    "LTFM_VARIANT_NOTES",
     "MAX_INSIDE_LEGEND",
-    "STUDY_LABEL",
-    "draw_ablation_ltfm",
+    "draw_ablation",
+    "draw_ablation_cross_generation",
+    "draw_ablations",
     "draw_bars",
     "draw_gallery",
     "draw_heatmap",
     "draw_kshot",
-    "draw_ltfm_cross_generation",
     "draw_pareto",
     "draw_pr",
     "draw_roc",
     "draw_scores",
+    "figure_captions",
     "render_figures",
     "save_figure",
     "write_figures",
@@ -83,14 +81,23 @@ FIGURE_CAPTIONS = {
     "pareto": "Image AUROC vs batch-1 p50 latency (log scale) with the Pareto front",
     "heatmap_cross_generation": "Test AUROC per release year and device group",
     "scores": "Test score distributions (min-max scaled per cell) with the validation threshold",
-    "ablation_ltfm": "LTFM ablation: F1 at the validation threshold (95 % CI whiskers) and F1-max on the test"
-    " split, beside the smartphone study's published F1",
-    "ablation_ltfm_cross_generation": "LTFM variants: F1 at the validation threshold per test release year"
-    " and device group",
     "kshot": "Image AUROC vs number of normal shots k (mean over seeds; band: 95 % CI)",
     "gallery": "Anomaly maps on the same test images for every method (each method's maps min-max scaled"
     " over the shown images); cyan outline: ground-truth mask",
 }
+
+
+def figure_captions(results: RunResults) -> dict[str, str]:
+    """Figure kind -> caption for this run: the fixed kinds, then each declared ablation's two kinds."""
+    captions = dict(FIGURE_CAPTIONS)
+    for method, (_, ablation) in sorted(declarations(results.cells).items()):
+        if ablation is not None:
+            captions[f"ablation_{method}"] = (
+                f"{ablation.title}: F1 at the validation threshold (95 % CI whiskers) and F1-max on the test"
+                f" split, beside the published F1 of the same variants ({ablation.reference_label})")
+            captions[f"ablation_{method}_cross_generation"] = (
+                f"{ablation.title}: F1 at the validation threshold per test release year and device group")
+    return captions
 
 
 def write_figures(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -125,8 +132,7 @@ _DRAWERS: tuple[Callable[[DatasetView], list[Path]], ...] = (
     draw_pareto,
     draw_heatmap,
     draw_scores,
-    draw_ablation_ltfm,
-    draw_ltfm_cross_generation,
+    draw_ablations,
     draw_kshot,
     draw_gallery,
 )

@@ -1,5 +1,5 @@
-"""The LTFM ablation (base / ft-real / ft-real-gen) beside the smartphone study, overall and per
-test release year and device group."""
+"""A method's declared ablation (`MethodMeta.ablation`, e.g. LTFM's base / ft-real / ft-real-gen) beside
+the published numbers of the same variants, overall and per test release year and device group."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import to_rgb
 
+from benchmarks.plugins.contract import Ablation
 from benchmarks.reporting.figures.common import (
     HEATMAP_KINDS,
     DatasetView,
@@ -18,12 +19,8 @@ from benchmarks.reporting.figures.common import (
     whiskers,
 )
 from benchmarks.reporting.plot_style import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN, plain
-from benchmarks.reporting.published import lookup
+from benchmarks.reporting.published import DATASET_KIND_NAMES, declarations
 from benchmarks.results.reader import strata_order
-
-LTFM_VARIANTS = ("base", "ft-real", "ft-real-gen")
-LTFM_VARIANT_NOTES = {"base": "pretrained", "ft-real": "real", "ft-real-gen": "real + generated"}
-STUDY_LABEL = "published (study, real smartphone set)"
 
 
 def _lighter(color: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
@@ -36,26 +33,37 @@ def _seed_note(seeds: int) -> str | None:
     return f"mean of up to {seeds} seeds; whiskers: envelope of their CIs" if seeds > 1 else None
 
 
-def draw_ablation_ltfm(view: DatasetView) -> list[Path]:
-    """`ablation_ltfm_<dataset>`: F1@val (95 % CI) and F1-max of ltfm base / ft-real / ft-real-gen, in %.
+def draw_ablations(view: DatasetView) -> list[Path]:
+    """Both ablation figures of every method of the dataset that declares an ablation."""
+    paths: list[Path] = []
+    for method, (published, ablation) in sorted(declarations(view.cells).items()):
+        if ablation is not None:
+            reference = {e.variants[0]: e.value for e in published
+                         if e.dataset_kind == ablation.reference_kind and e.metric == ablation.reference_metric}
+            paths += draw_ablation(view, method, ablation, reference)
+            paths += draw_ablation_cross_generation(view, method, ablation)
+    return paths
 
-    The smartphone study's published F1 stands beside each variant; unless this dataset is flagged
-    as the study's own data (`benchmarks.reporting.published.dataset_kind`), the legend says it is another
-    dataset. With several seeds, bars are means and whiskers the envelope of the seeds' CIs.
+
+def draw_ablation(view: DatasetView, method: str, ablation: Ablation, published: dict[str, float]) -> list[Path]:
+    """`ablation_<method>_<dataset>`: F1@val (95 % CI) and F1-max of the ablation's variants, in %.
+
+    The published number of each variant (`published`, of the ablation's reference kind) stands
+    beside it; unless this dataset is of that kind (`benchmarks.reporting.published.dataset_kind`),
+    the legend says it is another dataset. With several seeds, bars are means and whiskers the
+    envelope of the seeds' CIs.
     """
-    kind = "ablation_ltfm"
+    kind = f"ablation_{method}"
+    variants = ablation.variants
     summary = view.summary
-    rows = summary[(summary["method"] == "ltfm") & summary["variant"].isin(LTFM_VARIANTS)].set_index(
-        "variant"
-    )
+    rows = summary[(summary["method"] == method) & summary["variant"].isin(variants)].set_index("variant")
     if rows.empty:
-        return view.skip(kind, "no ltfm base / ft-real / ft-real-gen cell")
-    shown = [c for c in view.cells if c.method == "ltfm" and c.variant in LTFM_VARIANTS]
-    published = {e.variants[0]: e.value for e in lookup("ltfm", dataset_kind="smartphone-study", metric="f1")}
-    color = view.colors["ltfm"]
+        return view.skip(kind, f"no {method} {' / '.join(variants)} cell")
+    shown = [c for c in view.cells if c.method == method and c.variant in variants]
+    color = view.colors[method]
     fig = view.figure(shown, SINGLE_COLUMN_IN, 3.9)
     ax = fig.add_subplot()
-    x = np.arange(len(LTFM_VARIANTS), dtype=float)
+    x = np.arange(len(variants), dtype=float)
     width = 0.27
     series = (
         ("F1 at the validation threshold", "f1", {"color": color, "edgecolor": "black"}),
@@ -67,7 +75,7 @@ def draw_ablation_ltfm(view: DatasetView) -> list[Path]:
     )
     for offset, (label, metric, style) in zip((-width, 0.0), series, strict=True):
         values, errors = [], []
-        for variant in LTFM_VARIANTS:
+        for variant in variants:
             row = rows.loc[variant] if variant in rows.index else None
             value = np.nan if row is None or pd.isna(row[metric]) else 100 * float(row[metric])
             lo, hi = (
@@ -93,7 +101,7 @@ def draw_ablation_ltfm(view: DatasetView) -> list[Path]:
                 )
             else:
                 ax.text(xi, 2, "not run", ha="center", va="bottom", rotation=90, fontsize=5.5, color="0.4")
-    study = [published.get(v, np.nan) for v in LTFM_VARIANTS]
+    study = [published.get(v, np.nan) for v in variants]
     ax.bar(
         x + width,
         study,
@@ -103,7 +111,7 @@ def draw_ablation_ltfm(view: DatasetView) -> list[Path]:
         hatch="....",
         linewidth=0.6,
         zorder=2,
-        label=STUDY_LABEL,
+        label=ablation.reference_label,
     )
     for xi, value in zip(x + width, study, strict=True):
         ax.text(
@@ -114,32 +122,30 @@ def draw_ablation_ltfm(view: DatasetView) -> list[Path]:
         label = f"chance: flag all ({100 * chance:.1f})"
         ax.axhline(100 * chance, color="0.3", ls="--", lw=0.8, zorder=1, label=label)
     notes = [_seed_note(int(rows["seeds"].max()))]
-    if view.kind != "smartphone-study":
+    if published and view.kind != ablation.reference_kind:
         name = plain(short_name(view.dataset))
-        notes.append(
-            "Published bars were measured on the study's real smartphone set,\n"
-            f"a different dataset from {name}: not comparable"
-        )
+        where = DATASET_KIND_NAMES.get(str(ablation.reference_kind), str(ablation.reference_kind))
+        notes.append(f"Published bars were measured on {where},\na different dataset from {name}: not comparable")
     title = "\n".join(n for n in notes if n) or None
     fig.legend(loc="outside lower center", ncols=1, fontsize=6, title=title, title_fontsize=6)
-    ax.set_xticks(x, [f"{v}\n({LTFM_VARIANT_NOTES[v]})" for v in LTFM_VARIANTS])
+    ax.set_xticks(x, [f"{v}\n({ablation.notes[v]})" if v in ablation.notes else v for v in variants])
     ax.set(ylim=(0, 109), ylabel="F1 on the test split (%)")
     ax.grid(axis="x", visible=False)
-    set_title(ax, "LTFM ablation", view.dataset)
+    set_title(ax, plain(ablation.title), view.dataset)
     return view.save(fig, kind)
 
 
-def draw_ltfm_cross_generation(view: DatasetView) -> list[Path]:
-    """`ablation_ltfm_cross_generation_<dataset>`: F1@val of each ltfm variant per test year and group.
+def draw_ablation_cross_generation(view: DatasetView, method: str, ablation: Ablation) -> list[Path]:
+    """`ablation_<method>_cross_generation_<dataset>`: F1@val of each ablation variant per test year and group.
 
     One panel per breakdown kind; bars are means over seeds, whiskers their range.
     """
-    kind = "ablation_ltfm_cross_generation"
-    cells = [c for c in view.cells if c.method == "ltfm" and c.variant in LTFM_VARIANTS]
+    kind = f"ablation_{method}_cross_generation"
+    cells = [c for c in view.cells if c.method == method and c.variant in ablation.variants]
     panels = [(key, name) for key, name in HEATMAP_KINDS.items() if any(c.breakdowns.get(key) for c in cells)]
     if not cells or not panels:
-        return view.skip(kind, "no ltfm variant has year or group breakdowns")
-    variants = [v for v in LTFM_VARIANTS if any(c.variant == v for c in cells)]
+        return view.skip(kind, f"no {method} ablation variant has year or group breakdowns")
+    variants = [v for v in ablation.variants if any(c.variant == v for c in cells)]
     strata = {
         key: strata_order(list({s for c in cells for s in c.breakdowns.get(key, {})})) for key, _ in panels
     }
@@ -150,13 +156,13 @@ def draw_ltfm_cross_generation(view: DatasetView) -> list[Path]:
         0.9 + 1.6 * len(panels),
     )
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    color = view.colors["ltfm"]
+    color = view.colors[method]
     width = 0.8 / len(variants)
     for ax, (key, name) in zip(axes, panels, strict=True):
         names = strata[key]
         x = np.arange(len(names), dtype=float)
         for j, variant in enumerate(variants):
-            shade = LTFM_VARIANTS.index(variant)
+            shade = min(2, round(2 * ablation.variants.index(variant) / max(1, len(ablation.variants) - 1)))
             means, errors = [], []
             for stratum in names:
                 found = [c.breakdowns.get(key, {}).get(stratum) for c in cells if c.variant == variant]
@@ -206,7 +212,7 @@ def draw_ltfm_cross_generation(view: DatasetView) -> list[Path]:
         ax.set(ylim=(0, 105), ylabel="F1@val (%)")
         ax.grid(axis="x", visible=False)
         ax.set_title(f"by test {name}", fontsize=7)
-    set_title(axes[0], f"LTFM F1 by test {panels[0][1]}", view.dataset)
+    set_title(axes[0], f"{plain(ablation.title)}: F1 by test {panels[0][1]}", view.dataset)
     seeds = max(sum(c.variant == v for c in cells) for v in variants)
     fig.legend(
         *axes[0].get_legend_handles_labels(),

@@ -11,7 +11,7 @@ from matplotlib.patches import Patch
 
 from benchmarks.reporting.figures.common import DatasetView, set_title
 from benchmarks.reporting.plot_style import MARKERS, SINGLE_COLUMN_IN, plain
-from benchmarks.reporting.published import DATASET_KIND_NAMES, lookup
+from benchmarks.reporting.published import DATASET_KIND_NAMES, declarations
 
 KSHOT_VARIANT = re.compile(r"k(\d+)")
 
@@ -39,6 +39,7 @@ def draw_kshot(view: DatasetView) -> list[Path]:
     fig = view.figure(shown, SINGLE_COLUMN_IN, 3.1)
     ax = fig.add_subplot()
     reference = view.kind if view.kind in ("mvtec", "visa") else None
+    declared = declarations(shown)
     handles: list[Line2D | Patch] = []
     for i, method in enumerate(methods):
         group = rows[rows["method"] == method].sort_values("k")
@@ -56,7 +57,8 @@ def draw_kshot(view: DatasetView) -> list[Path]:
         handles.append(
             ax.plot(x, group["image_auroc"], marker=marker, color=color, label=plain(method), zorder=3)[0]
         )
-        for entry in lookup(method, dataset_kind=reference, metric="image_auroc") if reference else []:
+        published = declared.get(method, ((), None))[0] if reference else ()
+        for entry in [e for e in published if e.dataset_kind == reference and e.metric == "image_auroc"]:
             shots = [int(m.group(1)) for v in entry.variants if (m := KSHOT_VARIANT.fullmatch(v))]
             if shots:
                 ax.plot(
