@@ -180,7 +180,7 @@ LTFM_PUBLISHED = (
                     "F1 table", note=STUDY_PROTOCOL, requires=("expert_checkpoint",)),
 )  # fmt: skip
 LTFM_ABLATION = Ablation(
-    title="LTFM ablation",
+    subject="LTFM",
     variants=("base", "ft-real", "ft-real-gen"),
     notes={"base": "pretrained", "ft-real": "real", "ft-real-gen": "real + generated"},
     reference_kind="smartphone-study",

@@ -239,7 +239,7 @@ def test_ltfm_ablation_has_published_bars_beside_and_says_they_are_other_data(
     assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == list(LTFM_VARIANTS)
     (legend,) = fig.legends
     assert "a different dataset from smartphone-synth: not comparable" in legend.get_title().get_text()
-    cross = titled(kept, "LTFM ablation: F1 by test release year")
+    cross = titled(kept, "LTFM F1 by test release year")
     assert len(cross.axes) == 2 and cross.axes[1].get_title() == "by test device group"
 
 

@@ -186,7 +186,7 @@ def test_a_method_the_suite_never_heard_of_brings_its_numbers_and_ablation(
     run = write_fake_run(tmp_path / "run", ("my-detector",), variants={"my-detector": ("small", "large")},
                          dataset="mvtec:/data/mvtec_ad/bottle", failed_method=None, weights="pretrained")
     published = PublishedResult(("large",), "mvtec", "full-shot", "image_auroc", 97.5, "Doe et al., 2026", "Table 2")
-    ablation = Ablation("Size ablation", ("small", "large"), {"small": "S", "large": "L"}, "mvtec", "image_auroc",
+    ablation = Ablation("Size", ("small", "large"), {"small": "S", "large": "L"}, "mvtec", "image_auroc",
                         "published (Doe)")
     lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
     for line in lines:
@@ -198,4 +198,4 @@ def test_a_method_the_suite_never_heard_of_brings_its_numbers_and_ablation(
         "my-detector", "large", 97.5, "comparable (1 dataset)")
     assert "Doe et al., 2026" in text
     assert (run / "figures" / f"ablation_my-detector_{slugify('mvtec:/data/mvtec_ad/bottle')}.png").is_file()
-    assert "Size ablation: F1 at the validation threshold" in text
+    assert "Size ablation: F1 at the validation threshold" in text and "Size variants: F1" in text

@@ -83,11 +83,12 @@ class PublishedResult:
 class Ablation:
     """Variants of a method that form an ablation, in order, each with a short note for the axis.
 
-    The report draws it (`ablation_<method>` figures) beside the published numbers of
-    `reference_kind` / `reference_metric` for the same variants, labelled `reference_label`.
+    The report draws it (`ablation_<method>` figures, titled "<subject> ablation") beside the
+    published numbers of `reference_kind` / `reference_metric` for the same variants, labelled
+    `reference_label`.
     """
 
-    title: str
+    subject: str
     variants: tuple[str, ...]
     notes: Mapping[str, str] = field(default_factory=dict)
     reference_kind: str | None = None
@@ -95,7 +96,7 @@ class Ablation:
     reference_label: str = "published"
 
     def to_json(self) -> dict[str, object]:
-        return {"title": self.title, "variants": list(self.variants), "notes": dict(self.notes),
+        return {"subject": self.subject, "variants": list(self.variants), "notes": dict(self.notes),
                 "reference_kind": self.reference_kind, "reference_metric": self.reference_metric,
                 "reference_label": self.reference_label}
 

@@ -93,10 +93,10 @@ def figure_captions(results: RunResults) -> dict[str, str]:
     for method, (_, ablation) in sorted(declarations(results.cells).items()):
         if ablation is not None:
             captions[f"ablation_{method}"] = (
-                f"{ablation.title}: F1 at the validation threshold (95 % CI whiskers) and F1-max on the test"
-                f" split, beside the published F1 of the same variants ({ablation.reference_label})")
+                f"{ablation.subject} ablation: F1 at the validation threshold (95 % CI whiskers) and F1-max on the"
+                f" test split, beside the published F1 of the same variants ({ablation.reference_label})")
             captions[f"ablation_{method}_cross_generation"] = (
-                f"{ablation.title}: F1 at the validation threshold per test release year and device group")
+                f"{ablation.subject} variants: F1 at the validation threshold per test release year and device group")
     return captions
 
 

@@ -131,7 +131,7 @@ def draw_ablation(view: DatasetView, method: str, ablation: Ablation, published:
     ax.set_xticks(x, [f"{v}\n({ablation.notes[v]})" if v in ablation.notes else v for v in variants])
     ax.set(ylim=(0, 109), ylabel="F1 on the test split (%)")
     ax.grid(axis="x", visible=False)
-    set_title(ax, plain(ablation.title), view.dataset)
+    set_title(ax, f"{plain(ablation.subject)} ablation", view.dataset)
     return view.save(fig, kind)
 
 
@@ -212,7 +212,7 @@ def draw_ablation_cross_generation(view: DatasetView, method: str, ablation: Abl
         ax.set(ylim=(0, 105), ylabel="F1@val (%)")
         ax.grid(axis="x", visible=False)
         ax.set_title(f"by test {name}", fontsize=7)
-    set_title(axes[0], f"{plain(ablation.title)}: F1 by test {panels[0][1]}", view.dataset)
+    set_title(axes[0], f"{plain(ablation.subject)} F1 by test {panels[0][1]}", view.dataset)
     seeds = max(sum(c.variant == v for c in cells) for v in variants)
     fig.legend(
         *axes[0].get_legend_handles_labels(),
