@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +150,11 @@ def test_the_scan_sees_nested_and_aliased_imports(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
     source.write_text("import benchmarks.running.runner as r\n\ndef f():\n    from benchmarks.running.cell import run_cell\n")
     assert _imported_modules(source) == {"benchmarks.running.runner", "benchmarks.running.cell"}
+
+
+def test_the_typed_boundaries_pass_mypy_strict() -> None:
+    """`mypy` with the pyproject's settings (`--strict` on `benchmarks/api.py`, `plugins/`, `results/`)."""
+    pytest.importorskip("mypy", reason="mypy comes with the dev extra")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".mypy_cache")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -124,11 +125,12 @@ def stage_outputs(model: nn.Module, x: torch.Tensor, stages: tuple[str, ...]) ->
         raise ValueError(f"unknown MobileNetV2 stages {unknown}; known: {[*STAGE_CHANNELS, 'conv_head']}")
     depth = max(len(STAGE_CHANNELS) if s == "conv_head" else int(s.split(".")[1]) + 1 for s in stages)
     out = {}
-    h = model.bn1(model.conv_stem(x))  # timm's bn1 is BatchNorm + ReLU6
-    for i, stage in enumerate(model.blocks[:depth]):
+    layers: Any = model  # timm's MobileNetV3 class: conv_stem, bn1, blocks, conv_head, bn2
+    h = layers.bn1(layers.conv_stem(x))  # timm's bn1 is BatchNorm + ReLU6
+    for i, stage in enumerate(layers.blocks[:depth]):
         h = stage(h)
         if f"blocks.{i}" in stages:
             out[f"blocks.{i}"] = h
     if "conv_head" in stages:
-        out["conv_head"] = model.bn2(model.conv_head(h))
+        out["conv_head"] = layers.bn2(layers.conv_head(h))
     return {s: out[s] for s in stages}

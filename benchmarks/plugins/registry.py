@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from benchmarks.plugins.contract import MethodFamily
+    from benchmarks.plugins.contract import Baseline, MethodFamily
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,13 @@ def _same_definition(a: object, b: object) -> bool:
     )
 
 
-def _baseline_registry() -> Registry:
+def _baseline_registry() -> Registry[type[Baseline]]:
     from benchmarks.plugins.contract import Baseline
 
     return Registry("method", Baseline)
 
 
-BASELINES: Registry = _baseline_registry()
+BASELINES: Registry[type[Baseline]] = _baseline_registry()
 FAMILIES: dict[str, MethodFamily] = {}
 """Prefix (without the colon) -> the method family registered under it."""
 INSTALLED: set[str] = set()

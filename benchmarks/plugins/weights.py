@@ -165,7 +165,9 @@ class WeightsResolver:
             return self._remember(ResolvedWeights(spec, "random", None, "--weights random"))
         if self.mode == "substitute":
             if substitute is not None:
-                return self._remember(self._substitute(spec, substitute, required=True))
+                answer = self._substitute(spec, substitute, required=True)
+                assert answer is not None  # required=True raises instead of answering None
+                return self._remember(answer)
             return self._random(spec, "no substitute for this backbone (--weights substitute)")
         found = self.find(spec)
         if found is not None:

