@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,11 +24,15 @@ def images_to_tensor(
 ) -> torch.Tensor:
     """RGB uint8 `(H, W, 3)` images of any sizes -> normalised float `(B, 3, h, w)`.
 
-    Each image is resized on its own (bicubic, antialiased) to `size` (int = square).
+    Each image is resized on its own to `size` (int = square): `mode` "bicubic" / "bilinear" are
+    torch's antialiased tensor resizes; "pil-bicubic" is PIL's bicubic on the 8-bit image, what
+    torchvision's `Resize` does to a PIL image (reference code that loads images with PIL).
     """
     hw = (size, size) if isinstance(size, int) else tuple(size)
     out = []
     for image in images:
+        if mode == "pil-bicubic" and image.shape[:2] != hw:
+            image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
         if t.shape[-2:] != hw:
             t = F.interpolate(t, size=hw, mode=mode, align_corners=False, antialias=True)
@@ -44,16 +49,18 @@ def batches(items: Sequence, batch_size: int) -> Iterator[Sequence]:
 
 
 def gaussian_blur_maps(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
-    """Gaussian-smooth `(B, H, W)` maps with kernel size 2*round(4*sigma)+1 (reflect padding)."""
-    radius = int(round(4 * sigma))
+    """Gaussian-smooth `(B, H, W)` maps as `scipy.ndimage.gaussian_filter(m, sigma)` does, which the
+    PatchCore and AnomalyDINO reference code call: radius `int(4 * sigma + 0.5)`, borders extended by
+    half-sample symmetric reflection (scipy's default "reflect": `d c b a | a b c d`). A map narrower
+    than the radius is extended by its own width only (the kernel is truncated there)."""
+    radius = int(4 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     b = maps[:, None]
-    pad_h = min(radius, maps.shape[-2] - 1)
-    pad_w = min(radius, maps.shape[-1] - 1)
-    b = F.pad(b, (pad_w, pad_w, 0, 0), mode="reflect") if pad_w > 0 else b
-    b = F.conv2d(b, kernel[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1))
-    b = F.pad(b, (0, 0, pad_h, pad_h), mode="reflect") if pad_h > 0 else b
-    b = F.conv2d(b, kernel[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1))
+    for dim, view in ((-1, (1, 1, 1, -1)), (-2, (1, 1, -1, 1))):
+        pad = min(radius, b.shape[dim])
+        if pad > 0:
+            b = torch.cat([b.narrow(dim, 0, pad).flip(dim), b, b.narrow(dim, b.shape[dim] - pad, pad).flip(dim)], dim)
+        b = F.conv2d(b, kernel[radius - pad : radius + pad + 1].view(*view))
     return b[:, 0]

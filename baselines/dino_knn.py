@@ -214,8 +214,9 @@ class DinoKnn(Baseline):
     """AnomalyDINO: DINOv2 ViT-S/14 last-block patch tokens, 1-NN cosine distance, mean of top 1 %.
 
     Follows the reference code (github.com/dammsi/AnomalyDINO), not anomalib's `AnomalyDINO`:
-    shorter side resized to 448 (bicubic, antialiased, ImageNet normalisation), then cropped at
-    the bottom/right to a multiple of 14; tokens after the final norm, L2-normalised; faiss k=1;
+    shorter side resized to 448 with PIL's bicubic on the 8-bit image (what the reference's
+    torchvision `Resize` does to the PIL images it loads), ImageNet normalisation, then cropped at
+    the bottom/right to a multiple of 14 (anomalib crops centrally); tokens after the final norm, L2-normalised; faiss k=1;
     patch distance 1 - cos; image score = mean of the top `int(1 % of patches)` distances (the
     max below 100 patches); map = bilinear resize + Gaussian sigma 4. A portrait 256x384 phone
     photo becomes 448x672 (32x48 patches, no crop needed).
@@ -354,7 +355,7 @@ class DinoKnn(Baseline):
 
     def _input(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
         h, w = size
-        x = images_to_tensor(images, (h, w), *self.mean_std)
+        x = images_to_tensor(images, (h, w), *self.mean_std, mode="pil-bicubic")
         return x[..., : h - h % self.patch_size, : w - w % self.patch_size].to(self.device)
 
     def _backbone(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.data.schema import ImageRecord  # noqa: E402
 from benchmarks.plugins.contract import MethodContext, Sample  # noqa: E402
+from benchmarks.plugins.registry import load_plugins  # noqa: E402
 from benchmarks.plugins.weights import WeightsResolver  # noqa: E402
 from benchmarks.running.presets import get_preset  # noqa: E402
 
@@ -31,6 +32,12 @@ def _toy_image(rng: np.random.Generator, anomalous: bool, size: int) -> tuple[np
         base[mask] = 1.0
     rgb = np.clip(np.stack([base, base * 0.9, base * 0.8], axis=-1) * 255, 0, 255).astype(np.uint8)
     return rgb, mask
+
+
+@pytest.fixture(scope="session", autouse=True)
+def registered_methods() -> None:
+    """The registry as the installed entry points make it (built-ins register like any plugin)."""
+    load_plugins()
 
 
 @pytest.fixture(scope="session")
