@@ -78,14 +78,6 @@ def test_memory_bank_is_ceil_ratio_of_training_patches(make_context, toy_task) -
     assert model.memory_bank.shape == (math.ceil(0.25 * n_patches), 128 + 256)
 
 
-def test_image_score_is_max_of_unblurred_patch_scores(fitted: PatchCore, toy_task) -> None:
-    model = fitted
-    images, _ = _test_images(toy_task)
-    grid, _ = model.patch_scores(images)
-    assert grid.shape == (len(images), 7, 7)
-    np.testing.assert_allclose(model.predict(images).scores, grid.amax(dim=(1, 2)).numpy(), rtol=1e-6)
-
-
 def test_reweighting_shrinks_the_max_patch_score(make_context, toy_task) -> None:
     model = _fitted(make_context, toy_task, reweight=True)
     images, _ = _test_images(toy_task)
