@@ -32,7 +32,7 @@ def images_to_tensor(
     out = []
     for image in images:
         if mode == "pil-bicubic" and image.shape[:2] != hw:
-            image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
+            image = np.array(Image.fromarray(np.ascontiguousarray(image)).resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
         if t.shape[-2:] != hw:
             t = F.interpolate(t, size=hw, mode=mode, align_corners=False, antialias=True)
