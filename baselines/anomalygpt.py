@@ -64,11 +64,19 @@ from torch import nn
 
 from baselines.anomalygpt_synth import cutpaste_poisson, jitter
 from baselines.chat_backend import ChatBackend, ChatConfig
-from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
+from baselines.common import (
+    CLIP_MEAN,
+    CLIP_STD,
+    batches,
+    frozen_module_state,
+    images_to_tensor,
+    restore_frozen_module,
+)
 from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.api import (
     GRID,
     Baseline,
+    FittedState,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -318,6 +326,7 @@ class AnomalyGPT(Baseline):
         self.grid: tuple[int, int] = tuple(self.visual.grid_size)  # type: ignore[assignment]
         self.question = class_question(context.class_name, context.description)
         self.memory: list[NearestNeighbourIndex] | None = None
+        self.memory_banks: list[torch.Tensor] | None = None
         self.threshold: float | None = None
         self.threshold_source = "none"
         self.train_losses: list[float] = []
@@ -339,12 +348,37 @@ class AnomalyGPT(Baseline):
             normals = normals[: self.variant.shots]
             with torch.inference_mode():
                 tokens = [self._image_tokens(chunk, resize=True) for chunk in batches(normals, self.batch_size)]
-            self.memory = [NearestNeighbourIndex(torch.cat([t[d] for t in tokens]).flatten(0, 1).cpu(), "cosine")
-                           for d in range(4)]
+            self._set_memory([torch.cat([t[d] for t in tokens]).flatten(0, 1).cpu() for d in range(4)])
         small = self._resize_uint8(normals)
         if self.uses_text_map:
             self.train_decoder(small)
         self._calibrate(small, val)
+
+    def _set_memory(self, banks: list[torch.Tensor]) -> None:
+        self.memory_banks = banks
+        self.memory = [NearestNeighbourIndex(bank, "cosine") for bank in banks]
+
+    def fitted_state(self) -> FittedState:
+        """Decoder heads, text prototypes, few-shot memory, threshold; the image tower when random-init."""
+        if self.threshold is None:
+            raise RuntimeError("anomalygpt: call fit before saving")
+        visual, info = frozen_module_state(self.visual, self.weights.mode, "visual.")
+        tensors = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
+        tensors["prototypes"] = self.prototypes
+        tensors |= {f"memory.{d}": bank for d, bank in enumerate(self.memory_banks or [])}
+        return FittedState({**tensors, **visual},
+                           {**info, "threshold": self.threshold, "threshold_source": self.threshold_source})
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        restore_frozen_module(self.visual, state.tensors, state.info, "visual.", "anomalygpt")
+        self.decoder.load_state_dict({k[len("decoder."):]: v for k, v in state.tensors.items()
+                                      if k.startswith("decoder.")})
+        self.prototypes = state.tensors["prototypes"].to(self.device)
+        banks = [state.tensors[f"memory.{d}"] for d in range(4) if f"memory.{d}" in state.tensors]
+        if banks:
+            self._set_memory(banks)
+        self.threshold = float(state.info["threshold"])
+        self.threshold_source = str(state.info["threshold_source"])
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         """Maps `(B, 224, 224)`, scores max(M), answers and per-image columns (see module doc)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from benchmarks.api import weights_fingerprint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,3 +66,26 @@ def gaussian_blur_maps(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
             b = torch.cat([b.narrow(dim, 0, pad).flip(dim), b, b.narrow(dim, b.shape[dim] - pad, pad).flip(dim)], dim)
         b = F.conv2d(b, kernel[radius - pad : radius + pad + 1].view(*view))
     return b[:, 0]
+
+
+def frozen_module_state(module: torch.nn.Module, weights_mode: str, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A frozen backbone's share of a `FittedState`: its tensors when its weights are random (they
+    exist nowhere else), none otherwise (the resolver finds the file again); always a fingerprint."""
+    # cloned: a module may hold one tensor under two names (anomalib's extractor keeps `backbone` and
+    # `feature_extractor`), which safetensors refuses to write as shared memory
+    tensors = ({f"{prefix}{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
+               if weights_mode == "random" else {})
+    return tensors, {f"{prefix}fingerprint": weights_fingerprint(module)}
+
+
+def restore_frozen_module(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], info: Mapping[str, object],
+                          prefix: str, what: str) -> None:
+    """Load the saved random tensors of `module` (if any), then insist it is the backbone the model was fitted on."""
+    saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if saved:
+        module.load_state_dict(saved, strict=True)
+    expected = info.get(f"{prefix}fingerprint")
+    if expected is not None and weights_fingerprint(module) != expected:
+        raise ValueError(f"{what}: this machine resolves different backbone weights from the ones the model was "
+                         f"fitted on (fingerprint {weights_fingerprint(module)}, saved {expected}); provide the "
+                         "same weight files (see the model's weights detail)")

@@ -22,14 +22,17 @@ from baselines.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     batches,
+    frozen_module_state,
     gaussian_blur_maps,
     images_to_tensor,
+    restore_frozen_module,
 )
 from baselines.neighbours import NearestNeighbourIndex
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     STAGE_STRIDES,
     Baseline,
+    FittedState,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -115,10 +118,11 @@ class PatchTokens(torch.nn.Module):
     bundled MobileNetV2 substitute): the feature map of one stage, its stride as the patch size.
     """
 
-    def __init__(self, model: torch.nn.Module, cnn_stage: str | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, cnn_stage: str | None = None, weights_mode: str = "random") -> None:
         super().__init__()
         self.model = model
         self.cnn_stage = cnn_stage
+        self.weights_mode = weights_mode  # how the resolver answered: pretrained / substitute / random
         self.patch_size = STAGE_STRIDES[cnn_stage] if cnn_stage else int(model.patch_embed.patch_size[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,11 +141,11 @@ def build_backbone(options: DinoKnnOptions, resolver: WeightsResolver) -> PatchT
     """
     resolved = resolver.resolve(weight_spec(options.backbone), substitute=MOBILENETV2_IN1K)
     if is_substitute(resolved):
-        return PatchTokens(build_mobilenetv2(resolved), options.substitute_stage).eval().requires_grad_(False)
+        return PatchTokens(build_mobilenetv2(resolved), options.substitute_stage, resolved.mode).eval().requires_grad_(False)
     model = timm.create_model(options.backbone, pretrained=False, dynamic_img_size=True, **options.backbone_kwargs)
     if resolved.path is not None:
         model.load_state_dict(checkpoint_filter_fn(load_state_dict(resolved.path), model))
-    return PatchTokens(model).eval().requires_grad_(False)
+    return PatchTokens(model, weights_mode=resolved.mode).eval().requires_grad_(False)
 
 
 def resized_shape(height: int, width: int, smaller_edge: int) -> tuple[int, int]:
@@ -279,10 +283,11 @@ class DinoKnn(Baseline):
         super().__init__(context)
         self.options = DinoKnnOptions.from_mapping(context.options)
         self.device = torch.device(context.device)
-        self.model: torch.nn.Module | None = None
+        self.model: PatchTokens | None = None
         self.patch_size = 14
         self.mean_std = (IMAGENET_MEAN, IMAGENET_STD)
         self.index: NearestNeighbourIndex | None = None
+        self.bank: torch.Tensor | None = None
         self._namespace: str | None = None
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
@@ -295,11 +300,7 @@ class DinoKnn(Baseline):
             normals = normals[: self.variant.shots]
         if not normals:
             raise ValueError("dino-knn needs at least one normal training image")
-        if self.model is None:
-            self.model = build_backbone(self.options, self.context.weights).to(self.device)
-            self.patch_size = self.model.patch_size
-            cfg = getattr(self.model.model, "pretrained_cfg", {})  # DINOv2: ImageNet mean/std, as the reference
-            self.mean_std = (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
+        self._ensure_model()
         with torch.inference_mode():
             bank = torch.cat([t.reshape(-1, t.shape[-1]) for _, t in self._tokens(normals)])
             bank = F.normalize(bank, dim=-1)
@@ -307,9 +308,34 @@ class DinoKnn(Baseline):
         if cap is not None and bank.shape[0] > cap:
             keep = np.sort(np.random.default_rng(self.context.seed).choice(bank.shape[0], cap, replace=False))
             bank = bank[torch.from_numpy(keep).to(bank.device)]
+        self._index(bank)
+
+    def _ensure_model(self) -> None:
+        """Build the backbone once (at fit, or when a saved model is loaded)."""
+        if self.model is None:
+            self.model = build_backbone(self.options, self.context.weights).to(self.device)
+            self.patch_size = self.model.patch_size
+            cfg = getattr(self.model.model, "pretrained_cfg", {})  # DINOv2: ImageNet mean/std, as the reference
+            self.mean_std = (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
+
+    def _index(self, bank: torch.Tensor) -> None:
         exact = "torch" if bank.device.type != "cpu" else "flat"
+        self.bank = bank
         self.index = NearestNeighbourIndex(bank, "cosine", kind=exact if self.options.exact_search else "auto",
                                            seed=self.context.seed)
+
+    def fitted_state(self) -> FittedState:
+        """The L2-normalised memory bank, and the backbone itself when it is random-init."""
+        if self.index is None or self.model is None or self.bank is None:
+            raise RuntimeError("dino-knn: call fit before saving")
+        backbone, info = frozen_module_state(self.model, self.model.weights_mode, "backbone.")
+        return FittedState({"bank": self.bank.cpu(), **backbone}, info)
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        self._ensure_model()
+        assert self.model is not None
+        restore_frozen_module(self.model, state.tensors, state.info, "backbone.", "dino-knn")
+        self._index(state.tensors["bank"].to(self.device))
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         if self.index is None:

@@ -73,11 +73,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from baselines.common import frozen_module_state, restore_frozen_module
 from baselines.ltfm_towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, build_tower
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     Ablation,
     Baseline,
+    FittedState,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -256,6 +258,28 @@ class LTFMBaseline(Baseline):
         if self.context.work_dir is not None:
             save_checkpoint(Path(self.context.work_dir) / "ltfm" / f"{self.context.variant}-seed{self.context.seed}",
                             model, self._metadata(self.context.variant, trained_on=self._trained_on(start)))
+
+    def fitted_state(self) -> FittedState:
+        """LTFM's weights, its config and validation threshold, and the tower itself when it is random-init."""
+        if self.model is None:
+            raise RuntimeError("ltfm: call fit before saving")
+        tower, info = frozen_module_state(self.tower, self.tower_weights.mode, "tower.")
+        tensors = {f"ltfm.{k}": v for k, v in self.model.state_dict().items()}
+        return FittedState({**tensors, **tower}, {
+            **info, "config": self.model.config.to_json(), "threshold": self.threshold,
+            "threshold_source": self.threshold_source, "started_from": self.started_from,
+            "expert_checkpoint": self.from_expert,
+        })
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        restore_frozen_module(self.tower, state.tensors, state.info, "tower.", "ltfm")
+        model = LTFM(LTFMConfig.from_json(dict(state.info["config"])))
+        model.load_state_dict({k[len("ltfm."):]: v for k, v in state.tensors.items() if k.startswith("ltfm.")})
+        self.model = model.to(self.device).eval()
+        self.threshold = float(state.info["threshold"])
+        self.threshold_source = str(state.info["threshold_source"])
+        self.started_from = state.info.get("started_from")  # type: ignore[assignment]
+        self.from_expert = bool(state.info.get("expert_checkpoint"))
 
     @torch.inference_mode()
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:

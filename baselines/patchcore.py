@@ -21,14 +21,17 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from baselines.backbone_weights import load_backbone_weights, timm_weight_spec
 from baselines.common import (
     batches,
+    frozen_module_state,
     gaussian_blur_maps,
     images_to_tensor,
+    restore_frozen_module,
 )
 from baselines.neighbours import NearestNeighbourIndex, greedy_coreset
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     STAGE_STRIDES,
     Baseline,
+    FittedState,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -152,6 +155,7 @@ class PatchCore(Baseline):
         opts = self.options
         torch.manual_seed(self.context.seed)
         resolved = self.context.weights.resolve(timm_weight_spec(opts.backbone), substitute=MOBILENETV2_IN1K)
+        self.weights_mode = resolved.mode
         if is_substitute(resolved):
             backbone = build_mobilenetv2(resolved)
             self.backbone_name, self.layers = resolved.spec.key, opts.substitute_layers
@@ -233,6 +237,19 @@ class PatchCore(Baseline):
         after = self.options.image_size - crop - before
         maps = F.pad(blurred[:, None], (before, after, before, after), mode="replicate")[:, 0]
         return Prediction(scores=scores.numpy().astype(np.float64), maps=maps.numpy())
+
+    def fitted_state(self) -> FittedState:
+        """The coreset memory bank, and the backbone itself when it is random-init."""
+        if self.memory_bank is None:
+            raise RuntimeError("patchcore: call fit before saving")
+        backbone, info = frozen_module_state(self.model.feature_extractor, self.weights_mode, "backbone.")
+        return FittedState({"memory_bank": torch.from_numpy(self.memory_bank), **backbone}, info)
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        restore_frozen_module(self.model.feature_extractor, state.tensors, state.info, "backbone.", "patchcore")
+        self.memory_bank = np.ascontiguousarray(state.tensors["memory_bank"].float().numpy())
+        self.model.memory_bank = torch.from_numpy(self.memory_bank).to(self.device)
+        self.index = NearestNeighbourIndex(self.memory_bank, seed=self.context.seed)
 
     def reference_model(self) -> ReferenceModel | None:
         """anomalib's own `PatchcoreModel.forward` over the same memory bank: features, its torch

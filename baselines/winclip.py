@@ -19,9 +19,17 @@ import torch
 from anomalib.models.image.winclip import torch_model as anomalib_winclip
 from anomalib.models.image.winclip.torch_model import WinClipModel
 
-from baselines.common import CLIP_MEAN, CLIP_STD, batches, images_to_tensor
+from baselines.common import (
+    CLIP_MEAN,
+    CLIP_STD,
+    batches,
+    frozen_module_state,
+    images_to_tensor,
+    restore_frozen_module,
+)
 from benchmarks.api import (
     Baseline,
+    FittedState,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -217,10 +225,7 @@ class WinClip(Baseline):
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
         """Encode the prompt ensemble and, for WinCLIP+, the first `shots` normal images."""
-        clip, preprocess = build_clip(self.options, self.context.weights)
-        clip = clip.to(self.device)
-        size = clip.visual.image_size
-        self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        clip, preprocess = self._clip()
         references = None
         shots = self.variant.shots or 0
         if shots:
@@ -230,10 +235,38 @@ class WinClip(Baseline):
             if len(normals) < shots:
                 log.warning("winclip %s: %d normal images for %d shots", self.context.variant, len(normals), shots)
             references = self._to_tensor(normals)
+        self._build(clip, preprocess, references)
+
+    def _clip(self) -> tuple[torch.nn.Module, Callable]:
+        """The open_clip model from the resolver, on the device; sets the input size and weights mode."""
+        clip, preprocess = build_clip(self.options, self.context.weights)
+        clip = clip.to(self.device)
+        self.weights_mode = self.context.weights.effective_mode
+        size = clip.visual.image_size
+        self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return clip, preprocess
+
+    def _build(self, clip: torch.nn.Module, preprocess: Callable, references: torch.Tensor | None) -> None:
         # anomalib encodes prompts and references under its own torch.no_grad
+        self.references = references
         self.model = ResolvedWinClipModel(
             clip, preprocess, self.context.class_name, references, self.options.scales
         ).eval()
+
+    def fitted_state(self) -> FittedState:
+        """The k normal shots (CLIP-normalised tensors; prompts are re-encoded from the class name),
+        and the CLIP model itself when it is random-init."""
+        if self.model is None:
+            raise RuntimeError("winclip: call fit before saving")
+        clip, info = frozen_module_state(self.model.clip, self.weights_mode, "clip.")
+        shots = {"references": self.references.cpu()} if self.references is not None else {}
+        return FittedState({**shots, **clip}, info)
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        clip, preprocess = self._clip()
+        restore_frozen_module(clip, state.tensors, state.info, "clip.", "winclip")
+        references = state.tensors.get("references")
+        self._build(clip, preprocess, None if references is None else references.to(self.device))
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         if self.model is None:

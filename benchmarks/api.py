@@ -36,6 +36,7 @@ from benchmarks.plugins.bundled_backbone import (
 from benchmarks.plugins.contract import (
     Ablation,
     Baseline,
+    FittedState,
     MethodContext,
     MethodFamily,
     MethodMeta,
@@ -44,6 +45,7 @@ from benchmarks.plugins.contract import (
     PublishedResult,
     ReferenceModel,
     Sample,
+    SavingUnsupported,
     TinySetup,
     VariantSpec,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "STAGE_STRIDES",
     "TIMM_NAME",
     "Baseline",
+    "FittedState",
     "FeatureCache",
     "MethodContext",
     "MethodFamily",
@@ -73,6 +76,7 @@ __all__ = [
     "Registry",
     "ResolvedWeights",
     "Sample",
+    "SavingUnsupported",
     "TinySetup",
     "VariantSpec",
     "WeightSpec",

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", help="run slice I of N of the grid, e.g. 1/4")
     run.add_argument("--cell-timeout", type=float, help="seconds per cell (default from the preset)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md and figures at the end")
+    run.add_argument("--save-models", action="store_true",
+                     help="keep each cell's fitted model in <out>/models/ (read by `inspect`)")
 
     lister = sub.add_parser("list", help="list methods, datasets or weights")
     lister.add_argument("what", nargs="?", choices=("methods", "datasets", "weights"), default="methods")
@@ -96,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--out", type=Path, help="also write the results as JSON here")
+    inspect = sub.add_parser("inspect", help="a QC page (HTML + JSON) of what a saved model says about images")
+    inspect.add_argument("run_dir", type=Path, help="a run folder written with --save-models")
+    inspect.add_argument("images", nargs="*", help="image files, folders of images, or a manifest (.csv/.parquet)")
+    inspect.add_argument("--method", required=True)
+    inspect.add_argument("--variant", help="which variant's model (needed when several were saved)")
+    inspect.add_argument("--seed", type=int, help="which seed's model (needed when several were saved)")
+    inspect.add_argument("--split", choices=("test",), help="read the run's own test split, with its masks")
+    inspect.add_argument("--out", type=Path, help="output folder (default: <run_dir>/inspect)")
+    inspect.add_argument("--weights-dir", type=Path, help="where real backbone weights are (as for run)")
+    inspect.add_argument("--device", default="cpu")
     merge = sub.add_parser("merge", help="combine shard run folders into one (cells merge by key)")
     merge.add_argument("sources", type=Path, nargs="+", help="shard run folders")
     merge.add_argument("--out", type=Path, required=True, help="merged run folder")
@@ -110,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("faiss.loader", "fontTools", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
-                "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge, "bench": cmd_bench}
+                "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge, "bench": cmd_bench,
+                "inspect": cmd_inspect}
     try:
         return handlers[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -164,6 +177,7 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
         out=(args.out or default_results_root() / args.preset).resolve(), force=args.force,
         executor=args.executor, shard=parse_shard(args.shard) if args.shard else None,
         variants=tuple(_split(args.variants)) or None, method_options=method_options,
+        save_models=args.save_models,
     )
 
 
@@ -367,6 +381,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.reporting.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.out, figures=False)}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Load the saved model, read the images, write the QC page; print where and how long it took."""
+    import time
+
+    from benchmarks.inspection.inputs import images_from_arguments, test_split_images
+    from benchmarks.inspection.qc_page import write_qc_page
+    from benchmarks.inspection.readings import read_images
+    from benchmarks.inspection.saved_models import load_saved, saved_cell
+    from benchmarks.running.environment import cpu_model
+
+    if bool(args.images) == bool(args.split):
+        raise UsageError("give images (files, folders or a manifest) or --split test, not both or neither")
+    start = time.perf_counter()
+    cell = saved_cell(args.run_dir, args.method, args.variant, args.seed)
+    plugin, stamp = load_saved(args.run_dir, cell, device=args.device, weights_dir=args.weights_dir)
+    loaded = time.perf_counter()
+    images = test_split_images(cell) if args.split else images_from_arguments(args.images)
+    if not images:
+        raise UsageError("no images found in the given paths")
+    readings = read_images(plugin, stamp, images)
+    read = time.perf_counter()
+    source = f"{cell.dataset} test split" if args.split else f"{len(images)} image(s)"
+    title = f"QC inspection: {stamp.method} / {stamp.variant} on {source}"
+    files = write_qc_page(readings, stamp, args.out or args.run_dir / "inspect", title,
+                          f"{cpu_model()}, {args.device}")
+    done = time.perf_counter()
+    errors = sum(r.error is not None for r in readings)
+    print(f"wrote {files.html}\nwrote {files.json}")
+    print(f"{len(images)} images ({errors} unreadable) in {done - start:.1f} s: model load {loaded - start:.1f} s, "
+          f"reading {1000 * (read - loaded) / len(images):.0f} ms per image, page {done - read:.1f} s "
+          f"[{stamp.weights_tag} weights, {cpu_model()}]")
     return 0
 
 

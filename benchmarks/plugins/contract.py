@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 
 from benchmarks.data.schema import ImageRecord
 from benchmarks.plugins.location_grid import GRID_WORDS
@@ -289,6 +290,24 @@ class ReferenceModel:
     scope: str = "whole method"
 
 
+class SavingUnsupported(Exception):
+    """A method that cannot save its fitted state; the message says why."""
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """A fitted method's state, saved by `run --save-models` and loaded in another process.
+
+    `tensors` are written as safetensors (no pickle); `info` must be JSON-serialisable (numbers,
+    strings, lists, dicts). A method decides what goes in: memory banks, trained heads, and the
+    frozen backbone itself when its weights are random (real weights are resolved again at load
+    and checked against a fingerprint kept in `info`).
+    """
+
+    tensors: Mapping[str, torch.Tensor]
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Baseline(ABC):
     """Base class of every method plugin.
 
@@ -327,6 +346,16 @@ class Baseline(ABC):
         (after `fit`), e.g. `{"expert_checkpoint": True, "started_from": "..."}`. Published-number
         comparisons read them (`benchmarks.reporting.published.comparability`). Default: none."""
         return {}
+
+    def fitted_state(self) -> FittedState:
+        """What `load_fitted_state` needs to predict exactly as this fitted instance does (after `fit`).
+
+        A method that cannot save raises `SavingUnsupported` saying why (the default)."""
+        raise SavingUnsupported(f"{self.meta.name} does not implement saving its fitted state")
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        """Become the fitted instance `state` came from, instead of calling `fit` (same context)."""
+        raise SavingUnsupported(f"{self.meta.name} does not implement loading a fitted state")
 
 
 @dataclass(frozen=True)

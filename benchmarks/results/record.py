@@ -214,6 +214,10 @@ class CellResult:
     maps_file: str | None = None
     dataset_root: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    model_dir: str | None = None
+    """The saved fitted model (`run --save-models`), relative to the run folder; None when not saved."""
+    model_note: str | None = None
+    """Why no model was saved although it was asked for (the method cannot save, or saving failed)."""
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
@@ -288,6 +292,8 @@ class CellResult:
             maps_file=_str(obj.get("maps_file")),
             dataset_root=_str(obj.get("dataset_root")),
             provenance=_mapping(obj.get("provenance")),
+            model_dir=_str(obj.get("model_dir")),
+            model_note=_str(obj.get("model_note")),
             started_at=_str(obj.get("started_at")),
             finished_at=_str(obj.get("finished_at")),
             duration_s=_float(obj.get("duration_s")),

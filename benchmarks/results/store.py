@@ -25,6 +25,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.plugins.contract import FittedState
+from benchmarks.results.models import SavedModel, write_model
 from benchmarks.results.record import RUNS_FILE, CellResult
 
 log = logging.getLogger(__name__)
@@ -106,8 +108,14 @@ class RunStore:
         finally:
             handle.close()
 
-    def write_cell(self, result: CellResult, scores: pd.DataFrame | None, maps: CellMaps | None) -> CellResult:
-        """Write the cell's per-image scores and maps, then append its line; returns the line as written."""
+    def write_cell(
+        self, result: CellResult, scores: pd.DataFrame | None, maps: CellMaps | None,
+        model: tuple[FittedState, SavedModel] | None = None,
+    ) -> CellResult:
+        """Write the cell's per-image scores, maps and saved model, then append its line; returns the line."""
+        if model is not None:
+            folder = write_model(self.run_dir, result.cell_key, *model)
+            result = replace(result, model_dir=str(folder.relative_to(self.run_dir)))
         if scores is not None:
             result = replace(result, scores_file=str(self.write_scores(result.cell_key, scores).relative_to(self.run_dir)))
         if maps is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import safetensors.torch
 import torch
 from tqdm import tqdm
 
@@ -26,7 +28,15 @@ from benchmarks.data.cache import cache_root
 from benchmarks.data.images import ImageDecodeError, load_image, load_mask
 from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
-from benchmarks.plugins.contract import Baseline, MethodContext, Prediction, Protocol, Sample, VariantSpec
+from benchmarks.plugins.contract import (
+    Baseline,
+    MethodContext,
+    Prediction,
+    Protocol,
+    Sample,
+    SavingUnsupported,
+    VariantSpec,
+)
 from benchmarks.plugins.feature_cache import FeatureCache
 from benchmarks.plugins.location_grid import grid_location_of_mask
 from benchmarks.plugins.registry import BASELINES, load_plugins
@@ -76,6 +86,23 @@ class CellOutcome:
     provenance: dict[str, Any] | None = None
     scores: pd.DataFrame | None = None
     maps: CellMaps | None = None
+    fitted: FittedModel | None = None
+    model_note: str | None = None
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted method's state and what the runner stores beside it (`run --save-models`).
+
+    The tensors travel as safetensors bytes: torch tensors sent through a pipe are shared by file
+    descriptor, which dies with the cell process."""
+
+    tensors: bytes
+    info: dict[str, Any]
+    val_normal_scores: tuple[float, ...]
+    val_anomaly_scores: tuple[float, ...]
+    class_name: str
+    description: str
 
 
 def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
@@ -298,6 +325,7 @@ def _run_cell(
         )
     stats = latency.summarise(config.device, batch1, throughput, fit_s, predict_s)
 
+    fitted, model_note = _fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models else (None, None)
     maps = None
     if test_pred.maps is not None:
         small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
@@ -317,7 +345,33 @@ def _run_cell(
         provenance=dict(plugin.provenance()),
         scores=frame,
         maps=maps,
+        fitted=fitted,
+        model_note=model_note,
     )
+
+
+def _fitted_model(
+    plugin: Baseline, val_scores: np.ndarray, val_labels: np.ndarray, dataset: Dataset
+) -> tuple[FittedModel | None, str | None]:
+    """The plugin's fitted state for saving, or why there is none (saving never fails the cell)."""
+    try:
+        state = plugin.fitted_state()
+        tensors = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state.tensors.items()})
+        json.dumps(dict(state.info), allow_nan=False)  # the stamp must be plain JSON
+    except SavingUnsupported as exc:
+        return None, str(exc)
+    except Exception as exc:  # a broken saver loses the model, not the cell's numbers
+        log.warning("%s: saving the fitted state failed: %s", plugin.meta.name, exc)
+        return None, f"saving failed: {type(exc).__name__}: {str(exc)[:300]}"
+    scores = np.asarray(val_scores, dtype=float)
+    return FittedModel(
+        tensors=tensors,
+        info=dict(state.info),
+        val_normal_scores=tuple(float(v) for v in scores[val_labels == 0]),
+        val_anomaly_scores=tuple(float(v) for v in scores[val_labels == 1]),
+        class_name=dataset.class_name,
+        description=dataset.description,
+    ), None
 
 
 def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Dataset) -> metrics.PixelMetrics:

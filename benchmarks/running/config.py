@@ -47,6 +47,8 @@ class RunConfig:
     variants: tuple[str, ...] | None = None
     feature_cache: bool = True
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    save_models: bool = False
+    """Keep each cell's fitted model in `<out>/models/` (`inspect` loads it)."""
 
     def cell_hash(self, cell: CellSpec, method_meta: dict[str, Any], weights_probe: list[str] | None = None) -> str:
         """Hash of what determines a cell's numbers (not the output folder or the executor).
@@ -63,6 +65,8 @@ class RunConfig:
             "device": self.device,
             "meta": method_meta,
             "options": self.method_options.get(cell.method, {}),
+            # only when asked: a run that saves models recomputes cells finished without saving
+            **({"save_models": True} if self.save_models else {}),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -19,10 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 from tqdm import tqdm
 
+from benchmarks.plugins.contract import FittedState
 from benchmarks.plugins.registry import BASELINES, load_plugins, plugin_modules
 from benchmarks.plugins.weights import WeightsResolver
+from benchmarks.results.models import SavedModel
 from benchmarks.results.record import CellResult
 from benchmarks.results.stamp import weights_tag
 from benchmarks.results.store import RunStore
@@ -94,9 +97,8 @@ def run(config: RunConfig, on_cell: Callable[[CellResult], None] | None = None) 
         else:
             finished = _local_outcomes(config, todo)
         for cell, digest, started, outcome in finished:
-            record = store.write_cell(
-                _result(config, cell, digest, run_id, outcome, started), outcome.scores, outcome.maps
-            )
+            result = _result(config, cell, digest, run_id, outcome, started)
+            record = store.write_cell(result, outcome.scores, outcome.maps, _saved_model(config, result, outcome))
             summary.ran.append(record)
             if on_cell:
                 on_cell(record)
@@ -245,10 +247,27 @@ def _result(
         preset=config.preset.name,
         dataset_root=outcome.dataset_root,
         provenance=outcome.provenance or {},
+        model_note=outcome.model_note,
         started_at=started.isoformat(),
         finished_at=finished.isoformat(),
         duration_s=(finished - started).total_seconds(),
     )
+
+
+def _saved_model(config: RunConfig, result: CellResult, outcome: CellOutcome) -> tuple[FittedState, SavedModel] | None:
+    """The fitted model to store beside the cell's line, with its stamp (`--save-models`)."""
+    fitted = outcome.fitted
+    if fitted is None or not result.ok or result.metrics is None:
+        return None
+    stamp = SavedModel(
+        cell_key=result.cell_key, method=result.method, variant=result.variant, dataset=result.dataset,
+        seed=int(result.seed or 0), preset=config.preset.name, options=dict(result.options),
+        weights=str(result.weights), weights_tag=str(result.weights_tag), weights_detail=result.weights_detail,
+        threshold=result.metrics.threshold, threshold_source=str(result.metrics.threshold_source),
+        val_normal_scores=fitted.val_normal_scores, val_anomaly_scores=fitted.val_anomaly_scores,
+        class_name=fitted.class_name, description=fitted.description,
+    )
+    return FittedState(safetensors.torch.load(fitted.tensors), fitted.info), stamp
 
 
 def _run_id(previous: dict[str, CellResult]) -> str:
