@@ -10,7 +10,7 @@ from benchmarks.results.store import RunStore
 
 
 def merge_runs(sources: list[Path], target: Path) -> int:
-    """Copy every source's latest cell lines and their score/map files into `target`.
+    """Copy every source's latest cell lines and their score/map files and saved models into `target`.
 
     For a cell present in several sources the last finished one (by `finished_at`) wins; a
     cell already in `target` with the same config hash and status `ok` is kept as it is.
@@ -37,6 +37,8 @@ def merge_runs(sources: list[Path], target: Path) -> int:
                     destination = target / name
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source / name, destination)
+            if record.model_dir:
+                shutil.copytree(source / record.model_dir, target / record.model_dir, dirs_exist_ok=True)
             store.append(record)
             appended += 1
     return appended
