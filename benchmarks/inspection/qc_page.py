@@ -118,7 +118,8 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
 .stamp {{ background: {stamp_color}; color: white; padding: 0.7em 1em; font-weight: bold; font-size: 1.1em; }}
 table.summary td, table.summary th {{ text-align: left; padding: 0.15em 1em 0.15em 0; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-.card {{ border: 1px solid #ccc; padding: 0.6em; width: {2 * THUMB_EDGE + 30}px; }}
+.card {{ border: 1px solid #ccc; padding: 0.6em; }}
+.card .text {{ max-width: {THUMB_EDGE}px; }}
 .card.flagged {{ border: 2px solid #c00000; }} .card.failed {{ border: 2px dashed #888; }}
 .card img {{ max-width: {THUMB_EDGE}px; max-height: {THUMB_EDGE}px; margin-right: 6px; }}
 .verdict {{ font-weight: bold; font-size: 1.1em; }} .ANOMALOUS {{ color: #c00000; }} .normal {{ color: #1b7837; }}
@@ -169,8 +170,8 @@ def _image_slots(r: Reading) -> list[str]:
 
 def _card(r: Reading, item: dict[str, Any]) -> str:
     if r.error is not None:
-        return (f'<div class="card failed" data-name="{_e(r.image.name)}"><div class="verdict">could not read '
-                f'{_e(r.image.name)}</div><div class="small error">{_e(r.error)}</div></div>')
+        return (f'<div class="card failed" data-name="{_e(r.image.name)}"><div class="text"><div class="verdict">'
+                f'could not read {_e(r.image.name)}</div><div class="small error">{_e(r.error)}</div></div></div>')
     word = verdict_word(r)
     images = f'<img class="reading" alt="{_e(r.image.name)}: map overlay" src="{_png(_overlay(r))}">'
     if r.truth is not None:
@@ -189,10 +190,10 @@ def _card(r: Reading, item: dict[str, Any]) -> str:
     severity = f" ({_e(r.severity)})" if r.severity else ""
     return f"""<div class="card{flagged}" data-name="{_e(r.image.name)}" data-verdict="{_e(word)}">
 <div>{images}</div>
-<div class="verdict {_e(word)}">{_e(word)}{severity}</div>
+<div class="text"><div class="verdict {_e(word)}">{_e(word)}{severity}</div>
 <div>{_e(r.image.name)}: score {r.score:.4g}; {_e('; '.join(position) or 'no validation scale')}</div>
 <div class="small">most anomalous region: {_e(r.location or '–')}{_e(', box ' + ','.join(map(str, r.region)) if r.region else '')}</div>
-{truth}</div>"""
+{truth}</div></div>"""
 
 
 def _thumb(pixels: np.ndarray) -> Image.Image:
@@ -229,7 +230,7 @@ def _truth(r: Reading) -> Image.Image:
 
 def _png(image: Image.Image) -> str:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

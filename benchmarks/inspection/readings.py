@@ -16,8 +16,10 @@ from benchmarks.plugins.location_grid import grid_location
 from benchmarks.results.models import SavedModel
 
 SEVERITY_WORDS = ("slight", "moderate", "severe")
-REGION_LEVEL = 0.5
-"""The region box covers the connected area around the map's peak above this share of its range."""
+REGION_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""The region box covers the connected area around the map's peak above the first of these shares
+of the map's range at which that area is at most `REGION_MAX_SHARE` of the image (else the last)."""
+REGION_MAX_SHARE = 1 / 9
 BATCH = 8
 
 
@@ -120,13 +122,17 @@ def severity(score: float, anomalous: bool | None, val_anomalies: np.ndarray) ->
 
 
 def peak_region(anomaly_map: np.ndarray, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Box `(x0, y0, x1, y1)` in image pixels around the connected area of the map's peak above
-    `REGION_LEVEL` of its range (the map spans the whole image, whatever its own resolution)."""
+    """Box `(x0, y0, x1, y1)` in image pixels around the connected area of the map's peak (see
+    `REGION_LEVELS`; the map spans the whole image, whatever its own resolution)."""
     low, high = float(anomaly_map.min()), float(anomaly_map.max())
-    mask = anomaly_map >= low + REGION_LEVEL * (high - low) if high > low else np.ones_like(anomaly_map, bool)
-    labels, _ = ndimage.label(mask)
     peak = np.unravel_index(int(np.argmax(anomaly_map)), anomaly_map.shape)
-    ys, xs = np.nonzero(labels == labels[peak])
+    area = np.ones_like(anomaly_map, bool)
+    for level in REGION_LEVELS if high > low else ():
+        labels, _ = ndimage.label(anomaly_map >= low + level * (high - low))
+        area = labels == labels[peak]
+        if area.mean() <= REGION_MAX_SHARE:
+            break
+    ys, xs = np.nonzero(area)
     mh, mw = anomaly_map.shape
     h, w = image_hw
     return (int(xs.min() * w / mw), int(ys.min() * h / mh), int(np.ceil((xs.max() + 1) * w / mw)),

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.plugins.contract import Baseline, MethodContext
-from benchmarks.plugins.registry import BASELINES, load_plugins
+from benchmarks.plugins.registry import load_method
 from benchmarks.plugins.weights import WeightsResolver
 from benchmarks.results.models import SavedModel, read_model
 from benchmarks.results.record import CellResult
@@ -41,8 +41,7 @@ def load_saved(run_dir: Path, cell: CellResult, *, device: str = "cpu",
     """
     assert cell.model_dir is not None
     state, stamp = read_model(Path(run_dir) / cell.model_dir)
-    load_plugins()
-    cls = BASELINES.get(stamp.method)
+    cls = load_method(stamp.method)
     context = MethodContext(
         variant=stamp.variant, seed=stamp.seed, device=device,
         weights=WeightsResolver(mode=stamp.weights, weights_dir=weights_dir),  # type: ignore[arg-type]

@@ -128,6 +128,29 @@ INSTALLED: set[str] = set()
 """Names of the methods registered from entry points (not in-process test registrations)."""
 
 
+def load_method(name: str) -> type[Baseline]:
+    """The method `name`, importing only its own entry point (a process that needs one method
+    need not import every plugin's libraries); falls back to `load_plugins` for anything else."""
+    from benchmarks.plugins import contract
+
+    if name not in BASELINES:
+        prefix, colon, _ = name.partition(":")
+        group, wanted = (FAMILY_GROUP, prefix) if colon else (ENTRY_POINT_GROUP, name)
+        for ep in entry_points(group=group):
+            if ep.name == wanted:
+                obj = ep.load()
+                if colon and isinstance(obj, contract.MethodFamily):
+                    FAMILIES[obj.prefix] = obj
+                    BASELINES.register_prefix(f"{obj.prefix}:", obj.build)
+                elif not colon:
+                    BASELINES.add(name, obj)
+                    INSTALLED.add(name)
+                break
+        else:
+            load_plugins()
+    return BASELINES.get(name)
+
+
 def plugin_modules() -> list[str]:
     """The modules of every registered method and family (what a fresh process imports to find them)."""
     modules = {BASELINES.get(name).__module__ for name in BASELINES.names()}

@@ -86,6 +86,9 @@ def write_model(run_dir: Path, cell_key: str, state: FittedState, stamp: SavedMo
         save_file(tensors, str(scratch / STATE_FILE))
         record = {**stamp.to_json(), "info": dict(state.info)}
         (scratch / STAMP_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        scratch.chmod(0o755)  # mkdtemp makes it private; a saved model is read by other users and tools
+        for file in scratch.iterdir():
+            file.chmod(0o644)
         if target.exists():
             shutil.rmtree(target)
         scratch.rename(target)
