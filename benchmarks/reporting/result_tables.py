@@ -358,6 +358,9 @@ def latency_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[st
         Column("Batch", number("throughput_batch_size", 0)),
         Column("Fit (s)", number("fit_s", 1)),
         Column("Peak mem (MB)", _memory),
+        Column("GFLOP/img", number("gflop_per_image", 2)),
+        Column("GFLOP/s", number("achieved_gflops", 1)),
+        Column("% GEMM peak", _share("gemm_efficiency")),
     )
     keep = [
         "method",
@@ -374,12 +377,26 @@ def latency_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[st
         "predict_s",
         "peak_mem_mb",
         "peak_mem_kind",
+        "gflop_per_image",
+        "achieved_gflops",
+        "gemm_peak_gflops",
+        "gemm_efficiency",
     ]
     table = ReportTable(
-        "latency", "Latency (batch 1 per image; throughput at the best batch size)", data[keep], columns
+        "latency", "Latency (batch 1 per image; throughput at the best batch size; GFLOP counted by torch's "
+        "FLOP counter, so work outside torch such as a faiss search is not in it; % GEMM peak = GFLOP/s over "
+        "this machine's best fp32 matrix-product rate)", data[keep], columns
     )
     table.write(tables_dir, comments)
     return ["## Latency", "", f"{table.title}.", "", table.to_markdown()]
+
+
+def _share(name: str) -> Callable[[pd.Series], Rendered | None]:
+    def render(row: pd.Series) -> Rendered | None:
+        value = row.get(name)
+        return None if value is None or pd.isna(value) else (f"{100 * value:.1f}", "")
+
+    return render
 
 
 def failed_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str]) -> list[str]:

@@ -120,6 +120,14 @@ class CellLatency(_Flat):
     predict_s: float | None = None
     peak_mem_mb: float | None = None
     peak_mem_kind: str | None = None
+    gflop_per_image: float | None = None
+    """GFLOP torch performs in one batch-1 `predict` (work outside torch, e.g. faiss, not counted)."""
+    achieved_gflops: float | None = None
+    """gflop_per_image / batch-1 p50: the arithmetic rate the prediction reached."""
+    gemm_peak_gflops: float | None = None
+    """This machine's best sustained fp32 GEMM rate at transformer shapes (`running.compute`)."""
+    gemm_efficiency: float | None = None
+    """achieved_gflops / gemm_peak_gflops: how close the prediction runs to the machine's limit."""
 
 
 @dataclass(frozen=True)

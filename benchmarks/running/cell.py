@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from benchmarks.results.record import (
     StratumMetrics,
 )
 from benchmarks.results.store import CellMaps
-from benchmarks.running import latency
+from benchmarks.running import compute, latency
 from benchmarks.running.config import CellSpec, RunConfig
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,8 @@ def _run_cell(
         throughput = latency.best_throughput(
             plugin.predict, timed, config.device, config.preset.throughput_batch_sizes
         )
-    stats = latency.summarise(config.device, batch1, throughput, fit_s, predict_s)
+        stats = _with_compute(latency.summarise(config.device, batch1, throughput, fit_s, predict_s), plugin,
+                              timed, config.device)
 
     fitted, model_note = _fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models else (None, None)
     maps = None
@@ -372,6 +373,22 @@ def _fitted_model(
         class_name=dataset.class_name,
         description=dataset.description,
     ), None
+
+
+def _with_compute(stats: CellLatency, plugin: Baseline, timed: Sequence[np.ndarray], device: str) -> CellLatency:
+    """The latency record with the prediction's FLOPs, the rate they ran at and its share of the
+    machine's GEMM peak (None where torch counts no FLOPs or the counter fails)."""
+    if not timed or stats.batch1_p50_ms is None:
+        return stats
+    try:
+        gflop = compute.flops_per_image(plugin.predict, timed[0]) / 1e9
+        peak = compute.machine_gemm_peak(device).gflops
+    except Exception as exc:  # the FLOP figure is a bonus: never fail a cell for it
+        log.warning("%s: FLOP counting failed: %s", plugin.meta.name, exc)
+        return stats
+    achieved = gflop / (stats.batch1_p50_ms / 1000) if gflop > 0 else None
+    return replace(stats, gflop_per_image=gflop, achieved_gflops=achieved, gemm_peak_gflops=peak,
+                   gemm_efficiency=achieved / peak if achieved and peak else None)
 
 
 def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Dataset) -> metrics.PixelMetrics:

@@ -1,0 +1,104 @@
+"""How much arithmetic a prediction is, and how fast this machine can do arithmetic at all.
+
+`flops_per_image` counts the floating-point operations of one batch-1 `predict` with torch's own
+counter (`torch.utils.flop_counter.FlopCounterMode`: matrix products, convolutions and attention
+of torch ops; work done outside torch, such as a faiss nearest-neighbour search or numpy code,
+is not counted, so the figure is a lower bound for such methods). `gemm_peak` measures the best
+sustained fp32 matrix-product rate of this machine at batch-1 transformer shapes, across the
+BLAS libraries the process has (torch's and numpy's). The latency record divides one by the
+other: achieved GFLOP/s of a prediction and its share of the machine's GEMM rate, the "how close
+to the limit" figure of every cell on any hardware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+PROBE_SHAPES: tuple[tuple[int, int, int], ...] = ((197, 768, 768), (197, 768, 3072), (197, 3072, 768),
+                                                 (577, 1024, 4096), (1024, 1024, 1024))
+"""(M, K, N) of the probe's products: ViT-B/16 at 224 px, batch 1 (197 tokens, width 768, MLP 3072),
+a ViT-L-sized layer, and a square product."""
+
+
+def flops_per_image(predict: Callable[[Sequence[np.ndarray]], object], image: np.ndarray) -> int:
+    """Floating-point operations torch performs in `predict([image])` (a multiply-add counts as two)."""
+    with FlopCounterMode(display=False) as counter:
+        predict([image])
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class GemmPeak:
+    """The best fp32 GEMM rate measured, which library reached it, and each library's best."""
+
+    gflops: float
+    library: str
+    per_library: dict[str, float]
+
+    def to_json(self) -> dict[str, object]:
+        return {"gflops": self.gflops, "library": self.library, "per_library": dict(self.per_library)}
+
+
+def gemm_peak(seconds_per_shape: float = 0.25, device: str = "cpu") -> GemmPeak:
+    """Best sustained fp32 GFLOP/s over `PROBE_SHAPES` with torch's BLAS and numpy's (CPU), or torch on a GPU."""
+    rates: dict[str, float] = {}
+    for library in ("torch", "numpy") if device == "cpu" else ("torch",):
+        best = 0.0
+        for m, k, n in PROBE_SHAPES:
+            best = max(best, _rate(library, m, k, n, seconds_per_shape, device))
+        rates[library] = best
+    library = max(rates, key=lambda name: rates[name])
+    return GemmPeak(gflops=rates[library], library=library, per_library=rates)
+
+
+def _rate(library: str, m: int, k: int, n: int, seconds: float, device: str) -> float:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    if library == "torch":
+        ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+
+        def product() -> None:
+            torch.mm(ta, tb)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+    else:
+        def product() -> None:
+            np.dot(a, b)
+    product()  # warm-up: thread pools, packing buffers
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
+        product()
+        calls += 1
+    return 2.0 * m * k * n * calls / elapsed / 1e9
+
+
+def machine_gemm_peak(device: str = "cpu") -> GemmPeak:
+    """`gemm_peak` of this machine configuration, measured once and kept in the cache folder
+    (`gemm-peak.json`, keyed by CPU model, thread count, device and library versions)."""
+    from benchmarks.data.cache import cache_root
+    from benchmarks.running.environment import cpu_model
+
+    key = "|".join([cpu_model(), str(torch.get_num_threads()), device, torch.__version__, np.__version__])
+    path = cache_root() / "gemm-peak.json"
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        entry = known[key]
+        return GemmPeak(float(entry["gflops"]), str(entry["library"]), dict(entry["per_library"]))
+    peak = gemm_peak(device=device)
+    known[key] = peak.to_json()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(known, indent=2), encoding="utf-8")
+    os.replace(scratch, path)
+    return peak
