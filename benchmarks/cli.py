@@ -202,11 +202,14 @@ def _method_options(pairs: list[str], methods: list[str]) -> dict[str, dict[str,
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.data.loaders import load_dataset
     from benchmarks.reporting.summary import format_summary
+    from benchmarks.running.compute import machine_gemm_peak
     from benchmarks.running.runner import run
 
     config = _run_config(args)
     for dataset in config.datasets:  # refuse an invalid dataset before any model work
         load_dataset(dataset, scale=config.preset.data_scale)
+    peak = machine_gemm_peak(config.device, measure=True)  # once per run, before any cell; cells read it
+    log.info("fp32 GEMM peak of this machine: %.1f GFLOP/s (%s)", peak.gflops, peak.library)
     summary = run(config)
     print(format_summary(summary))
     if not args.no_report and (summary.ran or summary.resumed):

@@ -43,3 +43,8 @@ def test_machine_peak_is_measured_once_per_configuration(tmp_path: Path, monkeyp
     assert first == again and calls == ["cpu"]
     (entry,) = json.loads((tmp_path / "gemm-peak.json").read_text()).values()
     assert entry["gflops"] == 123.0 and entry["library"] == "numpy"
+    # a run measures again; a lower (busier) measurement does not replace the best one, a higher one does
+    for measured, kept in ((50.0, 123.0), (150.0, 150.0)):
+        monkeypatch.setattr(compute, "gemm_peak", lambda device="cpu", v=measured: compute.GemmPeak(
+            v, "torch", {"torch": v, "numpy": 1.0}))
+        assert compute.machine_gemm_peak(measure=True).gflops == kept
