@@ -9,6 +9,7 @@ import dummy_plugins  # noqa: F401  (registers the test plugins)
 import pandas as pd
 import pytest
 
+from benchmarks.reporting.summary import format_summary
 from benchmarks.results.record import CellResult
 from benchmarks.results.store import RunStore
 from benchmarks.running.config import CellSpec, RunConfig, shard_cells
@@ -48,6 +49,12 @@ def test_run_writes_spec_keys_scores_and_maps(tiny_manifest: Path, tmp_path: Pat
     # mean-brightness is numpy only: torch counts no FLOPs, so no rate; the machine's peak is recorded
     assert record.latency.gflop_per_image == 0.0 and record.latency.achieved_gflops is None
     assert record.latency.gemm_peak_gflops is not None and record.latency.gemm_peak_gflops > 0
+    timing = record.timing  # every stage measured, all inside the cell's wall time
+    assert timing is not None and record.duration_s is not None
+    assert min(timing.data_s, timing.setup_s, timing.fitting_s, timing.predicting_s, timing.metrics_s,
+               timing.latency_runs_s, timing.saving_s) > 0
+    assert timing.stages_s < record.duration_s and timing.predict_floor_s is None  # no torch FLOPs, no floor
+    assert "process start-up and hand-over" in format_summary(summary)
     scores = pd.read_parquet(out / record.scores_file)
     assert set(scores.split) == {"val", "test"}
     assert len(scores[scores.split == "test"]) == 12

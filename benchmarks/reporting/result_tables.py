@@ -388,7 +388,40 @@ def latency_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[st
         "this machine's best fp32 matrix-product rate)", data[keep], columns
     )
     table.write(tables_dir, comments)
-    return ["## Latency", "", f"{table.title}.", "", table.to_markdown()]
+    return ["## Latency", "", f"{table.title}.", "", table.to_markdown(), *_time_section(data, tables_dir, comments)]
+
+
+def _time_section(data: pd.DataFrame, tables_dir: Path, comments: Sequence[str]) -> list[str]:
+    """Where each cell's wall time went, beside the floor of its predictions at the GEMM peak."""
+    data = data[data["duration_s"].notna() & data["data_s"].notna()]
+    if data.empty:
+        return []
+    stages = ["data_s", "setup_s", "fitting_s", "predicting_s", "metrics_s", "latency_runs_s", "flop_count_s",
+              "saving_s"]
+    data = data.assign(startup_s=data["duration_s"] - data[stages].fillna(0.0).sum(axis=1))
+    columns = (
+        Column("Method", text_of("method"), text=True),
+        Column("Variant", text_of("variant"), text=True),
+        Column("Seed", number("seed", 0)),
+        Column("Dataset", text_of("dataset"), text=True),
+        Column("Wall (s)", number("duration_s", 1)),
+        Column("Start-up", number("startup_s", 1)),
+        Column("Data", number("data_s", 1)),
+        Column("Setup", number("setup_s", 1)),
+        Column("Fit", number("fitting_s", 1)),
+        Column("Predict", number("predicting_s", 1)),
+        Column("Floor", number("predict_floor_s", 2)),
+        Column("Metrics", number("metrics_s", 1)),
+        Column("Latency runs", number("latency_runs_s", 1)),
+        Column("FLOP count", number("flop_count_s", 1)),
+        Column("Save", number("saving_s", 1)),
+    )
+    keep = ["method", "variant", "dataset", "seed", "duration_s", "startup_s", *stages, "predict_floor_s"]
+    table = ReportTable("time", "Where each cell's wall time went (seconds; Floor: its val + test predictions at "
+                        "this machine's fp32 GEMM peak, torch FLOPs only; Start-up: process start and hand-over)",
+                        data[keep], columns)
+    table.write(tables_dir, comments)
+    return ["", f"{table.title}.", "", table.to_markdown()]
 
 
 def _share(name: str) -> Callable[[pd.Series], Rendered | None]:

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from benchmarks.results.record import CellLatency, CellMetrics
+from collections.abc import Sequence
+
+from benchmarks.results.record import CellLatency, CellMetrics, CellResult
 from benchmarks.results.stamp import STAMP_SENTENCE
 from benchmarks.running.runner import RunSummary
 
 
 def _fmt(value: object, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def time_breakdown(cells: Sequence[CellResult]) -> list[str]:
+    """Where the cells' wall time went, summed over cells, beside the prediction floor at the GEMM peak."""
+    timed = [c for c in cells if c.timing is not None and c.duration_s is not None]
+    if not timed:
+        return []
+    total = sum(c.duration_s or 0.0 for c in timed)
+    stages = {field: sum(getattr(c.timing, field) or 0.0 for c in timed) for field in (
+        "data_s", "setup_s", "fitting_s", "predicting_s", "metrics_s", "latency_runs_s", "flop_count_s", "saving_s")}
+    floor = sum(c.timing.predict_floor_s or 0.0 for c in timed if c.timing)
+    start_up = total - sum(stages.values())
+    names = {"data_s": "data", "setup_s": "model setup", "fitting_s": "fit", "predicting_s": "predict (val + test)",
+             "metrics_s": "metrics", "latency_runs_s": "latency timing", "flop_count_s": "FLOP count",
+             "saving_s": "saving"}
+    parts = ", ".join(f"{names[k]} {v:.0f} s" for k, v in stages.items())
+    return [f"time in {len(timed)} cell(s): {total:.0f} s = {parts}, process start-up and hand-over {start_up:.0f} s; "
+            f"predictions at this machine's GEMM peak would take {floor:.0f} s (torch FLOPs only)"]
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -28,6 +48,7 @@ def format_summary(summary: RunSummary) -> str:
     for record in summary.ran:
         if record.status != "ok":
             lines.append(f"{record.status.upper()}: {record.cell_key}: {record.error}")
+    lines += time_breakdown(summary.ran)
     if any(r.random_weights for r in summary.ran):
         lines.append("!! RANDOM WEIGHTS: some cells ran with random-init backbones; their numbers are not "
                      "comparable with published results (see `python -m benchmarks weights`).")

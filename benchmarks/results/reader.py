@@ -26,6 +26,7 @@ from benchmarks.results.record import (
     CellLatency,
     CellMetrics,
     CellResult,
+    CellTiming,
     HardNegativeRate,
 )
 from benchmarks.results.stamp import weights_tag
@@ -180,7 +181,7 @@ FILE_COLUMNS = ("scores_file", "maps_file")
 def _flat_columns() -> dict[str, type]:
     """Column name -> scalar type of `RunResults.frame()`, derived from the record's dataclasses."""
     columns: dict[str, type] = {name: str for name in IDENTITY_COLUMNS} | {"seed": int}
-    for part in (CellMetrics, CellLatency, AnswerMetrics):
+    for part in (CellMetrics, CellLatency, AnswerMetrics, CellTiming):
         hints = typing.get_type_hints(part)
         for spec in fields(part):
             kind = typing.get_args(hints[spec.name])[0]
@@ -191,7 +192,7 @@ def _flat_columns() -> dict[str, type]:
                 columns[spec.name] = kind
     hints = typing.get_type_hints(HardNegativeRate)
     columns |= {column: typing.get_args(hints[name])[0] for name, column in HARD_NEGATIVE_COLUMNS.items()}
-    return columns | {name: str for name in FILE_COLUMNS}
+    return columns | {"duration_s": float} | {name: str for name in FILE_COLUMNS}
 
 
 FRAME_COLUMN_TYPES = _flat_columns()
@@ -210,6 +211,8 @@ def _flat_row(cell: CellResult) -> dict[str, Any]:
             row[spec.name] = value
     row |= {f.name: getattr(cell.latency or CellLatency(), f.name) for f in fields(CellLatency)}
     row |= {f.name: getattr(cell.text_metrics or AnswerMetrics(), f.name) for f in fields(AnswerMetrics)}
+    row |= {f.name: getattr(cell.timing or CellTiming(), f.name) for f in fields(CellTiming)}
+    row["duration_s"] = cell.duration_s
     hard = cell.hard_negative or HardNegativeRate()
     row |= {column: getattr(hard, name) for name, column in HARD_NEGATIVE_COLUMNS.items()}
     return row

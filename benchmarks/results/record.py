@@ -174,6 +174,30 @@ class AnswerMetrics(_Flat):
 
 
 @dataclass(frozen=True)
+class CellTiming(_Flat):
+    """Where a cell's seconds went, stage by stage, inside its process.
+
+    `predict_floor_s` is the time the val + test predictions (`predicting_s`) would take at this machine's GEMM
+    peak (`CellLatency.gflop_per_image` x images / `gemm_peak_gflops`): the floor `predicting_s` is
+    measured against. The cell's `duration_s` minus the stages is process start-up and hand-over.
+    """
+
+    data_s: float | None = None
+    setup_s: float | None = None
+    fitting_s: float | None = None
+    predicting_s: float | None = None
+    metrics_s: float | None = None
+    latency_runs_s: float | None = None
+    flop_count_s: float | None = None
+    saving_s: float | None = None
+    predict_floor_s: float | None = None
+
+    @property
+    def stages_s(self) -> float:
+        return sum(v or 0.0 for k, v in vars(self).items() if k != "predict_floor_s")
+
+
+@dataclass(frozen=True)
 class CellCounts(_Flat):
     """How many images the cell fitted on and scored."""
 
@@ -214,6 +238,7 @@ class CellResult:
     hard_negative: HardNegativeRate | None = None
     text_metrics: AnswerMetrics | None = None
     counts: CellCounts | None = None
+    timing: CellTiming | None = None
     weights_detail: tuple[Mapping[str, Any], ...] = ()
     method_meta: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -292,6 +317,7 @@ class CellResult:
             hard_negative=HardNegativeRate.from_json(obj.get("hard_negative")),
             text_metrics=AnswerMetrics.from_json(obj.get("text_metrics")),
             counts=CellCounts.from_json(obj.get("counts")),
+            timing=CellTiming.from_json(obj.get("timing")),
             weights_detail=tuple(dict(d) for d in detail if isinstance(d, Mapping)) if isinstance(detail, list) else (),
             method_meta=_mapping(obj.get("method_meta")),
             options=_mapping(obj.get("options")),

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from benchmarks.results.record import (
     CellCounts,
     CellLatency,
     CellMetrics,
+    CellTiming,
     HardNegativeRate,
     StratumMetrics,
 )
@@ -82,6 +83,7 @@ class CellOutcome:
     hard_negative: HardNegativeRate | None = None
     text_metrics: AnswerMetrics | None = None
     counts: CellCounts | None = None
+    timing: CellTiming | None = None
     dataset_root: str | None = None
     provenance: dict[str, Any] | None = None
     scores: pd.DataFrame | None = None
@@ -103,6 +105,27 @@ class FittedModel:
     val_anomaly_scores: tuple[float, ...]
     class_name: str
     description: str
+
+
+class StageClock:
+    """Seconds per named stage of a cell (`with clock("data"):` or `clock.add("fitting", s)`); see `CellTiming`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def timing(self, predict_floor_s: float | None) -> CellTiming:
+        return CellTiming(**{f"{k}_s": v for k, v in self.seconds.items()}, predict_floor_s=predict_floor_s)
 
 
 def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
@@ -269,8 +292,10 @@ def run_cell(config: RunConfig, cell: CellSpec, plugin_module: str | None, run_d
 def _run_cell(
     config: RunConfig, cell: CellSpec, plugin_module: str | None, run_dir: Path, resolver: WeightsResolver
 ) -> CellOutcome:
+    clock = StageClock()
     method = resolve_method(cell.method, plugin_module)
-    dataset = load_dataset(cell.dataset, scale=config.preset.data_scale)
+    with clock("data"):
+        dataset = load_dataset(cell.dataset, scale=config.preset.data_scale)
     spec = method.meta.variants.get(cell.variant)
     if spec is None:
         raise ValueError(f"{cell.method} has no variant {cell.variant!r}")
@@ -288,20 +313,25 @@ def _run_cell(
         options=config.method_options.get(cell.method, {}),
         feature_cache=FeatureCache(cache_root() / "features") if config.feature_cache else None,
     )
-    train = load_samples(
-        select_train(dataset.records, spec, cell.seed, config.preset.max_train_images),
-        with_masks=spec.protocol is Protocol.SUPERVISED,
-    )
-    val = load_samples(cap_eval(dataset.split("val"), config.preset.max_eval_images), with_masks=False)
-    test = load_samples(cap_eval(dataset.split("test"), config.preset.max_eval_images), with_masks=True)
+    with clock("data"):
+        train = load_samples(
+            select_train(dataset.records, spec, cell.seed, config.preset.max_train_images),
+            with_masks=spec.protocol is Protocol.SUPERVISED,
+        )
+        val = load_samples(cap_eval(dataset.split("val"), config.preset.max_eval_images), with_masks=False)
+        test = load_samples(cap_eval(dataset.split("test"), config.preset.max_eval_images), with_masks=True)
 
     _seed_everything(cell.seed)
-    plugin = method(context)
+    with clock("setup"):
+        plugin = method(context)
     fit_s = latency.time_call(lambda: plugin.fit(train, val or None), config.device)
-    val_pred = predict_all(plugin, val, "val") if val else Prediction(scores=np.zeros(0))
-    start = time.perf_counter()
-    test_pred = predict_all(plugin, test, "test")
-    predict_s = time.perf_counter() - start
+    clock.add("fitting", fit_s)
+    with clock("predicting"):
+        val_pred = predict_all(plugin, val, "val") if val else Prediction(scores=np.zeros(0))
+        start = time.perf_counter()
+        test_pred = predict_all(plugin, test, "test")
+        predict_s = time.perf_counter() - start
+    metrics_start = time.perf_counter()
 
     threshold = metrics.choose_threshold(val_pred.scores, np.array([s.label for s in val], dtype=int))
     labels = np.array([s.label for s in test], dtype=int)
@@ -316,21 +346,29 @@ def _run_cell(
     breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
     hard = metrics.hard_negative_fpr(frame, threshold.value)
 
+    clock.add("metrics", time.perf_counter() - metrics_start)
+
     timed = [s.image for s in test[: config.preset.latency_images]]
     # latency always times the whole pipeline: the feature cache would serve these very images
     with context.feature_cache.disabled() if context.feature_cache else contextlib.nullcontext():
-        batch1 = latency.batch1_latency(plugin.predict, timed, config.device, config.preset.latency_warmup)
-        throughput = latency.best_throughput(
-            plugin.predict, timed, config.device, config.preset.throughput_batch_sizes
-        )
-        stats = _with_compute(latency.summarise(config.device, batch1, throughput, fit_s, predict_s), plugin,
-                              timed, config.device)
+        with clock("latency_runs"):
+            batch1 = latency.batch1_latency(plugin.predict, timed, config.device, config.preset.latency_warmup)
+            throughput = latency.best_throughput(
+                plugin.predict, timed, config.device, config.preset.throughput_batch_sizes
+            )
+        with clock("flop_count"):
+            stats = _with_compute(latency.summarise(config.device, batch1, throughput, fit_s, predict_s), plugin,
+                                  timed, config.device)
 
-    fitted, model_note = _fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models else (None, None)
-    maps = None
-    if test_pred.maps is not None:
-        small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
-        maps = CellMaps(tuple(s.record.image_id for s in test), small.astype(np.float16))
+    with clock("saving"):
+        fitted, model_note = (_fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models
+                              else (None, None))
+        maps = None
+        if test_pred.maps is not None:
+            small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
+            maps = CellMaps(tuple(s.record.image_id for s in test), small.astype(np.float16))
+    floor = (stats.gflop_per_image * (len(val) + len(test)) / stats.gemm_peak_gflops
+             if stats.gflop_per_image and stats.gemm_peak_gflops else None)
     return CellOutcome(
         status="ok",
         error=None,
@@ -342,6 +380,7 @@ def _run_cell(
         hard_negative=hard,
         text_metrics=_text_metrics(test, test_pred, threshold.value),
         counts=CellCounts(n_train=len(train), n_val=len(val), n_test=len(test)),
+        timing=clock.timing(predict_floor_s=floor),
         dataset_root=str(dataset.root),
         provenance=dict(plugin.provenance()),
         scores=frame,

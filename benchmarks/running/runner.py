@@ -241,6 +241,7 @@ def _result(
         hard_negative=outcome.hard_negative,
         text_metrics=outcome.text_metrics,
         counts=outcome.counts,
+        timing=outcome.timing,
         weights_detail=outcome.weights_detail,
         method_meta=meta.record_json(),
         options=config.method_options.get(cell.method, {}),
