@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -131,24 +131,34 @@ INSTALLED: set[str] = set()
 def load_method(name: str) -> type[Baseline]:
     """The method `name`, importing only its own entry point (a process that needs one method
     need not import every plugin's libraries); falls back to `load_plugins` for anything else."""
-    from benchmarks.plugins import contract
-
     if name not in BASELINES:
         prefix, colon, _ = name.partition(":")
         group, wanted = (FAMILY_GROUP, prefix) if colon else (ENTRY_POINT_GROUP, name)
-        for ep in entry_points(group=group):
-            if ep.name == wanted:
-                obj = ep.load()
-                if colon and isinstance(obj, contract.MethodFamily):
-                    FAMILIES[obj.prefix] = obj
-                    BASELINES.register_prefix(f"{obj.prefix}:", obj.build)
-                elif not colon:
-                    BASELINES.add(name, obj)
-                    INSTALLED.add(name)
-                break
-        else:
-            load_plugins()
+        found = next((ep for ep in entry_points(group=group) if ep.name == wanted), None)
+        try:
+            if found is None:
+                raise LookupError(name)
+            _register(found, found.load())
+        except (LookupError, TypeError, ValueError):
+            load_plugins()  # registers what it can and reports the rest
     return BASELINES.get(name)
+
+
+def _register(ep: EntryPoint, obj: object) -> None:
+    """Register what entry point `ep` names: a method class, or a `MethodFamily` under its prefix.
+
+    Raises TypeError / ValueError when `obj` breaks the contract (the registry's own checks)."""
+    from benchmarks.plugins import contract
+
+    if ep.group == FAMILY_GROUP:
+        if not isinstance(obj, contract.MethodFamily) or obj.prefix != ep.name:
+            raise TypeError(f"must be a MethodFamily with prefix {ep.name!r}")
+        FAMILIES[obj.prefix] = obj
+        BASELINES.register_prefix(f"{ep.name}:", obj.build)
+    else:
+        if ep.name not in BASELINES:
+            BASELINES.add(ep.name, obj)  # type: ignore[arg-type]  # checked by the registry
+        INSTALLED.add(ep.name)
 
 
 def plugin_modules() -> list[str]:
@@ -164,8 +174,6 @@ def load_plugins() -> list[str]:
     The suite's own entry points come first and win a name clash. A plugin that fails to import
     or breaks the contract is reported and skipped; the returned list says what happened.
     """
-    from benchmarks.plugins import contract
-
     suite = [ep for group in (ENTRY_POINT_GROUP, FAMILY_GROUP) for ep in entry_points(group=group)
              if ep.dist is not None and ep.dist.name == SUITE_DISTRIBUTION]
     if not suite:
@@ -187,15 +195,7 @@ def load_plugins() -> list[str]:
             problems.append(f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}")
             continue
         try:
-            if ep.group == FAMILY_GROUP:
-                if not isinstance(obj, contract.MethodFamily) or obj.prefix != ep.name:
-                    raise TypeError(f"must be a MethodFamily with prefix {ep.name!r}")
-                FAMILIES[obj.prefix] = obj
-                BASELINES.register_prefix(name, obj.build)
-            else:
-                if ep.name not in BASELINES:
-                    BASELINES.add(ep.name, obj)
-                INSTALLED.add(ep.name)
+            _register(ep, obj)
         except (TypeError, ValueError) as exc:
             problems.append(f"plugin {ep.name!r} ({ep.value}) rejected: {exc}")
             continue

@@ -69,11 +69,10 @@ def published_results(cells: Iterable[CellResult]) -> tuple[PublishedResult, ...
 
 
 def _installed_meta(method: str) -> MethodMeta | None:
-    from benchmarks.plugins.registry import BASELINES, UnknownNameError, load_plugins
+    from benchmarks.plugins.registry import UnknownNameError, load_method
 
     try:
-        load_plugins()
-        return BASELINES.get(method).meta
+        return load_method(method).meta
     except (UnknownNameError, ValueError, RuntimeError):
         return None
 

@@ -21,6 +21,7 @@ from benchmarks.reporting.tables import (
     with_ci,
 )
 from benchmarks.results.reader import RunResults, strata_order
+from benchmarks.results.record import STAGES
 
 ERROR_CHARS = 300
 
@@ -396,8 +397,7 @@ def _time_section(data: pd.DataFrame, tables_dir: Path, comments: Sequence[str])
     data = data[data["duration_s"].notna() & data["data_s"].notna()]
     if data.empty:
         return []
-    stages = ["data_s", "setup_s", "fitting_s", "predicting_s", "metrics_s", "latency_runs_s", "flop_count_s",
-              "saving_s"]
+    stages = list(STAGES)
     data = data.assign(startup_s=data["duration_s"] - data[stages].fillna(0.0).sum(axis=1))
     columns = (
         Column("Method", text_of("method"), text=True),

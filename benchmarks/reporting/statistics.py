@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.results.reader import RunResults, short
+from benchmarks.results.reader import RunResults
 from benchmarks.results.record import CI_METRICS, CellResult
+from benchmarks.results.store import short
 
 # Metrics averaged over seeds by `aggregate_seeds` (latency columns take the median instead).
 SEED_METRICS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.results.record import CellLatency, CellMetrics, CellResult
+from benchmarks.results.record import STAGES, CellLatency, CellMetrics, CellResult
 from benchmarks.results.stamp import STAMP_SENTENCE
 from benchmarks.running.runner import RunSummary
 
@@ -19,8 +19,7 @@ def time_breakdown(cells: Sequence[CellResult]) -> list[str]:
     if not timed:
         return []
     total = sum(c.duration_s or 0.0 for c in timed)
-    stages = {field: sum(getattr(c.timing, field) or 0.0 for c in timed) for field in (
-        "data_s", "setup_s", "fitting_s", "predicting_s", "metrics_s", "latency_runs_s", "flop_count_s", "saving_s")}
+    stages = {field: sum(getattr(c.timing, field) or 0.0 for c in timed) for field in STAGES}
     floor = sum(c.timing.predict_floor_s or 0.0 for c in timed if c.timing)
     start_up = total - sum(stages.values())
     names = {"data_s": "data", "setup_s": "model setup", "fitting_s": "fit", "predicting_s": "predict (val + test)",

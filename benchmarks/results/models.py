@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from benchmarks.plugins.contract import FittedState
 
@@ -76,16 +76,18 @@ class SavedModel:
         })
 
 
-def write_model(run_dir: Path, cell_key: str, state: FittedState, stamp: SavedModel) -> Path:
-    """Write `<run_dir>/models/<cell_key>/` atomically (replacing an older save); returns the folder."""
+def write_model(run_dir: Path, cell_key: str, tensors: bytes, stamp: SavedModel) -> Path:
+    """Write `<run_dir>/models/<cell_key>/` atomically (replacing an older save); returns the folder.
+
+    `tensors` is the state already serialised by safetensors (how the cell process hands it over);
+    the method's `FittedState.info` travels in `stamp.info`."""
     target = Path(run_dir) / MODELS_DIR / cell_key
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{cell_key}."))
     try:
-        tensors = {name: t.detach().cpu().contiguous() for name, t in state.tensors.items()}
-        save_file(tensors, str(scratch / STATE_FILE))
-        record = {**stamp.to_json(), "info": dict(state.info)}
-        (scratch / STAMP_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        (scratch / STATE_FILE).write_bytes(tensors)
+        (scratch / STAMP_FILE).write_text(json.dumps(stamp.to_json(), indent=2, allow_nan=False) + "\n",
+                                          encoding="utf-8")
         scratch.chmod(0o755)  # mkdtemp makes it private; a saved model is read by other users and tools
         for file in scratch.iterdir():
             file.chmod(0o644)

@@ -220,7 +220,3 @@ def _flat_row(cell: CellResult) -> dict[str, Any]:
 
 def _cell_order(cell: CellResult) -> tuple[str, str, int]:
     return (cell.method, cell.variant, cell.seed if cell.seed is not None else -1)
-
-
-def short(message: str, limit: int = 120) -> str:
-    return message if len(message) <= limit else message[: limit - 1] + "…"

@@ -194,7 +194,11 @@ class CellTiming(_Flat):
 
     @property
     def stages_s(self) -> float:
-        return sum(v or 0.0 for k, v in vars(self).items() if k != "predict_floor_s")
+        return sum(getattr(self, name) or 0.0 for name in STAGES)
+
+
+STAGES = tuple(f.name for f in fields(CellTiming) if f.name != "predict_floor_s")
+"""The `CellTiming` fields that are stages of the cell, in the order they run."""
 
 
 @dataclass(frozen=True)
@@ -345,8 +349,14 @@ def _breakdowns(obj: object) -> dict[str, dict[str, StratumMetrics]]:
     }
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, globalns=globals())
+    """The resolved field types of a record dataclass, worked out once per class (records are read by the thousand)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, globalns=globals())
+    return _HINTS[cls]
 
 
 def _read(hint: Any, value: object) -> object:

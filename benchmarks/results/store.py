@@ -25,7 +25,6 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.plugins.contract import FittedState
 from benchmarks.results.models import SavedModel, write_model
 from benchmarks.results.record import RUNS_FILE, CellResult
 
@@ -110,7 +109,7 @@ class RunStore:
 
     def write_cell(
         self, result: CellResult, scores: pd.DataFrame | None, maps: CellMaps | None,
-        model: tuple[FittedState, SavedModel] | None = None,
+        model: tuple[bytes, SavedModel] | None = None,
     ) -> CellResult:
         """Write the cell's per-image scores, maps and saved model, then append its line; returns the line."""
         if model is not None:
@@ -178,7 +177,7 @@ class RunStore:
                 cells.append(CellResult.from_json(json.loads(line)))
             except (json.JSONDecodeError, ValueError, TypeError) as err:
                 what = "torn last line" if torn_tail and number == len(lines) else "unreadable line"
-                problems.append(f"{RUNS_FILE} line {number}: {what} ignored ({_short(str(err))})")
+                problems.append(f"{RUNS_FILE} line {number}: {what} ignored ({short(str(err))})")
         return StoredCells(tuple(cells), tuple(problems))
 
     def records(self) -> tuple[CellResult, ...]:
@@ -255,5 +254,6 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _short(message: str, limit: int = 120) -> str:
+def short(message: str, limit: int = 120) -> str:
+    """`message` cut to `limit` characters with an ellipsis (for problems listed in reports)."""
     return message if len(message) <= limit else message[: limit - 1] + "…"

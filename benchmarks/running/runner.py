@@ -19,10 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 from tqdm import tqdm
 
-from benchmarks.plugins.contract import FittedState
 from benchmarks.plugins.registry import BASELINES, load_plugins, plugin_modules
 from benchmarks.plugins.weights import WeightsResolver
 from benchmarks.results.models import SavedModel
@@ -255,7 +253,7 @@ def _result(
     )
 
 
-def _saved_model(config: RunConfig, result: CellResult, outcome: CellOutcome) -> tuple[FittedState, SavedModel] | None:
+def _saved_model(config: RunConfig, result: CellResult, outcome: CellOutcome) -> tuple[bytes, SavedModel] | None:
     """The fitted model to store beside the cell's line, with its stamp (`--save-models`)."""
     fitted = outcome.fitted
     if fitted is None or not result.ok or result.metrics is None:
@@ -266,9 +264,9 @@ def _saved_model(config: RunConfig, result: CellResult, outcome: CellOutcome) ->
         weights=str(result.weights), weights_tag=str(result.weights_tag), weights_detail=result.weights_detail,
         threshold=result.metrics.threshold, threshold_source=str(result.metrics.threshold_source),
         val_normal_scores=fitted.val_normal_scores, val_anomaly_scores=fitted.val_anomaly_scores,
-        class_name=fitted.class_name, description=fitted.description,
+        class_name=fitted.class_name, description=fitted.description, info=fitted.info,
     )
-    return FittedState(safetensors.torch.load(fitted.tensors), fitted.info), stamp
+    return fitted.tensors, stamp
 
 
 def _run_id(previous: dict[str, CellResult]) -> str:
