@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.data.schema import ImageRecord  # noqa: E402
-from benchmarks.plugins.contract import MethodContext, Sample  # noqa: E402
-from benchmarks.plugins.registry import load_plugins  # noqa: E402
+from benchmarks.plugins.contract import Baseline, MethodContext, Sample, TinySetup  # noqa: E402
+from benchmarks.plugins.registry import BASELINES, FAMILIES, INSTALLED, load_plugins  # noqa: E402
 from benchmarks.plugins.weights import WeightsResolver  # noqa: E402
 from benchmarks.running.presets import get_preset  # noqa: E402
 
@@ -32,6 +32,16 @@ def _toy_image(rng: np.random.Generator, anomalous: bool, size: int) -> tuple[np
         base[mask] = 1.0
     rgb = np.clip(np.stack([base, base * 0.9, base * 0.8], axis=-1) * 255, 0, 255).astype(np.uint8)
     return rgb, mask
+
+
+def installed_methods() -> dict[str, tuple[type[Baseline], TinySetup | None]]:
+    """Every method installed through the entry points, and one member per method family, each with
+    the small setup it declares for tests (`MethodMeta.tiny`; a family's `example_tiny`)."""
+    load_plugins()
+    methods = {name: (cls := BASELINES.get(name), cls.meta.tiny) for name in sorted(INSTALLED)}
+    for family in FAMILIES.values():
+        methods[family.example_name] = (BASELINES.get(family.example_name), family.example_tiny)
+    return methods
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,7 @@ faithfulness table lists them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -45,6 +46,17 @@ def _context(tmp_path: Path, weights_dir: Path, variant: str, **options: object)
 
 def _as_tensor(image: np.ndarray) -> tv_tensors.Image:
     return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0)
+
+
+# The published normalisation constants (ImageNet; OpenAI CLIP), as the reference code writes them.
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
+
+def _normalised(images: list[np.ndarray], constants: tuple[tuple[float, ...], tuple[float, ...]]) -> torch.Tensor:
+    """Images at their own size -> `(B, 3, H, W)` floats in [0, 1], normalised by `constants` (mean, std)."""
+    mean, std = (torch.tensor(c)[:, None, None] for c in constants)
+    return torch.stack([(_as_tensor(image) - mean) / std for image in images])
 
 
 # --- PatchCore against anomalib's own Patchcore path -------------------------------------------
@@ -153,7 +165,7 @@ def _reference_tokens(model: torch.nn.Module, image: np.ndarray) -> tuple[np.nda
     h, w = image.shape[:2]
     size = (int(DINO_EDGE * w / h), DINO_EDGE) if h <= w else (DINO_EDGE, int(DINO_EDGE * h / w))  # PIL: (w, h)
     resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-    x = (resized - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    x = (resized - np.array(IMAGENET[0])) / np.array(IMAGENET[1])
     x = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
     x = x[..., : x.shape[-2] // 14 * 14, : x.shape[-1] // 14 * 14]
     with torch.no_grad():
@@ -260,17 +272,13 @@ def test_dino_knn_equals_anomalibs_anomalydino_model(
     monkeypatch.setattr(AnomalyDINOModel, "_last_block_index", staticmethod(lambda name: DINO_ARCH["depth"] - 1))
     theirs = AnomalyDINOModel(encoder_name="vit_small_patch14_dinov2")
 
-    def pixels(images: list[np.ndarray]) -> torch.Tensor:
-        x = torch.stack([_as_tensor(image) for image in images])
-        return (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-
     theirs.train()
     with torch.no_grad():
-        theirs(pixels(big))
+        theirs(_normalised(big, IMAGENET))
     theirs.fit()
     theirs.eval()
     with torch.no_grad():
-        their_scores = theirs(pixels(test)).pred_score.flatten().numpy()
+        their_scores = theirs(_normalised(test, IMAGENET)).pred_score.flatten().numpy()
     np.testing.assert_allclose(ours, their_scores, rtol=1e-4, atol=1e-6)
 
 
@@ -307,10 +315,7 @@ def test_winclip_zero_shot_score_equals_its_definition(tmp_path: Path, toy_task:
             prompts = [template.format(state.format("toy texture")) for state in states for template in TEMPLATES]
             prototypes.append(model.encode_text(tokenizer(prompts)).mean(dim=0))
         text = torch.nn.functional.normalize(torch.stack(prototypes), dim=-1)
-        mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
-        std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
-        pixels = torch.stack([(_as_tensor(image) - mean) / std for image in images])
-        image = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)
+        image = torch.nn.functional.normalize(model.encode_image(_normalised(images, CLIP)), dim=-1)
         theirs = ((image @ text.T) / 0.07).softmax(dim=-1)[:, 1].numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
 
@@ -334,7 +339,7 @@ def _hooked_tokens(model: torch.nn.Module, pixels: torch.Tensor, depths: list[in
 
 @pytest.mark.parametrize("variant", ["unsupervised", "k1"])
 def test_anomalygpt_maps_equal_their_definition(
-    variant: str, tmp_path: Path, toy_task: dict[str, list[Sample]]
+    variant: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]]
 ) -> None:
     """AnomalyGPT's maps (its reference code's steps), on the plugin's own trained decoder weights:
 
@@ -354,23 +359,15 @@ def test_anomalygpt_maps_equal_their_definition(
     assert tiny is not None
     config = tiny.options["model_overrides"]
     options = {"model_overrides": config, "epochs": 2, "anomalous_images": 6, "calibration_images": 4}
-    plugin = AnomalyGPT(MethodContext(variant=variant, seed=0, device="cpu", weights=WeightsResolver(mode="random"),
-                                      preset=get_preset("smoke"), class_name="toy texture", work_dir=tmp_path,
-                                      options=options))
+    plugin = AnomalyGPT(make_context(variant, **options))
     plugin.fit(toy_task["train"][:4])
     images = [s.image for s in toy_task["test"]]  # 64 px: the tiny model's input, no resize
     ours = plugin.predict(images)
 
     model = open_clip.create_model("ViT-B-16", pretrained=None, **config).eval()
     model.visual.load_state_dict(plugin.visual.state_dict())  # the same image tower weights
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
-
-    def pixels(batch: list[np.ndarray]) -> torch.Tensor:
-        return torch.stack([(_as_tensor(image) - mean) / std for image in batch])
-
     depths = depth_indices(len(model.visual.transformer.resblocks))
-    tokens = _hooked_tokens(model, pixels(images), depths)
+    tokens = _hooked_tokens(model, _normalised(images, CLIP), depths)
     side = int(round(tokens[0].shape[1] ** 0.5))
 
     def upsample(per_patch: torch.Tensor) -> torch.Tensor:  # (B, N, C) -> (B, C, 64, 64)
@@ -395,7 +392,7 @@ def test_anomalygpt_maps_equal_their_definition(
                 maps.append(upsample(logits).softmax(dim=1)[:, 1])
             expected = torch.stack(maps).mean(dim=0)
         else:
-            shot = _hooked_tokens(model, pixels([toy_task["train"][0].image]), depths)
+            shot = _hooked_tokens(model, _normalised([toy_task["train"][0].image], CLIP), depths)
             maps = []
             for query, memory in zip(tokens, shot, strict=True):
                 similarity = torch.nn.functional.normalize(query, dim=-1) @ torch.nn.functional.normalize(
@@ -492,7 +489,7 @@ def test_ltfm_module_equals_its_equations() -> None:
 
 
 def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
-    tmp_path: Path, toy_task: dict[str, list[Sample]]
+    make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]]
 ) -> None:
     """End to end: the fitted plugin's scores and maps against the equations above, fed with tokens
     from forward hooks on a fresh copy of its tower (DINOv2 blocks at 1/4, 1/2, 3/4 and the end,
@@ -503,9 +500,7 @@ def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
 
     tiny = LTFMBaseline.meta.tiny
     assert tiny is not None
-    plugin = LTFMBaseline(MethodContext(variant=tiny.variant, seed=0, device="cpu",
-                                        weights=WeightsResolver(mode="random"), preset=get_preset("smoke"),
-                                        class_name="toy texture", work_dir=tmp_path, options=dict(tiny.options)))
+    plugin = LTFMBaseline(make_context(tiny.variant, **tiny.options))
     plugin.fit(toy_task["train"][:4] + toy_task["test"][-2:], toy_task["val"])
     images = [s.image for s in toy_task["test"]]
     ours = plugin.predict(images)
@@ -518,10 +513,8 @@ def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
     depths = [d - 1 for d in level_depths(len(vit.blocks))]
     caught: dict[int, torch.Tensor] = {}
     hooks = [vit.blocks[d].register_forward_hook(lambda _m, _i, out, d=d: caught.__setitem__(d, out)) for d in depths]
-    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
-        vit.forward_features(torch.stack([(_as_tensor(image) - mean) / std for image in images]))
+        vit.forward_features(_normalised(images, IMAGENET))
         levels = [vit.norm(caught[d])[:, vit.num_prefix_tokens :] for d in depths]
     for hook in hooks:
         hook.remove()

@@ -16,26 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tiny_manifest
+from conftest import installed_methods, write_tiny_manifest
 from PIL import Image
 
 from benchmarks.cli import main
 from benchmarks.inspection.saved_models import load_saved, saved_cell
-from benchmarks.plugins.registry import BASELINES, FAMILIES, INSTALLED, load_plugins
 from benchmarks.results.store import RunStore
 from benchmarks.running.config import RunConfig
 from benchmarks.running.presets import get_preset
 from benchmarks.running.runner import run
 
-
-def _installed() -> dict[str, tuple[str, dict]]:
-    load_plugins()
-    names = {name: BASELINES.get(name).meta.tiny for name in sorted(INSTALLED)}
-    names |= {f.example_name: f.example_tiny for f in FAMILIES.values()}
-    return {name: (tiny.variant, dict(tiny.options)) for name, tiny in names.items() if tiny is not None}
-
-
-METHODS = _installed()
+METHODS = {name: (tiny.variant, dict(tiny.options)) for name, (_, tiny) in installed_methods().items()
+           if tiny is not None}
 
 
 @pytest.fixture(scope="module")

@@ -11,23 +11,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import installed_methods
 
-from benchmarks.plugins.contract import Baseline, MethodContext, Sample, TinySetup
-from benchmarks.plugins.registry import BASELINES, FAMILIES, INSTALLED, load_plugins
+from benchmarks.plugins.contract import MethodContext, Sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _registered() -> dict[str, tuple[type[Baseline], TinySetup | None]]:
-    """Every method installed through the entry points, and one member per method family."""
-    load_plugins()
-    methods = {name: (cls := BASELINES.get(name), cls.meta.tiny) for name in sorted(INSTALLED)}
-    for family in FAMILIES.values():
-        methods[family.example_name] = (BASELINES.get(family.example_name), family.example_tiny)
-    return methods
-
-
-PLUGINS = _registered()
+PLUGINS = installed_methods()
 SHAPES = [(1, 1), (3, 5), (7, 300), (300, 7)]
 
 
