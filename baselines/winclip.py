@@ -1,7 +1,8 @@
 """WinCLIP / WinCLIP+ (Jeong et al., CVPR 2023) as the `winclip` method: anomalib's model behind our contract.
 
-The scoring is anomalib's `WinClipModel`, unchanged; this module only builds its open_clip model
-from our weights resolver instead of open_clip's downloader, and feeds it RGB arrays.
+The scoring is anomalib's `WinClipModel`; this module builds its open_clip model from our weights
+resolver instead of open_clip's downloader, feeds it RGB arrays, and fixes one anomalib bug: the
+window embeddings (see `ResolvedWinClipModel._get_window_embeddings`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,37 @@ class ResolvedWinClipModel(WinClipModel):
     def _generate_masks(self) -> list[torch.Tensor]:
         device = next(self.clip.parameters()).device
         return [mask.to(device) for mask in super()._generate_masks()]
+
+    def _get_window_embeddings(self, feature_map: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Each window's class token + patch tokens through the rest of the vision tower, as its own sequence.
+
+        Deviation from anomalib 2.7, a fix: anomalib permutes the tokens to (L, N, D) before
+        `clip.visual.transformer`, the layout of open_clip before 2.24; open_clip's transformer now
+        takes (N, L, D) whatever its attention layout (it transposes inside). With open_clip 3.x
+        the windows therefore attended to each other, token position by token position, and every
+        window got the same class-token embedding (the symptom of anomalib issue #2571): the
+        zero-shot map was flat and WinCLIP+'s window memory useless. Here the permutation follows
+        the installed transformer's contract; everything else is anomalib's code path.
+        """
+        n_windows, batch_size = masks.shape[1], feature_map.shape[0]
+        class_index = torch.zeros(1, n_windows, dtype=masks.dtype, device=masks.device)
+        windows = torch.cat((class_index, masks + 1)).T  # (n_windows, 1 + window tokens), class token first
+        tokens = torch.cat([torch.index_select(feature_map, 1, window) for window in windows])
+        visual = self.clip.visual
+        tokens = visual.ln_pre(visual.patch_dropout(tokens))
+        tokens = _transformer_forward(visual.transformer, tokens)
+        pooled, _ = visual._global_pool(visual.ln_post(tokens))
+        if visual.proj is not None:
+            pooled = pooled @ visual.proj
+        return pooled.reshape((n_windows, batch_size, -1)).permute(1, 0, 2)
+
+
+def _transformer_forward(transformer: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's vision transformer on `(N, L, D)` tokens. open_clip >= 2.24 takes them as they are
+    (its transformer has `batch_first` and transposes inside when needed); older versions take (L, N, D)."""
+    if hasattr(transformer, "batch_first"):
+        return transformer(tokens)
+    return transformer(tokens.permute(1, 0, 2)).permute(1, 0, 2)
 
 
 WINCLIP_PAPER = "Jeong et al., WinCLIP: Zero-/Few-Shot Anomaly Classification and Segmentation, CVPR 2023"

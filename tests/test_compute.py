@@ -26,6 +26,24 @@ def test_flops_of_a_prediction_are_the_products_it_runs() -> None:
     assert compute.flops_per_image(predict, np.zeros((16, 16, 3), np.uint8)) == expected
 
 
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_is_counted_whole_in_inference_mode(batch_first: bool) -> None:
+    """`nn.MultiheadAttention` in eval + inference mode runs one fused op the counter cannot see; the
+    count must still be its projections (2·L·E·3E in, 2·L·E·E out) plus 4·H·L·S·(E/H) for attention."""
+    length, width, heads = 10, 64, 4
+    attention = torch.nn.MultiheadAttention(width, heads, batch_first=batch_first).eval()
+
+    def predict(images: list[np.ndarray]) -> torch.Tensor:
+        x = torch.from_numpy(np.stack(images)).float().reshape(len(images), length, width)
+        x = x if batch_first else x.transpose(0, 1)
+        with torch.inference_mode():
+            return attention(x, x, x, need_weights=False)[0]
+
+    expected = 2 * length * width * 3 * width + 4 * length * length * width + 2 * length * width * width
+    assert compute.flops_per_image(predict, np.zeros((length, width), np.uint8)) == expected
+    assert torch.backends.mha.get_fastpath_enabled()  # restored after counting
+
 def test_gemm_peak_measures_each_library_and_keeps_the_best() -> None:
     peak = compute.gemm_peak(seconds_per_shape=0.01)
     assert set(peak.per_library) == {"torch", "numpy"}

@@ -30,8 +30,55 @@ def _fit(make_context, toy_task, variant: str, **options: object) -> WinClip:
     return plugin
 
 
+def window_embeddings_by_definition(clip: torch.nn.Module, feature_map: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """WinCLIP's window embedding from its definition: for every image and window, the class token and
+    the window's patch tokens alone go through the rest of the vision tower as a sequence of their own,
+    one window per call. The blocks are written out here (pre-norm attention with the block's own
+    projection weights, written with plain products and softmax, then the MLP), so neither anomalib's
+    batching nor open_clip's tensor layout is involved. `(B, n_windows, D)`."""
+    visual = clip.visual
+    out = torch.empty(feature_map.shape[0], masks.shape[1], visual.output_dim)
+    for b in range(feature_map.shape[0]):
+        for w in range(masks.shape[1]):
+            x = visual.ln_pre(torch.cat([feature_map[b, :1], feature_map[b, masks[:, w] + 1]]))  # (L, D)
+            for block in visual.transformer.resblocks:
+                attn, h = block.attn, block.ln_1(x)
+                q, k, v = (h @ attn.in_proj_weight.T + attn.in_proj_bias).chunk(3, dim=-1)
+                heads = attn.num_heads
+                q, k, v = (t.reshape(len(x), heads, -1).transpose(0, 1) for t in (q, k, v))
+                weights = (q @ k.transpose(1, 2) / q.shape[-1] ** 0.5).softmax(dim=-1)
+                mixed = (weights @ v).transpose(0, 1).reshape(len(x), -1)
+                x = x + block.ls_1(attn.out_proj(mixed))
+                x = x + block.ls_2(block.mlp(block.ln_2(x)))
+            out[b, w] = visual.ln_post(x)[0] @ visual.proj
+    return out
+
+
+def test_window_embeddings_equal_their_definition(make_context, toy_task):
+    """Every window is encoded on its own tokens (anomalib 2.7 with open_clip 3 mixes the windows in
+    attention and gives all windows one embedding: checked here too, so the fix stays needed)."""
+    plugin = _fit(make_context, toy_task, "k0")
+    model = plugin.model
+    pixels = plugin._to_tensor([s.image for s in toy_task["test"][:2]])
+    caught = {}
+    hook = model.clip.visual.patch_dropout.register_forward_hook(lambda _m, args, _o: caught.update(tokens=args[0]))
+    with torch.no_grad():
+        model.clip.encode_image(pixels)
+    hook.remove()
+    for masks in model.masks:
+        with torch.no_grad():
+            ours = model._get_window_embeddings(caught["tokens"], masks)
+            expected = window_embeddings_by_definition(model.clip, caught["tokens"], masks)
+            anomalibs = anomalib_winclip.WinClipModel._get_window_embeddings(model, caught["tokens"], masks)
+        np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+        assert float((expected[:, 1:] - expected[:, :1]).abs().max()) > 1e-3  # windows differ
+        assert float((anomalibs[:, 1:] - anomalibs[:, :1]).abs().max()) < 1e-5  # anomalib's: all alike
+
+
 @pytest.mark.parametrize("variant", ["k0", "k2"])
 def test_scores_equal_anomalib_winclip_model(make_context, toy_task, monkeypatch, variant):
+    """Scores and maps equal anomalib's `WinClipModel`, built by its own constructor, once its window
+    embeddings are the definition's (`window_embeddings_by_definition`): the plugin's one deviation."""
     plugin = _fit(make_context, toy_task, variant)
     test_images = [s.image for s in toy_task["test"]]
     ours = plugin.predict(test_images)
@@ -40,6 +87,8 @@ def test_scores_equal_anomalib_winclip_model(make_context, toy_task, monkeypatch
     # anomalib's own model, built by anomalib's constructor on a copy of the same random CLIP
     clip = copy.deepcopy(plugin.model.clip)
     monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda *a, **k: (clip, None, None))
+    monkeypatch.setattr(anomalib_winclip.WinClipModel, "_get_window_embeddings",
+                        lambda self, feature_map, masks: window_embeddings_by_definition(self.clip, feature_map, masks))
 
     def tensor(images):  # 64x64 toy images at the model's 64 px input: no resize involved
         x = torch.stack([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
