@@ -90,6 +90,7 @@ from benchmarks.api import (
     choose_threshold,
     grid_location,
     options_from_mapping,
+    use_gemm_path,
     weights_fingerprint,
 )
 
@@ -319,6 +320,7 @@ class AnomalyGPT(Baseline):
         self.visual = clip.visual.to(self.device)
         self.decoder.to(self.device)
         self._model_key = f"{weight_spec(model_name, tag, overrides).key}|{weights_fingerprint(self.visual)}"
+        use_gemm_path(self.visual, context.gemm_path)
         self.depths = depth_indices(len(self.visual.transformer.resblocks))
         if len(self.depths) != 4:
             raise ValueError(f"anomalygpt needs at least 4 transformer blocks, got {len(self.visual.transformer.resblocks)}")

@@ -49,6 +49,7 @@ from benchmarks.api import (
     load_state_dict,
     options_from_mapping,
     stage_outputs,
+    use_gemm_path,
     weights_fingerprint,
 )
 
@@ -314,6 +315,7 @@ class DinoKnn(Baseline):
         """Build the backbone once (at fit, or when a saved model is loaded)."""
         if self.model is None:
             self.model = build_backbone(self.options, self.context.weights).to(self.device)
+            use_gemm_path(self.model, self.context.gemm_path)
             self.patch_size = self.model.patch_size
             cfg = getattr(self.model.model, "pretrained_cfg", {})  # DINOv2: ImageNet mean/std, as the reference
             self.mean_std = (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))

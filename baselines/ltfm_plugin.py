@@ -93,6 +93,7 @@ from benchmarks.api import (
     choose_threshold,
     grid_word,
     options_from_mapping,
+    use_gemm_path,
     weights_fingerprint,
 )
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
@@ -230,6 +231,7 @@ class LTFMBaseline(Baseline):
             self.tower: VisionTower
             self.tower, self.tower_weights = build_tower(opts.tower, context.weights, opts.image_size)
         self.tower.to(self.device)
+        use_gemm_path(self.tower, context.gemm_path)
         overrides = {k: getattr(opts, k) for k in TRAIN_OPTIONS if getattr(opts, k) is not None}
         self.train_config = schedule(context.preset.name, seed=context.seed, **overrides)
         self.cache = FeatureMemory(self.tower, f"ltfm|{self._fingerprint()}", self.anyres, self.device,

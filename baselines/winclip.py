@@ -43,6 +43,7 @@ from benchmarks.api import (
     WeightSpec,
     WeightsResolver,
     options_from_mapping,
+    use_gemm_path,
 )
 
 log = logging.getLogger(__name__)
@@ -280,6 +281,7 @@ class WinClip(Baseline):
 
     def _build(self, clip: torch.nn.Module, preprocess: Callable, references: torch.Tensor | None) -> None:
         # anomalib encodes prompts and references under its own torch.no_grad
+        use_gemm_path(clip.visual, self.context.gemm_path)
         self.references = references
         self.model = ResolvedWinClipModel(
             clip, preprocess, self.context.class_name, references, self.options.scales

@@ -14,6 +14,8 @@ import no other module of `benchmarks`. What is here:
   ImageNet MobileNetV2 (`MOBILENETV2_IN1K`, `build_mobilenetv2`, `stage_outputs`, ...) that
   stands in for a paper backbone offline;
 - caching: `FeatureCache`, `weights_fingerprint`, `cache_root`;
+- speed: `use_gemm_path(backbone, context.gemm_path)` puts a frozen backbone's linear layers on
+  the GEMM path the runner measured to be fastest here (scores unchanged to float rounding);
 - answers and thresholds: the 3x3 location words (`GRID`, `GRID_WORDS`, `grid_word`,
   `grid_location`) and `choose_threshold` (the validation-split threshold rule of the metrics);
 - `Registry` for a plugin's own registries (e.g. interchangeable towers).
@@ -50,6 +52,7 @@ from benchmarks.plugins.contract import (
     VariantSpec,
 )
 from benchmarks.plugins.feature_cache import FeatureCache, weights_fingerprint
+from benchmarks.plugins.gemm_path import use_gemm_path
 from benchmarks.plugins.location_grid import GRID, GRID_WORDS, grid_location, grid_word
 from benchmarks.plugins.options import options_from_mapping
 from benchmarks.plugins.registry import Registry
@@ -91,5 +94,6 @@ __all__ = [
     "options_from_mapping",
     "stage_outputs",
     "timm_state_dict",
+    "use_gemm_path",
     "weights_fingerprint",
 ]

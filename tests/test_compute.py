@@ -46,7 +46,7 @@ def test_attention_is_counted_whole_in_inference_mode(batch_first: bool) -> None
 
 def test_gemm_peak_measures_each_library_and_keeps_the_best() -> None:
     peak = compute.gemm_peak(seconds_per_shape=0.01)
-    assert set(peak.per_library) == {"torch", "numpy"}
+    assert set(peak.per_library) == set(compute.cpu_libraries()) >= {"torch", "numpy"}
     assert peak.gflops == max(peak.per_library.values()) > 0.5  # any CPU of this decade does 0.5 GFLOP/s
     assert peak.library in peak.per_library
 

@@ -382,3 +382,30 @@ def test_comparison_with_a_missing_score_file_is_reported_not_raised(tmp_path: P
     )
     text = write_report(run, figures=False).read_text()
     assert "not tested:" in text
+
+
+def test_time_table_sums_the_cells_beside_their_floor(tmp_path: Path) -> None:
+    """Each cell's stages and prediction floor, and a last row with the sums over cells (issue 18)."""
+    run = write_fake_run(tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    timed = [line for line in lines if line["status"] == "ok"]
+    for i, line in enumerate(timed):
+        line["duration_s"] = 100.0 + i
+        line["timing"] = {"data_s": 1.0, "setup_s": 2.0, "fitting_s": 3.0, "predicting_s": 40.0 + i,
+                          "metrics_s": 5.0, "latency_runs_s": 6.0, "flop_count_s": 7.0, "saving_s": 0.0,
+                          "predict_floor_s": 10.0}
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "_DRAWERS", ())
+        text = write_report(run).read_text()
+    section = text.split("Where each cell's wall time went")[1].split("\n\n")[1]  # the table after the title
+    rows = section.splitlines()
+    total = rows[-1]
+    assert total.startswith("| all cells")
+    assert [row.split(" | ")[0] for row in rows[2:-1]] == [f"| {line['method']}" for line in timed]
+    n = len(timed)
+    wall = sum(100.0 + i for i in range(n))
+    predict = sum(40.0 + i for i in range(n))
+    startup = wall - n * (1 + 2 + 3 + 5 + 6 + 7) - predict
+    assert f"| {wall:.1f} | {startup:.1f} | {n * 1.0:.1f} |" in total
+    assert f"| {predict:.1f} | {n * 10.0:.2f} |" in total

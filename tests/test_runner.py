@@ -12,6 +12,7 @@ import pytest
 from benchmarks.reporting.summary import format_summary
 from benchmarks.results.record import CellResult
 from benchmarks.results.store import RunStore
+from benchmarks.running import compute
 from benchmarks.running.config import CellSpec, RunConfig, shard_cells
 from benchmarks.running.presets import get_preset
 from benchmarks.running.runner import run
@@ -49,6 +50,7 @@ def test_run_writes_spec_keys_scores_and_maps(tiny_manifest: Path, tmp_path: Pat
     # mean-brightness is numpy only: torch counts no FLOPs, so no rate; the machine's peak is recorded
     assert record.latency.gflop_per_image == 0.0 and record.latency.achieved_gflops is None
     assert record.latency.gemm_peak_gflops is not None and record.latency.gemm_peak_gflops > 0
+    assert record.hardware["gemm_path"] == compute.gemm_path("cpu").to_json()  # the path its backbones got
     timing = record.timing  # every stage measured, all inside the cell's wall time
     assert timing is not None and record.duration_s is not None
     assert min(timing.data_s, timing.setup_s, timing.fitting_s, timing.predicting_s, timing.metrics_s,

@@ -11,6 +11,7 @@ from benchmarks.plugins.weights import WeightsResolver
 from benchmarks.results.models import SavedModel, read_model
 from benchmarks.results.record import CellResult
 from benchmarks.results.store import RunStore
+from benchmarks.running import compute
 from benchmarks.running.presets import get_preset
 
 
@@ -47,6 +48,7 @@ def load_saved(run_dir: Path, cell: CellResult, *, device: str = "cpu",
         weights=WeightsResolver(mode=stamp.weights, weights_dir=weights_dir),  # type: ignore[arg-type]
         preset=get_preset(stamp.preset), class_name=stamp.class_name, description=stamp.description,
         work_dir=Path(tempfile.mkdtemp(prefix="inspect-")), options=dict(stamp.options),
+        gemm_path=compute.gemm_path(device).path,
     )
     plugin = cls(context)
     plugin.load_fitted_state(state)

@@ -271,6 +271,9 @@ class MethodContext:
     """Plugin-specific overrides (backbone, image size, ...); tests use them for tiny models."""
     feature_cache: FeatureCache | None = None
     """Shared on-disk backbone-feature cache; None disables caching. Off while latency is timed."""
+    gemm_path: str = "eager"
+    """The path frozen backbones run their matrix products on (`benchmarks.plugins.gemm_path`): the
+    runner measures which is fastest on this machine; a plugin applies it with `use_gemm_path`."""
 
 
 @dataclass(frozen=True)

@@ -417,9 +417,12 @@ def _time_section(data: pd.DataFrame, tables_dir: Path, comments: Sequence[str])
         Column("Save", number("saving_s", 1)),
     )
     keep = ["method", "variant", "dataset", "seed", "duration_s", "startup_s", *stages, "predict_floor_s"]
+    numbers = keep[4:]
+    total = pd.DataFrame([{"method": "all cells", **{name: data[name].sum(min_count=1) for name in numbers}}])
     table = ReportTable("time", "Where each cell's wall time went (seconds; Floor: its val + test predictions at "
-                        "this machine's fp32 GEMM peak, torch FLOPs only; Start-up: process start and hand-over)",
-                        data[keep], columns)
+                        "this machine's fp32 GEMM peak, torch FLOPs only; Start-up: process start and hand-over; "
+                        "last row: the sums over cells)",
+                        pd.concat([data[keep], total], ignore_index=True), columns)
     table.write(tables_dir, comments)
     return ["", f"{table.title}.", "", table.to_markdown()]
 

@@ -25,7 +25,7 @@ from benchmarks.data.loaders import load_dataset
 from benchmarks.plugins.contract import Baseline, MethodContext, Protocol, ReferenceModel, Sample
 from benchmarks.plugins.registry import BASELINES, load_plugins
 from benchmarks.plugins.weights import WeightsResolver
-from benchmarks.running import latency
+from benchmarks.running import compute, latency
 from benchmarks.running.cell import load_samples, select_train
 from benchmarks.running.presets import get_preset
 
@@ -83,6 +83,7 @@ def bench_method(
         context = MethodContext(
             variant=variant, seed=0, device=device, weights=resolver, preset=get_preset("smoke"),
             class_name="smartphone", work_dir=Path(scratch), options=dict(options or {}),
+            gemm_path=compute.gemm_path(device).path,
         )
         plugin = cls(context)
         chosen = {r.row for r in select_train([s.record for s in train_pool], spec, seed=0, cap=16)}

@@ -90,6 +90,8 @@ class CellOutcome:
     maps: CellMaps | None = None
     fitted: FittedModel | None = None
     model_note: str | None = None
+    gemm_path: dict[str, str] | None = None
+    """`compute.GemmPathChoice.to_json()`: the path the cell's backbones ran on; goes into its hardware record."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,8 @@ def _run_cell(
         raise ValueError(f"{cell.method} has no variant {cell.variant!r}")
     if method.meta.needs_masks and not any(r.mask for r in dataset.split("train")):
         raise CellSkipped(f"{cell.method} needs training masks; {dataset.name} has none")
+    with clock("setup"):
+        gemm = compute.gemm_path(config.device)
     context = MethodContext(
         variant=cell.variant,
         seed=cell.seed,
@@ -312,6 +316,7 @@ def _run_cell(
         work_dir=run_dir / "work" / cell.key,
         options=config.method_options.get(cell.method, {}),
         feature_cache=FeatureCache(cache_root() / "features") if config.feature_cache else None,
+        gemm_path=gemm.path,
     )
     with clock("data"):
         train = load_samples(
@@ -387,6 +392,7 @@ def _run_cell(
         maps=maps,
         fitted=fitted,
         model_note=model_note,
+        gemm_path=gemm.to_json(),
     )
 
 

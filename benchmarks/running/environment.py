@@ -58,9 +58,10 @@ def cpu_model() -> str:
 def torch_blas(build_config: str, parallel_info: str) -> str:
     """torch's CPU BLAS from its build settings, with the MKL version when MKL is it.
 
-    Matmul-heavy latencies depend on it: on a 2-core AMD EPYC (AVX2), torch's MKL sgemm ran
-    ViT-B batch-1 shapes (197 x 768 x 2304 .. 3072) at 38-99 GFLOP/s where numpy's OpenBLAS ran
-    them at 110-127, so CPU latencies compare only within one vendor and BLAS.
+    Matmul-heavy latencies depend on it: on a 2-core AMD EPYC (Zen 4), torch's MKL sgemm ran
+    ViT-B batch-1 shapes (197 x 768 x 2304 .. 3072) at 139-161 GFLOP/s where numpy's OpenBLAS ran
+    them at 157-186 and oneDNN with packed weights at 187-211, so CPU latencies compare only within
+    one vendor and GEMM library (the cell's `gemm_path` says which one its backbones used).
     """
     match = re.search(r"BLAS_INFO=([^,\s]+)", build_config)
     blas = match.group(1) if match else "unknown"

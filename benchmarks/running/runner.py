@@ -234,7 +234,7 @@ def _result(
         latency=outcome.latency,
         config_hash=digest,
         versions=environment.versions(),
-        hardware=environment.hardware(config.device),
+        hardware={**environment.hardware(config.device), "gemm_path": outcome.gemm_path},
         breakdowns=outcome.breakdowns or {},
         hard_negative=outcome.hard_negative,
         text_metrics=outcome.text_metrics,
