@@ -81,6 +81,9 @@ def test_packed_self_attention_equals_multihead_attention(batch_first: bool, mas
         out, weights = packed(x, x, x, need_weights=True, attn_mask=attn_mask)
         assert weights is not None
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # in training mode (dropout) the original module serves every call
+    holder.train()
+    assert _packed_calls(lambda: packed(x, x, x, need_weights=False, attn_mask=attn_mask)) == 0
 
 
 def test_eager_changes_nothing_and_unknown_paths_are_refused() -> None:

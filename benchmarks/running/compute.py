@@ -42,9 +42,9 @@ def _packed_linear_flops(x_shape: torch.Size, weight_shape: torch.Size, *args: o
     return 2 * rows * int(weight_shape[0]) * int(weight_shape[1])
 
 
-UNCOUNTED_BY_TORCH = {
+UNCOUNTED_BY_TORCH: dict[object, Callable[..., int]] = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
-    torch.ops.mkldnn._linear_pointwise: _packed_linear_flops,
+    **({torch.ops.mkldnn._linear_pointwise: _packed_linear_flops} if onednn_available() else {}),
 }
 """Ops torch's counter has no formula for: the CPU kernel of `scaled_dot_product_attention`
 (counted like its GPU kernels, 4·B·H·L·S·E) and the oneDNN linear of the packed GEMM path (2·M·K·N)."""
@@ -81,7 +81,7 @@ class GemmPeak:
 
 
 def gemm_peak(seconds_per_shape: float = 0.25, device: str = "cpu") -> GemmPeak:
-    """Best sustained fp32 GFLOP/s over `PROBE_SHAPES` with torch's BLAS and numpy's (CPU), or torch on a GPU."""
+    """Best sustained fp32 GFLOP/s over `PROBE_SHAPES` per library of `cpu_libraries()` (CPU), or torch on a GPU."""
     rates: dict[str, float] = {}
     for library in cpu_libraries() if device == "cpu" else ("torch",):
         best = 0.0
