@@ -341,16 +341,22 @@ def breakdown_long(results: RunResults) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+CELL_COLUMNS = (
+    Column("Method", text_of("method"), text=True),
+    Column("Variant", text_of("variant"), text=True),
+    Column("Seed", number("seed", 0)),
+    Column("Dataset", text_of("dataset"), text=True),
+)
+"""Which cell a row is: the first columns of the per-cell latency and time tables."""
+
+
 def latency_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str]) -> list[str]:
     data = frame[(frame["status"] == "ok") & frame["batch1_p50_ms"].notna()]
     data = data.sort_values(["dataset", "method", "variant", "seed"])
     if data.empty:
         return ["## Latency", "", "No cell recorded latency.", ""]
     columns = (
-        Column("Method", text_of("method"), text=True),
-        Column("Variant", text_of("variant"), text=True),
-        Column("Seed", number("seed", 0)),
-        Column("Dataset", text_of("dataset"), text=True),
+        *CELL_COLUMNS,
         Column("Device", text_of("device"), text=True),
         Column("p50 (ms)", number("batch1_p50_ms", 1)),
         Column("p95 (ms)", number("batch1_p95_ms", 1)),
@@ -400,10 +406,7 @@ def _time_section(data: pd.DataFrame, tables_dir: Path, comments: Sequence[str])
     stages = list(STAGES)
     data = data.assign(startup_s=data["duration_s"] - data[stages].fillna(0.0).sum(axis=1))
     columns = (
-        Column("Method", text_of("method"), text=True),
-        Column("Variant", text_of("variant"), text=True),
-        Column("Seed", number("seed", 0)),
-        Column("Dataset", text_of("dataset"), text=True),
+        *CELL_COLUMNS,
         Column("Wall (s)", number("duration_s", 1)),
         Column("Start-up", number("startup_s", 1)),
         Column("Data", number("data_s", 1)),
