@@ -6,8 +6,10 @@ The vision tower is frozen; LTFM with its classifier head is trained on cached t
 - `base` (zero-shot for the benchmark): with `options["expert_checkpoint"]` (or the environment
   variable `LTFM_EXPERT_CHECKPOINT`) the authors' pretrained expert is loaded (it needs the
   `siglip-so400m` tower). Otherwise LTFM is trained on a *generic synthetic source domain*
-  (`ltfm.synthetic.synthetic_source_domain`: procedural textures with strokes, blobs, pasted
-  patches, spots and blurred regions, with masks). Why not elpv: it is one of this suite's
+  (`ltfm.synthetic.synthetic_source_domain`: procedural textures and crops of the real
+  photographs that ship inside scikit-learn and scikit-image, `source_photographs`, with
+  strokes, blobs, pasted patches, spots, blurred regions, faint hairlines and stuck pixels, with
+  masks; `base_source=textures` leaves the photographs out). Why not elpv: it is one of this suite's
   evaluation datasets, so a `base` trained on it would be contaminated there, and it has no masks
   for the map loss. Why not synthesised defects on the provided normals: those are smartphone
   images, which `base` must not see. The declared protocol is therefore ZERO_SHOT (no target
@@ -21,31 +23,41 @@ so400m at 384 px (27x27 tokens, width 1152: ~50x the tower compute and ~8x the L
 image, far too slow on a CPU for three variants, and with random weights it buys nothing).
 `options={"tower": "siglip-so400m"}` gives the paper's tower (also `clip-vit-b16`). Offline,
 `--weights auto` builds the bundled ImageNet MobileNetV2 tower instead of a ViT whose weights
-are missing (`mobilenetv2-in1k` in `baselines.ltfm_towers`, 256 px, 16x16 tokens, four stages), stamped
-`substitute`; `tower=mobilenetv2-in1k` asks for it by name. Measured on
-the default `smartphone-synth` (190 real / 270 real+generated train, 70 val, 160 test images of
-256x384; random weights; one torch thread on a shared 2-core VM): tower features ~0.33 s/image,
-one LTFM epoch 25-45 s, `predict` ~0.3 s/image. Fit: `ft-real` 6.5 min (12 epochs), `ft-real-gen`
-5.7 min (5 epochs; both early-stopped), `base` 2.3 min the first time (the synthetic base, then
-cached), ~20 s after; about 50 s more per variant to predict the 160 test images.
+are missing (`mobilenetv2-in1k` in `baselines.ltfm_towers`, 256 px, 16x16 tokens, four stages,
+`cnn_stages` picks others), stamped `substitute`; `tower=mobilenetv2-in1k` asks for it by name.
 
-The input is squashed to the tower's square size (a fixed token count for the look-back
-pooling); AnyRes is reduced to the global crop by default, `options["anyres"] = True` adds the
-4 quadrant crops (5x the tower and LTFM cost).
+Input: the paper's AnyRes (`ltfm.anyres`: a global view squashed to the tower input plus a
+LLaVA best-fit grid of tower-sized tiles at close to the image's own resolution, following its
+aspect ratio; a 384 x 768 QC capture gets 3 x 2 tiles of 256 px at scale 1) is available with
+`anyres=True` (`max_tiles` bounds the grid) but is OFF by default, a deviation from the paper
+chosen on the validation split (docs/ltfm.md): on `smartphone-synth` with the substitute tower,
+val AUROC (ft-real-gen, seed 0, map score) 0.860 squashed vs 0.805 with 3 x 2 tiles and 0.812
+with 2 x 1 tiles, at 11x and 4x the fit time. The tiles' extra cells raise the peak of normal
+maps as much as they sharpen small defects (dead pixels 0.705 / 0.725 / 0.815).
 
-Other deviations from the paper: `base` is not the authors' expert unless its checkpoint is
-given; the training recipe (class-balanced BCE + focal map loss, AdamW with warm-up and cosine
-decay, early stopping on validation AUROC) is ours, as the study does not publish one; see
-`ltfm.module` for the epsilon guards and `ltfm.towers` for which layers feed the 4 levels.
+Image score (`score`): `map` by default, the maximum of the significance map M; `head` is the
+paper's score (sigmoid of LTFM's classifier head), `mean` their average. Chosen on validation
+(ft-real-gen, 3 model seeds, mean val AUROC): map 0.919 vs head 0.77 on the same fitted models.
+The head learns from ~100 image labels; M from every token of every mask. A deviation from the
+paper, which reads the head.
 
-Outputs: `scores` = LTFM's sigmoid score. `maps` = the significance map M of the global crop
-(with AnyRes: averaged with the stitched quadrant maps), bilinearly upsampled to the tower input
-size. Typed answers, scored by the runner like any method's: `decisions` (anomalous iff score
+Recipe (the study publishes none; chosen on validation, see docs/ltfm.md): class-balanced BCE
+on the head + 3 x focal loss of M against the masks (a maskless anomaly: BCE pushing max M to
+1), AdamW lr 1e-3, weight decay 1e-2, batch 16, warm-up + cosine, 15 epochs with early stopping
+(patience 4) on validation AUROC of the image score. No augmentation: the frozen tower's
+features are cached once per image, and augmenting would re-encode every epoch.
+
+Outputs: `scores` per `score` above. `maps` = M of the global view (with AnyRes: the tiles laid
+back on the image and averaged with the global map), bilinearly upsampled to the tower's pixel
+resolution. Typed answers, scored by the runner like any method's: `decisions` (anomalous iff score
 >= threshold; the threshold is chosen on the validation data given to `fit` by
 `benchmarks.metrics.choose_threshold`: F1-optimal with both classes, the 99th percentile of
 normals with only normals, else 0.5) and `locations` (the 3x3 word of the most significant cell
-of M). `extra` per image: `adverb` (slightly < 0.3 <= moderately < 0.7 <= highly) and
-`region_box` ("x0,y0,x1,y1" of the most significant cell of M in image pixels).
+of M). `extra` per image: `adverb` (slightly < 0.3 <= moderately < 0.7 <= highly, applied to
+the image score) and `region_box` ("x0,y0,x1,y1" of the most significant cell of M in image pixels).
+
+Other deviations from the paper: `base` is not the authors' expert unless its checkpoint is
+given; see `ltfm.module` for the epsilon guards and `ltfm.towers` for which layers feed the 4 levels.
 
 Caching: the tower's features are computed once per image and kept in memory for the cell, and
 in the suite's shared feature cache (`MethodContext.feature_cache`) when the runner provides one.
@@ -53,10 +65,11 @@ The synthetic `base` is trained once per (tower, weights, seed, recipe) and cach
 `cache_root()/ltfm/base/` (`base_cache=False` retrains it), so `ft-*` cells reuse it. Each
 cell's trained LTFM is saved to `work_dir/ltfm/{variant}-seed{seed}.safetensors` + `.json`.
 
-Options: tower, image_size, anyres, dim (width of LTFM's 512-wide layers; smaller for tests),
-epochs, patience, lr, weight_decay, batch_size, map_loss (focal|bce|none), map_loss_weight,
-base_images (synthetic source images), init (base|scratch), checkpoint (an `ltfm.checkpoint`
-file to start from), expert_checkpoint, base_cache.
+Options: tower, image_size, anyres, max_tiles, cnn_stages, score (map|head|mean), dim (width of
+LTFM's 512-wide layers; smaller for tests), epochs, patience, lr, weight_decay, batch_size,
+map_loss (focal|bce|none), map_loss_weight, base_images (synthetic source images), base_source
+(textures|textures+photos), init (base|scratch), checkpoint (an `ltfm.checkpoint` file to start
+from), expert_checkpoint, base_cache.
 """
 
 from __future__ import annotations
@@ -64,6 +77,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +88,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.common import frozen_module_state, restore_frozen_module
-from baselines.ltfm_towers import DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, build_tower
+from baselines.ltfm_towers import CNN_STAGES, DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, build_tower
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     Ablation,
@@ -96,6 +110,7 @@ from benchmarks.api import (
     use_gemm_path,
     weights_fingerprint,
 )
+from ltfm.anyres import AnyResGrid, stitch_maps
 from ltfm.checkpoint import checkpoint_paths, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
 from ltfm.synthetic import synthetic_source_domain
@@ -105,6 +120,7 @@ from ltfm.trainer import (
     FeatureSet,
     TrainResult,
     deterministic,
+    image_scores,
     predict_features,
     schedule,
     train_ltfm,
@@ -117,7 +133,7 @@ EXPERT_ENV = "LTFM_EXPERT_CHECKPOINT"
 BASE_IMAGES = {"smoke": 48, "default": 160, "paper": 1000}
 TRAIN_OPTIONS = ("epochs", "patience", "lr", "weight_decay", "batch_size", "map_loss", "map_loss_weight")
 DEFAULT_THRESHOLD = 0.5
-SOURCE_DOMAIN_VERSION = "textures-v1"  # bump when `synthetic_source_domain` changes: invalidates cached bases
+SOURCE_DOMAIN_VERSION = "textures-photos-v2"  # bump when `synthetic_source_domain` changes: invalidates cached bases
 
 
 @dataclass(frozen=True)
@@ -125,8 +141,11 @@ class LtfmOptions:
     """Options of `ltfm` (see the module docstring); None means "the preset's / the tower's default".
 
     tower: one of `baselines.ltfm_towers.TOWER_NAMES`; image_size: its square input size;
-    anyres: add the 4 quadrant crops; dim: width of LTFM's 512-wide layers; the training fields
-    override `ltfm.trainer.schedule`; base_images: synthetic source-domain images for `base`;
+    anyres: add the AnyRes tiles (at most `max_tiles`); cnn_stages: comma-separated MobileNetV2
+    stages for the 4 levels of the bundled tower; score: map, head or mean (see `image_scores`);
+    dim: width of LTFM's 512-wide layers; the training fields override `ltfm.trainer.schedule`
+    (map_loss_weight 3 is this plugin's recipe); base_images: synthetic source-domain images for
+    `base`; base_source: its backgrounds;
     init: what `ft-*` start from; checkpoint / expert_checkpoint: files to start from;
     base_cache: reuse a cached synthetic `base`.
     """
@@ -134,6 +153,9 @@ class LtfmOptions:
     tower: str = DEFAULT_TOWER
     image_size: int | None = None
     anyres: bool = False
+    max_tiles: int = 6
+    cnn_stages: str | None = None
+    score: Literal["head", "map", "mean"] = "map"
     dim: int = 512
     epochs: int | None = None
     patience: int | None = None
@@ -141,23 +163,13 @@ class LtfmOptions:
     weight_decay: float | None = None
     batch_size: int | None = None
     map_loss: Literal["focal", "bce", "none"] | None = None
-    map_loss_weight: float | None = None
+    map_loss_weight: float | None = 3.0
     base_images: int | None = None
+    base_source: Literal["textures", "textures+photos"] = "textures+photos"
     init: Literal["base", "scratch"] = "base"
     checkpoint: str | None = None
     expert_checkpoint: str | None = None
     base_cache: bool = True
-
-
-def combine_crops(maps: np.ndarray) -> np.ndarray:
-    """`(B, C, gh, gw)` crop maps -> `(B, h, w)`: the global map, or with 5 crops the mean of the
-    2x-upsampled global map and the stitched quadrant maps `(B, 2gh, 2gw)`."""
-    if maps.shape[1] == 1:
-        return maps[:, 0]
-    t = torch.from_numpy(maps)
-    quads = torch.cat([torch.cat([t[:, 1], t[:, 2]], dim=-1), torch.cat([t[:, 3], t[:, 4]], dim=-1)], dim=-2)
-    glob = F.interpolate(t[:, :1], size=quads.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return ((glob + quads) / 2).numpy()
 
 
 ANOMALY_OV_PAPER = (
@@ -190,6 +202,25 @@ LTFM_ABLATION = Ablation(
     reference_metric="f1",
     reference_label="published (study, real smartphone set)",
 )
+
+
+SOURCE_PHOTOGRAPHS = ("astronaut", "brick", "camera", "coffee", "chelsea", "coins", "grass", "gravel", "rocket",
+                      "hubble_deep_field", "immunohistochemistry", "moon", "cell", "clock", "page")
+
+
+def source_photographs() -> list[np.ndarray]:
+    """Real photographs that ship inside installed packages (no download): scikit-learn's two
+    sample images and scikit-image's test images named in `SOURCE_PHOTOGRAPHS` (people, animals,
+    food, textures, microscopy, astronomy, text). None shows a phone or comes from an
+    evaluation dataset of this suite. Greyscale ones are stacked to RGB."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = list(load_sample_images().images)
+    for name in SOURCE_PHOTOGRAPHS:
+        image = np.asarray(getattr(skimage.data, name)())
+        photos.append(np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3])
+    return [np.ascontiguousarray(p, dtype=np.uint8) for p in photos]
 
 
 class LTFMBaseline(Baseline):
@@ -225,17 +256,17 @@ class LTFMBaseline(Baseline):
         super().__init__(context)
         self.options = opts = options_from_mapping(LtfmOptions, context.options, "ltfm")
         self.device = context.device
-        self.anyres = opts.anyres
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)  # a random-init tower is then reproducible per seed
             self.tower: VisionTower
-            self.tower, self.tower_weights = build_tower(opts.tower, context.weights, opts.image_size)
+            stages = tuple(opts.cnn_stages.split(",")) if opts.cnn_stages else CNN_STAGES
+            self.tower, self.tower_weights = build_tower(opts.tower, context.weights, opts.image_size, stages)
         self.tower.to(self.device)
         use_gemm_path(self.tower, context.gemm_path)
         overrides = {k: getattr(opts, k) for k in TRAIN_OPTIONS if getattr(opts, k) is not None}
-        self.train_config = schedule(context.preset.name, seed=context.seed, **overrides)
-        self.cache = FeatureMemory(self.tower, f"ltfm|{self._fingerprint()}", self.anyres, self.device,
-                                  context.feature_cache)
+        self.train_config = schedule(context.preset.name, seed=context.seed, score=opts.score, **overrides)
+        self.crops = AnyResGrid.global_only(self.tower.image_size)
+        self.cache: FeatureMemory | None = None
         self.model: LTFM | None = None
         self.threshold = DEFAULT_THRESHOLD
         self.threshold_source = "default"
@@ -248,12 +279,13 @@ class LTFMBaseline(Baseline):
             raise ValueError(f"ltfm {self.context.variant}: no training images to fine-tune on")
         model, start = self._initial_model()
         self.started_from = start
+        self.crops = self._crop_grid([*train, *(val or [])])
         val_set = self._feature_set(val) if val else None
         if self.context.variant != "base":
             self.fit_result = train_ltfm(model, self._feature_set(train), val_set, self.train_config, self.device)
         self.model = model.to(self.device).eval()
         if val_set is not None:
-            scores, _ = predict_features(model, val_set.features, device=self.device)
+            scores, _ = predict_features(model, val_set, self.options.score, device=self.device)
             chosen = choose_threshold(scores, val_set.labels.numpy())
             if chosen.value is not None:
                 self.threshold, self.threshold_source = chosen.value, chosen.source
@@ -270,6 +302,7 @@ class LTFMBaseline(Baseline):
         return FittedState({**tensors, **tower}, {
             **info, "config": self.model.config.to_json(), "threshold": self.threshold,
             "threshold_source": self.threshold_source, "started_from": self.started_from,
+            "crops": self.crops.to_json(),
             "expert_checkpoint": self.from_expert,
         })
 
@@ -278,6 +311,7 @@ class LTFMBaseline(Baseline):
         model = LTFM(LTFMConfig.from_json(dict(state.info["config"])))
         model.load_state_dict({k[len("ltfm."):]: v for k, v in state.tensors.items() if k.startswith("ltfm.")})
         self.model = model.to(self.device).eval()
+        self.crops = AnyResGrid(**dict(state.info["crops"]))  # type: ignore[arg-type]
         self.threshold = float(state.info["threshold"])
         self.threshold_source = str(state.info["threshold_source"])
         self.started_from = state.info.get("started_from")  # type: ignore[assignment]
@@ -287,16 +321,18 @@ class LTFMBaseline(Baseline):
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         if self.model is None:
             raise RuntimeError("ltfm: call fit() before predict()")
-        features = encode_images(self.tower, images, self.anyres, self.device)
+        features = encode_images(self.tower, images, self.crops, self.device)
         out = self.model(features.to(self.device))
-        scores = out.score.float().cpu().numpy()
-        cells = combine_crops(out.significance_map.float().cpu().numpy())
-        size = (self.tower.image_size, self.tower.image_size)
-        maps = F.interpolate(torch.from_numpy(cells)[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        cells = stitch_maps(self.crops, out.significance_map.float().cpu().numpy(), [im.shape[:2] for im in images])
+        scores = image_scores(out.score.float().cpu().numpy(), cells, self.options.score)
         boxes, words = zip(*(self._region(c, im.shape[:2]) for c, im in zip(cells, images, strict=True)), strict=True)
+        per_cell = self.tower.image_size // self.tower.grid[0]  # maps at the tower's pixel resolution
+        size = (cells[0].shape[0] * per_cell, cells[0].shape[1] * per_cell)
+        maps = np.stack([F.interpolate(torch.from_numpy(c)[None, None], size=size, mode="bilinear",
+                                       align_corners=False)[0, 0].numpy() for c in cells])
         return Prediction(
             scores=scores,
-            maps=maps.numpy(),
+            maps=maps,
             decisions=[bool(s >= self.threshold) for s in scores],
             locations=list(words),
             extra={"adverb": [adverb(float(s)) for s in scores], "region_box": list(boxes)},
@@ -323,8 +359,20 @@ class LTFMBaseline(Baseline):
         return f"{x0},{y0},{x1},{y1}", grid_word((j + 0.5) / gw, (i + 0.5) / gh)
 
     def _feature_set(self, samples: Sequence[Sample]) -> FeatureSet:
+        if self.cache is None or self.cache.crops != self.crops:
+            self.cache = FeatureMemory(self.tower, f"ltfm|{self._fingerprint()}", self.crops, self.device,
+                                       self.context.feature_cache)
         return self.cache.feature_set([s.image for s in samples], [s.label for s in samples],
                                       [s.mask for s in samples])
+
+    def _crop_grid(self, samples: Sequence[Sample]) -> AnyResGrid:
+        """AnyRes grid for the most common image size of `samples` (global view alone with AnyRes off)."""
+        tile = self.tower.image_size
+        if not self.options.anyres or not samples:
+            return AnyResGrid.global_only(tile)
+        sizes = Counter(s.image.shape[:2] for s in samples)
+        height, width = max(sizes, key=lambda hw: (sizes[hw], hw))
+        return AnyResGrid.best_for(height, width, tile, self.options.max_tiles)
 
     def _initial_model(self) -> tuple[LTFM, str]:
         """The LTFM that `base` is / the `ft-*` variants start from, and where it came from."""
@@ -343,7 +391,7 @@ class LTFMBaseline(Baseline):
                 model = LTFM(self._config())
             start = "random initialisation"
         else:
-            model, start = self._base_model(), "synthetic source domain"
+            model, start = self._base_model(), f"synthetic source domain ({self.options.base_source})"
         if model.config.widths != self._config().widths or model.config.grid != self.tower.grid:
             raise ValueError(f"LTFM checkpoint expects level widths {model.config.widths} and a {model.config.grid} "
                              f"token grid; tower {self.tower.name} gives {self._config().widths} and {self.tower.grid}")
@@ -358,15 +406,17 @@ class LTFMBaseline(Baseline):
         """LTFM trained on the synthetic source domain, reused from the disk cache when already trained."""
         default_n = BASE_IMAGES.get(self.context.preset.name, BASE_IMAGES["default"])
         n = self.options.base_images or default_n
-        recipe = f"{SOURCE_DOMAIN_VERSION}|{self._fingerprint()}|{n}|{self._config()}|{self.train_config}"
+        source = self.options.base_source
+        recipe = f"{SOURCE_DOMAIN_VERSION}|{source}|{self._fingerprint()}|{n}|{self._config()}|{self.train_config}"
         key = hashlib.sha1(recipe.encode()).hexdigest()[:16]
         path = cache_root() / "ltfm" / "base" / key if self.options.base_cache else None
         if path is not None and checkpoint_paths(path)[0].is_file():
             return load_checkpoint(path)[0]
-        domain = synthetic_source_domain(n, seed=self.context.seed)
+        photos = source_photographs() if self.options.base_source == "textures+photos" else []
+        domain = synthetic_source_domain(n, seed=self.context.seed, photographs=photos)
         n_val = max(2, n // 5)
         # The source domain's cache stays in memory only: it is cheap to regenerate.
-        cache = FeatureMemory(self.tower, self._fingerprint(), self.anyres, self.device)
+        cache = FeatureMemory(self.tower, self._fingerprint(), None, self.device)
         sets = [cache.feature_set([d[0] for d in part], [d[2] for d in part], [d[1] for d in part])
                 for part in (domain[n_val:], domain[:n_val])]
         with deterministic(self.context.seed):
@@ -375,7 +425,8 @@ class LTFMBaseline(Baseline):
         log.info("ltfm base: trained on %d synthetic images in %.0f s (best epoch %d of %d)",
                  n, result.seconds, result.best_epoch, result.epochs_run)
         if path is not None:
-            save_checkpoint(path, model, self._metadata("base", trained_on=f"synthetic source domain ({n} images)"))
+            trained_on = f"synthetic source domain ({source}, {n} images)"
+            save_checkpoint(path, model, self._metadata("base", trained_on=trained_on))
         return model
 
     def _config(self) -> LTFMConfig:
@@ -384,11 +435,13 @@ class LTFMBaseline(Baseline):
                           attention_dim=dim, head_dim=dim, level_widths=self.tower.level_widths)
 
     def _fingerprint(self) -> str:
-        """What determines the tower's features: tower, input size, crops and the weights themselves."""
-        return f"{self.tower.name}|{self.tower.image_size}|anyres={self.anyres}|{weights_fingerprint(self.tower)}"
+        """What determines the tower's features: tower, its levels, input size and the weights themselves
+        (the crop grid is added by `FeatureMemory`)."""
+        levels = f"|stages={self.options.cnn_stages}" if self.options.cnn_stages else ""
+        return f"{self.tower.name}|{self.tower.image_size}{levels}|{weights_fingerprint(self.tower)}"
 
     def _metadata(self, variant: str, trained_on: str) -> dict[str, object]:
-        return {"tower": self.tower.name, "image_size": self.tower.image_size, "anyres": self.anyres,
+        return {"tower": self.tower.name, "image_size": self.tower.image_size, "crops": self.crops.to_json(),
                 "weights": self.tower_weights.mode, "threshold": self.threshold,
                 "threshold_source": self.threshold_source, "variant": variant,
                 "seed": self.context.seed, "trained_on": trained_on}

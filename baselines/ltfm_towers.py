@@ -11,8 +11,11 @@ and `blocks.6` (32, 320, bilinearly upsampled 2x), 256 px -> 16x16 tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from benchmarks.api import (
     MOBILENETV2_IN1K,
+    STAGE_CHANNELS,
     ResolvedWeights,
     WeightSpec,
     WeightsResolver,
@@ -55,18 +58,22 @@ SUBSTITUTABLE = ("siglip-so400m", "clip-vit-b16", "dinov2-vit-s14")
 BUNDLED_TOWER = "mobilenetv2-in1k"
 CNN_TOWER_SIZE = 256
 CNN_STAGES = ("blocks.2", "blocks.3", "blocks.4", "blocks.6")
-CNN_WIDTHS = (32, 64, 96, 320)
 TOWER_NAMES = (*TOWER_WEIGHTS, BUNDLED_TOWER)
 
 
-def bundled_tower(weights: ResolvedWeights, image_size: int | None = None) -> VisionTower:
-    """The bundled ImageNet MobileNetV2 as a four-level tower."""
+def bundled_tower(weights: ResolvedWeights, image_size: int | None = None,
+                  stages: Sequence[str] = CNN_STAGES) -> VisionTower:
+    """The bundled ImageNet MobileNetV2 as a four-level tower, its levels read from `stages` (shallow to deep)."""
+    if len(stages) != 4 or any(s not in STAGE_CHANNELS for s in stages):
+        raise ValueError(f"a MobileNetV2 tower needs 4 stages among {list(STAGE_CHANNELS)}, got {list(stages)}")
     model = build_mobilenetv2(weights)
-    return CnnStageTower(BUNDLED_TOWER, model, lambda pixels: list(stage_outputs(model, pixels, CNN_STAGES).values()),
-                         CNN_WIDTHS, image_size or CNN_TOWER_SIZE)
+    chosen = tuple(stages)
+    return CnnStageTower(BUNDLED_TOWER, model, lambda pixels: list(stage_outputs(model, pixels, chosen).values()),
+                         [STAGE_CHANNELS[s] for s in chosen], image_size or CNN_TOWER_SIZE)
 
 
-def build_tower(name: str, resolver: WeightsResolver, image_size: int | None = None) -> tuple[VisionTower, ResolvedWeights]:
+def build_tower(name: str, resolver: WeightsResolver, image_size: int | None = None,
+                cnn_stages: Sequence[str] = CNN_STAGES) -> tuple[VisionTower, ResolvedWeights]:
     """Tower `name`, frozen, with the weights the resolver found, and those weights' record.
 
     The bundled CNN asked for by name is still stamped `substitute` (for the paper's SigLIP). A
@@ -74,11 +81,11 @@ def build_tower(name: str, resolver: WeightsResolver, image_size: int | None = N
     """
     if name == BUNDLED_TOWER:
         resolved = resolver.resolve_substitute(MOBILENETV2_IN1K, stands_in_for=SIGLIP_SO400M_WEIGHTS)
-        return bundled_tower(resolved, image_size), resolved
+        return bundled_tower(resolved, image_size, cnn_stages), resolved
     if name not in TOWER_WEIGHTS:
         raise ValueError(f"unknown LTFM tower {name!r}; known: {', '.join(TOWER_NAMES)}")
     substitute = MOBILENETV2_IN1K if name in SUBSTITUTABLE else None
     resolved = resolver.resolve(TOWER_WEIGHTS[name], substitute=substitute)
     if is_substitute(resolved):
-        return bundled_tower(resolved), resolved
+        return bundled_tower(resolved, stages=cnn_stages), resolved
     return ARCHITECTURES[name](resolved.path, image_size), resolved

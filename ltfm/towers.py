@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltfm.anyres import AnyResGrid
 from ltfm.weight_files import read_weights
 
 if TYPE_CHECKING:
@@ -319,33 +320,17 @@ def _open_clip_visual_state(path: Path, visual: nn.Module) -> dict[str, torch.Te
     return {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
 
 
-def crop_images(images: Sequence[np.ndarray], anyres: bool) -> list[list[np.ndarray]]:
-    """Per image, its crops: `[global]`, or with `anyres` `[global, top-left, top-right, bottom-left, bottom-right]`.
-
-    A simplification of LLaVA-OneVision's AnyRes (which tiles a best-fit resized image): the
-    2x2 local crops are plain quadrants of the original image.
-    """
-    out = []
-    for image in images:
-        crops = [image]
-        if anyres:
-            h, w = image.shape[:2]
-            hs, ws = h // 2, w // 2
-            crops += [image[:hs, :ws], image[:hs, ws:], image[hs:, :ws], image[hs:, ws:]]
-        out.append(crops)
-    return out
-
-
 def encode_images(
-    tower: VisionTower, images: Sequence[np.ndarray], anyres: bool = False, device: str = "cpu",
+    tower: VisionTower, images: Sequence[np.ndarray], grid: AnyResGrid | None = None, device: str = "cpu",
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """RGB uint8 images -> float32 features `(B, C, L, N, width)` on CPU (C = 1 crop, or 5 with `anyres`)."""
-    crops = crop_images(images, anyres)
-    flat = [c for per_image in crops for c in per_image]
+    """RGB uint8 images -> float32 features `(B, C, L, N, width)` on CPU: C = `grid.num_crops` crops
+    (the global view alone when `grid` is None)."""
+    grid = grid or AnyResGrid.global_only(tower.image_size)
+    flat = [crop for image in images for crop in grid.crops(image)]
     chunks = []
     for start in range(0, len(flat), batch_size):
         pixels = tower.preprocess(flat[start : start + batch_size]).to(device)
         chunks.append(tower(pixels).stack().cpu())
     feats = torch.cat(chunks)
-    return feats.view(len(images), len(crops[0]) if crops else 1, *feats.shape[1:])
+    return feats.view(len(images), grid.num_crops, *feats.shape[1:])

@@ -5,9 +5,10 @@ float16, backed by a shared on-disk store when the caller provides one) and only
 LTFM (with its classifier head) is trained. AdamW with linear warm-up and cosine decay; loss =
 class-balanced BCE on the image label + `map_loss_weight` x focal (or BCE) loss of the
 significance map M against the mask max-pooled to the token grid. Normal images count as
-all-zero masks; anomalies without a mask get no map loss. Early stopping on validation AUROC
-(ties broken by validation loss; loss alone when validation has one class), restoring the best
-epoch. Seeded: `torch.manual_seed`, a seeded shuffling generator and deterministic algorithms
+all-zero masks; for an anomaly without a mask the map's maximum is pushed towards 1 (BCE, same
+weight: the multiple-instance form of the same supervision). Early stopping on the validation
+AUROC of the image score `TrainConfig.score` (ties broken by validation loss; loss alone when
+validation has one class), restoring the best epoch. Seeded: `torch.manual_seed`, a seeded shuffling generator and deterministic algorithms
 for the duration of training.
 """
 
@@ -28,12 +29,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+from ltfm.anyres import AnyResGrid, stitch_maps
 from ltfm.module import LTFM, LTFMOutput
-from ltfm.towers import VisionTower, crop_images, encode_images
+from ltfm.towers import VisionTower, encode_images
 
 log = logging.getLogger(__name__)
 
 MAP_LOSSES = ("focal", "bce", "none")
+IMAGE_SCORES = ("head", "map", "mean")
 # (epochs, patience) per run preset; options override.
 SCHEDULES: dict[str, tuple[int, int]] = {"smoke": (4, 2), "default": (15, 4), "paper": (60, 10)}
 
@@ -50,11 +53,15 @@ class TrainConfig:
     map_loss: str = "focal"
     map_loss_weight: float = 1.0
     focal_gamma: float = 2.0
+    score: str = "head"
+    """What early stopping ranks epochs by: the image score of `image_scores` (head, map or mean)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.map_loss not in MAP_LOSSES:
             raise ValueError(f"map_loss must be one of {MAP_LOSSES}, got {self.map_loss!r}")
+        if self.score not in IMAGE_SCORES:
+            raise ValueError(f"score must be one of {IMAGE_SCORES}, got {self.score!r}")
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("epochs, patience and batch_size must be >= 1")
 
@@ -81,12 +88,15 @@ def deterministic(seed: int) -> Iterator[None]:
 @dataclass
 class FeatureSet:
     """Cached features of n images: features `(n, C, L, N, W)` float16, labels `(n,)`,
-    map_targets `(n, C, gh, gw)` in [0, 1], has_map `(n,)` (False: no map loss for that image)."""
+    map_targets `(n, C, gh, gw)` in [0, 1], has_map `(n,)` (False: no map loss for that image),
+    the crop grid the features were taken with and each image's `(height, width)`."""
 
     features: torch.Tensor
     labels: torch.Tensor
     map_targets: torch.Tensor
     has_map: torch.Tensor
+    crops: AnyResGrid
+    sizes: list[tuple[int, int]]
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -97,18 +107,18 @@ class FeatureSet:
 
 
 def map_targets(
-    masks: Sequence[np.ndarray | None], labels: Sequence[int], grid: tuple[int, int], anyres: bool
+    masks: Sequence[np.ndarray | None], labels: Sequence[int], grid: tuple[int, int], crops: AnyResGrid
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-crop mask targets `(n, C, gh, gw)` (a cell is 1 if any of its pixels is defective) and has_map `(n,)`."""
-    crops = 5 if anyres else 1
-    targets = torch.zeros(len(labels), crops, *grid)
+    """Per-crop mask targets `(n, C, gh, gw)` (a cell is 1 if any of its pixels is defective) and has_map `(n,)`;
+    the masks are cut into the same crops as their images."""
+    targets = torch.zeros(len(labels), crops.num_crops, *grid)
     has_map = torch.zeros(len(labels), dtype=torch.bool)
     for i, (mask, label) in enumerate(zip(masks, labels, strict=True)):
         if mask is None:
             has_map[i] = label == 0
             continue
         has_map[i] = True
-        for c, crop in enumerate(crop_images([np.asarray(mask, dtype=np.float32)], anyres)[0]):
+        for c, crop in enumerate(crops.crops(np.asarray(mask, dtype=np.float32))):
             targets[i, c] = F.adaptive_max_pool2d(torch.from_numpy(np.ascontiguousarray(crop))[None], grid)[0]
     return targets, has_map
 
@@ -126,16 +136,17 @@ class FeatureMemory:
     """Frozen-tower features per image, computed once: memory first, then the `shared` store when
     one is given, then the tower.
 
-    `namespace` must change whenever the features would (tower, input size, crops, weights).
+    `namespace` must change whenever the features would (tower, input size, weights); the crop
+    grid is added to it here.
     """
 
     def __init__(
-        self, tower: VisionTower, namespace: str, anyres: bool = False, device: str = "cpu",
+        self, tower: VisionTower, namespace: str, crops: AnyResGrid | None = None, device: str = "cpu",
         shared: FeatureStore | None = None, batch_size: int = 16,
     ) -> None:
         self.tower = tower
-        self.namespace = namespace
-        self.anyres = anyres
+        self.crops = crops or AnyResGrid.global_only(tower.image_size)
+        self.namespace = f"{namespace}|crops={self.crops.describe()}"
         self.device = device
         self.shared = shared
         self.batch_size = batch_size
@@ -158,11 +169,12 @@ class FeatureMemory:
     def feature_set(
         self, images: Sequence[np.ndarray], labels: Sequence[int], masks: Sequence[np.ndarray | None]
     ) -> FeatureSet:
-        targets, has_map = map_targets(masks, labels, self.tower.grid, self.anyres)
-        return FeatureSet(self.features(images), torch.tensor(labels, dtype=torch.float32), targets, has_map)
+        targets, has_map = map_targets(masks, labels, self.tower.grid, self.crops)
+        return FeatureSet(self.features(images), torch.tensor(labels, dtype=torch.float32), targets, has_map,
+                          self.crops, [(int(im.shape[0]), int(im.shape[1])) for im in images])
 
     def _encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        return encode_images(self.tower, images, self.anyres, self.device, self.batch_size).half()
+        return encode_images(self.tower, images, self.crops, self.device, self.batch_size).half()
 
 
 def _content_key(image: np.ndarray) -> str:
@@ -208,22 +220,42 @@ def ltfm_loss(out: LTFMOutput, labels: torch.Tensor, targets: torch.Tensor, has_
         else:
             map_loss = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), target)
         loss = loss + config.map_loss_weight * map_loss
+    weak = (labels > 0.5) & ~has_map
+    if config.map_loss != "none" and bool(weak.any()):
+        # an anomaly without a mask: somewhere in its map must be anomalous (multiple-instance learning)
+        peak = out.significance_map[weak].flatten(1).max(dim=1).values.clamp(1e-6, 1 - 1e-6)
+        loss = loss + config.map_loss_weight * F.binary_cross_entropy(peak, torch.ones_like(peak))
     return loss
+
+
+def image_scores(head: np.ndarray, maps: Sequence[np.ndarray], kind: str) -> np.ndarray:
+    """Image anomaly scores `(n,)` from LTFM's head probabilities `(n,)` and each image's stitched map.
+
+    head: the paper's score (sigmoid of the classifier head); map: the maximum of the stitched
+    significance map; mean: the average of the two. All three lie in [0, 1].
+    """
+    if kind == "head":
+        return head
+    peaks = np.array([float(m.max()) for m in maps], dtype=head.dtype)
+    return peaks if kind == "map" else (head + peaks) / 2
 
 
 @torch.no_grad()
 def evaluate(model: LTFM, data: FeatureSet, config: TrainConfig, device: str = "cpu") -> dict[str, float]:
-    """Mean loss and (two classes only) AUROC of `model` on `data`."""
+    """Mean loss and (two classes only) AUROC of `model`'s `config.score` image scores on `data`, in one pass."""
     model.eval()
-    scores, losses = [], []
+    losses, heads, maps = [], [], []
     for idx in torch.arange(len(data)).split(config.batch_size):
         out = model(data.features[idx].to(device).float())
         losses.append(float(ltfm_loss(out, data.labels[idx].to(device), data.map_targets[idx].to(device),
                                       data.has_map[idx].to(device), config)) * len(idx))
-        scores.append(out.score.cpu())
+        heads.append(out.score.cpu())
+        maps.append(out.significance_map.cpu())
     result = {"loss": sum(losses) / len(data)}
     if data.two_classes:
-        result["auroc"] = float(roc_auc_score(data.labels.numpy(), torch.cat(scores).numpy()))
+        stitched = stitch_maps(data.crops, torch.cat(maps).numpy(), data.sizes)
+        scores = image_scores(torch.cat(heads).numpy(), stitched, config.score)
+        result["auroc"] = float(roc_auc_score(data.labels.numpy(), scores))
     return result
 
 
@@ -269,7 +301,9 @@ def train_ltfm(model: LTFM, train: FeatureSet, val: FeatureSet | None, config: T
             record = {"epoch": float(epoch), "train_loss": total / len(train)}
             if val is not None and len(val):
                 record.update({f"val_{k}": v for k, v in evaluate(model, val, config, device).items()})
+            record["seconds"] = time.perf_counter() - started
             history.append(record)
+            log.info("ltfm epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
             key = selection_key(record)
             if best_key is None or key > best_key:
                 best_key, best_epoch, stale = key, epoch, 0
@@ -284,13 +318,14 @@ def train_ltfm(model: LTFM, train: FeatureSet, val: FeatureSet | None, config: T
 
 
 @torch.no_grad()
-def predict_features(model: LTFM, features: torch.Tensor, batch_size: int = 32,
-                     device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Scores `(n,)` and significance maps `(n, C, gh, gw)` for cached features `(n, C, L, N, W)`."""
+def predict_features(model: LTFM, data: FeatureSet, score: str = "head", batch_size: int = 32,
+                     device: str = "cpu") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Image scores `(n,)` (see `image_scores`) and each image's stitched significance map for cached features."""
     model.eval()
-    scores, maps = [], []
-    for chunk in features.split(batch_size):
+    heads, maps = [], []
+    for chunk in data.features.split(batch_size):
         out = model(chunk.to(device).float())
-        scores.append(out.score.cpu())
+        heads.append(out.score.cpu())
         maps.append(out.significance_map.cpu())
-    return torch.cat(scores).numpy(), torch.cat(maps).numpy()
+    stitched = stitch_maps(data.crops, torch.cat(maps).numpy(), data.sizes)
+    return image_scores(torch.cat(heads).numpy(), stitched, score), stitched

@@ -9,15 +9,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from baselines.ltfm_plugin import LTFMBaseline, combine_crops
+from baselines.ltfm_plugin import LTFMBaseline
 from baselines.ltfm_towers import build_tower
 from benchmarks.plugins.contract import MethodContext, Protocol, Sample
 from benchmarks.plugins.feature_cache import FeatureCache as SharedFeatureCache
 from benchmarks.plugins.location_grid import grid_word
 from benchmarks.plugins.weights import WeightsResolver
+from ltfm.anyres import AnyResGrid
 from ltfm.checkpoint import EXPERT_KEY_MAP, load_checkpoint, load_expert_checkpoint, save_checkpoint
 from ltfm.module import LTFM, LTFMConfig, adverb
-from ltfm.synthetic import synthetic_source_domain
+from ltfm.synthetic import ANOMALY_KINDS, synthetic_source_domain
 from ltfm.towers import VisionTower, encode_images, level_depths
 from ltfm.trainer import FeatureMemory, TrainConfig, train_ltfm
 
@@ -52,7 +53,7 @@ def test_module_output_shapes_and_paper_size() -> None:
 def test_towers_give_four_levels_and_are_frozen(name: str) -> None:
     tower = build_tower(name, WeightsResolver(mode="random"))[0]
     images = [np.full((40, 70, 3), 128, np.uint8), np.zeros((64, 64, 3), np.uint8)]
-    feats = encode_images(tower, images, anyres=True)
+    feats = encode_images(tower, images, AnyResGrid(2, 2, tower.image_size))
     assert feats.shape == (2, 5, 4, tower.num_tokens, tower.width)
     assert tower.num_tokens == 64 and not tower.training
     assert all(not p.requires_grad for p in tower.parameters())
@@ -120,7 +121,8 @@ def test_feature_cache_computes_each_image_once(tmp_path, toy_task: dict[str, li
     assert first.dtype == torch.float16 and first.shape[:3] == (4, 1, 4)
     assert torch.equal(first[0], first[3]) and shared.misses == 3
     assert torch.equal(cache.features(images), first[:3]) and shared.hits == 0  # memory hit
-    fresh = FeatureMemory(None, "ns", shared=shared)  # type: ignore[arg-type]  # a disk hit needs no tower
+    grid = AnyResGrid.global_only(tower.image_size)
+    fresh = FeatureMemory(None, "ns", grid, shared=shared)  # type: ignore[arg-type]  # a disk hit needs no tower
     assert torch.equal(fresh.features(images), first[:3]) and shared.hits == 3
 
 
@@ -208,15 +210,15 @@ def test_base_variant_trains_on_the_synthetic_domain_only(
     # ft variants start from that cached base instead of training it again.
     ft = LTFMBaseline(make_context("ft-real", base_images=16, epochs=2, **TINY))
     base, start = ft._initial_model()
-    assert start == "synthetic source domain"
+    assert start == "synthetic source domain (textures+photos)"
     assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(),
                                                   plugin.model.state_dict().values(), strict=True))
 
 
-def test_anyres_crops_flow_through_fit_and_predict(
+def test_without_validation_data_the_threshold_is_the_default(
     toy_task: dict[str, list[Sample]], make_context: Callable[..., MethodContext]
 ) -> None:
-    plugin = LTFMBaseline(make_context("ft-real", init="scratch", anyres=True, epochs=1, **TINY))
+    plugin = LTFMBaseline(make_context("ft-real", init="scratch", epochs=1, **TINY))
     plugin.fit(toy_task["val"], None)
     assert plugin.threshold == 0.5 and plugin.threshold_source == "default"  # no validation data
     pred = plugin.predict([s.image for s in toy_task["test"][:3]])
@@ -230,6 +232,22 @@ def test_synthetic_source_domain_is_deterministic_with_masks() -> None:
     assert [x[2] for x in a] == [0, 1, 0, 1, 0, 1]
     assert all(x[1].any() == bool(x[2]) for x in a)
     assert all(x[0].shape == (64, 64, 3) and x[0].dtype == np.uint8 for x in a)
+
+
+def test_source_domain_uses_the_photographs_it_is_given() -> None:
+    """Images 2 and 3 of every 4 are crops of the photographs (here one flat red photo: only
+    jitter, sensor noise and the anomaly change it); the rest stay procedural textures."""
+    red = np.zeros((80, 120, 3), np.uint8)
+    red[..., 0] = 200
+    domain = synthetic_source_domain(8, size=32, seed=3, photographs=[red])
+    again = synthetic_source_domain(8, size=32, seed=3, photographs=[red])
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(domain, again, strict=True))
+    for i, (image, mask, _) in enumerate(domain):
+        clean = image[~mask].astype(float)
+        from_photo = clean[:, 0].mean() > clean[:, 1].mean() + 60 and clean[:, 1].std() < 12
+        assert from_photo == (i % 4 >= 2), i
+    kinds = {"hairline", "pixels"}
+    assert kinds <= set(ANOMALY_KINDS)
 
 
 def test_variants_declare_which_training_sources_they_see() -> None:
@@ -247,10 +265,26 @@ def test_adverb_thresholds() -> None:
         "slightly", "slightly", "moderately", "moderately", "highly", "highly"]
 
 
-def test_region_words_and_crop_maps() -> None:
+def test_region_words() -> None:
     assert grid_word(0.1, 0.1) == "top left" and grid_word(0.5, 0.5) == "center"
     assert grid_word(0.9, 0.5) == "right" and grid_word(0.5, 0.95) == "bottom"
-    maps = np.zeros((1, 5, 2, 2), np.float32)
-    maps[0, 4, 1, 1] = 1.0  # bottom-right cell of the bottom-right quadrant
-    combined = combine_crops(maps)
-    assert combined.shape == (1, 4, 4) and np.unravel_index(combined[0].argmax(), (4, 4)) == (3, 3)
+
+
+def test_an_anomaly_without_a_mask_pushes_its_map_peak_up() -> None:
+    """Multiple-instance map loss: for a maskless anomaly only the map's maximum is supervised (towards 1)."""
+    from ltfm.module import LTFMOutput
+    from ltfm.trainer import ltfm_loss
+
+    def loss(peak: float, has_map: bool) -> float:
+        sig = torch.full((1, 1, 2, 2), 0.05)
+        sig[0, 0, 1, 1] = peak
+        out = LTFMOutput(logit=torch.zeros(1), score=torch.full((1,), 0.5), significance_map=sig,
+                         level_maps=sig[:, :, None].expand(1, 1, 4, 2, 2))
+        return float(ltfm_loss(out, torch.ones(1), torch.zeros(1, 1, 2, 2), torch.tensor([has_map]), TrainConfig()))
+
+    assert loss(0.9, False) < loss(0.5, False) < loss(0.1, False)
+    bce_head = float(torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(1), torch.ones(1)))
+    weight = TrainConfig().map_loss_weight
+    assert loss(0.9, False) == pytest.approx(bce_head - weight * np.log(0.9), rel=1e-5)
+    # with a mask (here all zero) the focal map loss applies instead, and rises with the peak
+    assert loss(0.9, True) > loss(0.1, True)
