@@ -494,7 +494,7 @@ def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
     """End to end: the fitted plugin's scores and maps against the equations above, fed with tokens
     from forward hooks on a fresh copy of its tower (DINOv2 blocks at 1/4, 1/2, 3/4 and the end,
     the final norm applied, prefix tokens dropped); maps upsampled bilinearly to the tower input;
-    scores are the maximum of the map (the plugin's default `score=map`). Scores atol 1e-5, maps atol 1e-5."""
+    scores are the maximum of the map (`score=auto` with masked training anomalies). Scores atol 1e-5, maps atol 1e-5."""
     from baselines.ltfm_plugin import LTFMBaseline
     from ltfm.towers import level_depths
 
@@ -523,7 +523,7 @@ def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
     state = {k: v.double().numpy() for k, v in plugin.model.state_dict().items()}
     for b, image_features in enumerate(features):
         head, cells = _ltfm_reference(state, plugin.model.config, image_features)
-        assert plugin.options.score == "map"  # the plugin's default image score: the peak of M
+        assert plugin.score == "map"  # auto: its training anomalies have masks, so the peak of M
         assert ours.scores[b] == pytest.approx(cells.max(), abs=1e-5)
         assert head != pytest.approx(cells.max(), abs=1e-3)  # the two scores differ: this checks which one
         up = torch.nn.functional.interpolate(torch.from_numpy(cells[None]), size=(64, 64), mode="bilinear",
