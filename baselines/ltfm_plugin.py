@@ -199,7 +199,7 @@ LTFM_PUBLISHED = (
 LTFM_ABLATION = Ablation(
     subject="LTFM",
     variants=("base", "ft-real", "ft-real-gen"),
-    notes={"base": "pretrained", "ft-real": "real", "ft-real-gen": "real + generated"},
+    notes={"base": "no target data", "ft-real": "real", "ft-real-gen": "real + generated"},
     reference_kind="smartphone-study",
     reference_metric="f1",
     reference_label="published (study, real smartphone set)",
@@ -318,8 +318,11 @@ class LTFMBaseline(Baseline):
         model = LTFM(LTFMConfig.from_json(dict(state.info["config"])))
         model.load_state_dict({k[len("ltfm."):]: v for k, v in state.tensors.items() if k.startswith("ltfm.")})
         self.model = model.to(self.device).eval()
-        self.crops = AnyResGrid(**dict(state.info["crops"]))  # type: ignore[arg-type]
-        self.score = str(state.info["score"])
+        # models saved before AnyRes and the image-score choice saw the global view and read the head
+        crops = state.info.get("crops")
+        tile = self.tower.image_size
+        self.crops = AnyResGrid(**dict(crops)) if crops else AnyResGrid.global_only(tile)  # type: ignore[arg-type]
+        self.score = str(state.info.get("score", "head"))
         self.threshold = float(state.info["threshold"])
         self.threshold_source = str(state.info["threshold_source"])
         self.started_from = state.info.get("started_from")  # type: ignore[assignment]
