@@ -108,3 +108,19 @@ def test_plugin_sees_large_images_through_anyres_and_saves_its_grid(
     again = loaded.predict([s.image for s in val])
     np.testing.assert_allclose(again.scores, pred.scores, atol=1e-6)
     np.testing.assert_allclose(again.maps, pred.maps, atol=1e-6)
+
+
+def test_a_model_saved_before_anyres_loads_as_it_was_fitted(
+    toy_task: dict[str, list[Sample]], make_context: Callable[..., MethodContext]
+) -> None:
+    """Saved states without `crops` / `score` (written before both existed) saw the global view and read the head."""
+    options = {"init": "scratch", "epochs": 1, "tower": "dinov2-tiny", "dim": 64, "score": "head"}
+    plugin = LTFMBaseline(make_context("ft-real", **options))
+    plugin.fit(toy_task["train"] + toy_task["test"], toy_task["val"])
+    state = plugin.fitted_state()
+    old = type(state)(state.tensors, {k: v for k, v in state.info.items() if k not in ("crops", "score")})
+    loaded = LTFMBaseline(make_context("ft-real", **{**options, "score": "map"}))
+    loaded.load_fitted_state(old)
+    assert loaded.score == "head" and loaded.crops == AnyResGrid.global_only(64)
+    images = [s.image for s in toy_task["val"]]
+    np.testing.assert_allclose(loaded.predict(images).scores, plugin.predict(images).scores, atol=1e-6)

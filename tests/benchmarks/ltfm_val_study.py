@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from ltfm.trainer import IMAGE_SCORES, predict_features
 def parse_config(text: str) -> tuple[str, dict[str, object]]:
     """`NAME=KEY:VALUE,...` -> the name and the options, values parsed as `--option ltfm.KEY=VALUE` parses them."""
     name, _, body = text.partition("=")
-    pairs = [f"ltfm.{item.replace(':', '=', 1)}" for item in body.split(",") if item]
+    items = re.split(r",(?=\w+:)", body)  # a comma inside a value (cnn_stages) stays in it
+    pairs = [f"ltfm.{item.replace(':', '=', 1)}" for item in items if item]
     return name, parse_option_args(pairs, ["ltfm"]).get("ltfm", {})
 
 
