@@ -8,8 +8,8 @@ significance map M against the mask max-pooled to the token grid. Normal images 
 all-zero masks; for an anomaly without a mask the map's maximum is pushed towards 1 (BCE, same
 weight: the multiple-instance form of the same supervision). Early stopping on the validation
 AUROC of the image score `TrainConfig.score` (ties broken by validation loss; loss alone when
-validation has one class), restoring the best epoch. Seeded: `torch.manual_seed`, a seeded shuffling generator and deterministic algorithms
-for the duration of training.
+validation has one class), restoring the best epoch. Seeded: `torch.manual_seed`, a seeded
+shuffling generator and deterministic algorithms for the duration of training.
 """
 
 from __future__ import annotations
