@@ -253,10 +253,16 @@ def evaluate(model: LTFM, data: FeatureSet, config: TrainConfig, device: str = "
         maps.append(out.significance_map.cpu())
     result = {"loss": sum(losses) / len(data)}
     if data.two_classes:
-        stitched = stitch_maps(data.crops, torch.cat(maps).numpy(), data.sizes)
-        scores = image_scores(torch.cat(heads).numpy(), stitched, config.score)
+        scores, _ = _scores_and_maps(data, heads, maps, config.score)
         result["auroc"] = float(roc_auc_score(data.labels.numpy(), scores))
     return result
+
+
+def _scores_and_maps(data: FeatureSet, heads: list[torch.Tensor], maps: list[torch.Tensor],
+                     score: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Batched head probabilities and crop maps of `data` -> image scores `(n,)` and stitched maps."""
+    stitched = stitch_maps(data.crops, torch.cat(maps).numpy(), data.sizes)
+    return image_scores(torch.cat(heads).numpy(), stitched, score), stitched
 
 
 def selection_key(record: dict[str, float]) -> tuple[float, float]:
@@ -327,5 +333,4 @@ def predict_features(model: LTFM, data: FeatureSet, score: str = "head", batch_s
         out = model(chunk.to(device).float())
         heads.append(out.score.cpu())
         maps.append(out.significance_map.cpu())
-    stitched = stitch_maps(data.crops, torch.cat(maps).numpy(), data.sizes)
-    return image_scores(torch.cat(heads).numpy(), stitched, score), stitched
+    return _scores_and_maps(data, heads, maps, score)
