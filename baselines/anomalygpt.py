@@ -321,6 +321,7 @@ class AnomalyGPT(Baseline):
         self.decoder.to(self.device)
         self._model_key = f"{weight_spec(model_name, tag, overrides).key}|{weights_fingerprint(self.visual)}"
         use_gemm_path(self.visual, context.gemm_path)
+        use_gemm_path(self.decoder, context.gemm_path)  # packed layers fall back to torch while it trains
         self.depths = depth_indices(len(self.visual.transformer.resblocks))
         if len(self.depths) != 4:
             raise ValueError(f"anomalygpt needs at least 4 transformer blocks, got {len(self.visual.transformer.resblocks)}")
@@ -376,9 +377,12 @@ class AnomalyGPT(Baseline):
         self.decoder.load_state_dict({k[len("decoder."):]: v for k, v in state.tensors.items()
                                       if k.startswith("decoder.")})
         self.prototypes = state.tensors["prototypes"].to(self.device)
-        banks = [state.tensors[f"memory.{d}"] for d in range(4) if f"memory.{d}" in state.tensors]
-        if banks:
-            self._set_memory(banks)
+        if self.uses_memory:
+            missing = [f"memory.{d}" for d in range(len(self.depths)) if f"memory.{d}" not in state.tensors]
+            if missing:
+                raise ValueError(f"anomalygpt {self.context.variant}: the saved state lacks its few-shot memory "
+                                 f"({', '.join(missing)})")
+            self._set_memory([state.tensors[f"memory.{d}"] for d in range(len(self.depths))])
         self.threshold = float(state.info["threshold"])
         self.threshold_source = str(state.info["threshold_source"])
 

@@ -291,6 +291,7 @@ class LTFMBaseline(Baseline):
             config = replace(self.train_config, score=self.score)
             self.fit_result = train_ltfm(model, self._feature_set(train), val_set, config, self.device)
         self.model = model.to(self.device).eval()
+        use_gemm_path(self.model, self.context.gemm_path)  # trained: frozen from here on
         if val_set is not None:
             scores, _ = predict_features(model, val_set, self.score, device=self.device)
             chosen = choose_threshold(scores, val_set.labels.numpy())
@@ -318,6 +319,7 @@ class LTFMBaseline(Baseline):
         model = LTFM(LTFMConfig.from_json(dict(state.info["config"])))
         model.load_state_dict({k[len("ltfm."):]: v for k, v in state.tensors.items() if k.startswith("ltfm.")})
         self.model = model.to(self.device).eval()
+        use_gemm_path(self.model, self.context.gemm_path)
         # models saved before AnyRes and the image-score choice saw the global view and read the head
         crops = state.info.get("crops")
         tile = self.tower.image_size

@@ -44,6 +44,26 @@ def installed_methods() -> dict[str, tuple[type[Baseline], TinySetup | None]]:
     return methods
 
 
+FITTED_VARIANTS: dict[str, tuple[tuple[str, dict[str, object]], ...]] = {
+    "patchcore": (("default", {}),), "dino-knn": (("full", {}),), "winclip": (("k1", {}),),
+    "anomalygpt": (("unsupervised", {}),), "ltfm": (("base", {}), ("ft-real-gen", {"score": "mean"})),
+}
+"""Variants whose fitted state differs from the tiny setup's (a trained decoder, k-shot windows, a
+coreset, a synthetic base, an LTFM whose score reads its head as well as its map), run beside each
+method's tiny setup: its options updated with the ones given here."""
+
+
+def installed_setups() -> dict[str, tuple[type[Baseline], TinySetup]]:
+    """`installed_methods()`' tiny setups plus `FITTED_VARIANTS`, keyed `method` or `method/variant`."""
+    setups = {name: (cls, tiny) for name, (cls, tiny) in installed_methods().items() if tiny is not None}
+    for name, variants in FITTED_VARIANTS.items():
+        if name in setups:
+            cls, tiny = setups[name]
+            setups |= {f"{name}/{variant}": (cls, TinySetup(variant, {**tiny.options, **extra}))
+                       for variant, extra in variants}
+    return setups
+
+
 @pytest.fixture(scope="session", autouse=True)
 def registered_methods() -> None:
     """The registry as the installed entry points make it (built-ins register like any plugin)."""

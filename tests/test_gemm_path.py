@@ -8,12 +8,14 @@ the issue's bound; the layers themselves agree to ~1e-6).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import types
+import zlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 import torch
-from conftest import installed_methods
+from conftest import installed_setups
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -22,7 +24,70 @@ from benchmarks.plugins.contract import MethodContext, Sample
 from benchmarks.running import compute
 
 needs_onednn = pytest.mark.skipif(not gemm_path.onednn_available(), reason="this torch build has no oneDNN linear")
-PLUGINS = installed_methods()
+SETUPS = {name: setup for name, setup in installed_setups().items()
+          if name.count("/") == 0 or name == "anomalygpt/unsupervised"}  # its decoder runs at predict
+
+
+def modules_held_by(plugin: object) -> Iterator[nn.Module]:
+    """Every torch module a plugin holds: its attributes, and those of the objects, lists and dicts
+    it holds, two levels down (the wrapped library models keep their towers one level in)."""
+    seen: set[int] = set()
+
+    def walk(value: object, depth: int) -> Iterator[nn.Module]:
+        if id(value) in seen or depth > 3:
+            return
+        seen.add(id(value))
+        if isinstance(value, nn.Module):
+            yield value
+        elif isinstance(value, list | tuple):
+            for item in value:
+                yield from walk(item, depth + 1)
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from walk(item, depth + 1)
+        elif hasattr(value, "__dict__") and not isinstance(value, type | types.ModuleType | Callable):
+            for item in vars(value).values():
+                yield from walk(item, depth + 1)
+
+    yield from walk(plugin, 0)
+
+
+BIASED_LAYERS = (nn.Linear, nn.MultiheadAttention, gemm_path.PackedLinear, gemm_path.PackedSelfAttention)
+
+
+def randomise_biases(modules: list[nn.Module]) -> int:
+    """Give every linear and attention bias random values, the same on both paths: each from a
+    generator seeded by the parameter's name (the packed path keeps the names). torch, timm and
+    open_clip start attention biases at zero, where a packed layer that dropped them would pass."""
+    changed = 0
+    with torch.no_grad():
+        for root in modules:
+            for module_name, module in root.named_modules():
+                if not isinstance(module, BIASED_LAYERS):
+                    continue
+                for name, parameter in module.named_parameters(recurse=False):
+                    if name.endswith("bias") and parameter is not None:
+                        key = f"{type(root).__name__}.{module_name}.{name}"
+                        generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+                        parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+                        changed += 1
+    return changed
+
+
+def plain_layers_run(modules: list[nn.Module], run: Callable[[], object]) -> list[str]:
+    """The torch linear layers (and packable self-attention) that ran as torch's while `run` ran:
+    on the packed path, none should."""
+    ran: list[str] = []
+    layers = {f"{type(module).__name__} {name}": module for root in modules for name, module in root.named_modules()
+              if type(module) in gemm_path.LINEAR_TYPES
+              or (isinstance(module, nn.MultiheadAttention) and gemm_path.PackedSelfAttention.supports(module))}
+    hooks = [module.register_forward_hook(lambda *_, label=label: ran.append(label)) for label, module in layers.items()]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sorted(set(ran))
 
 
 def _packed_calls(run: Callable[[], object]) -> int:
@@ -63,6 +128,9 @@ def test_packed_linear_equals_linear_and_keeps_its_parameters() -> None:
 def test_packed_self_attention_equals_multihead_attention(batch_first: bool, mask: str | None) -> None:
     torch.manual_seed(0)
     attention = nn.MultiheadAttention(32, 4, batch_first=batch_first).eval()
+    with torch.no_grad():  # torch starts both biases at zero, where a dropped bias would go unseen
+        attention.in_proj_bias.normal_()
+        attention.out_proj.bias.normal_()
     keys = list(attention.state_dict())
     x = torch.randn(2, 7, 32) if batch_first else torch.randn(7, 2, 32)
     attn_mask = {None: None, "float": torch.randn(7, 7),
@@ -127,29 +195,52 @@ def test_the_path_is_chosen_by_measurement(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @needs_onednn
-@pytest.mark.parametrize("name", sorted(PLUGINS))
+@pytest.mark.parametrize("name", sorted(SETUPS))
 def test_every_method_scores_alike_on_both_paths(
     name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]]
 ) -> None:
-    """Same weights, same images: scores and maps within 1e-4 relative; the same FLOP count on both
-    paths. Transformer methods must actually have run on the packed path."""
-    cls, tiny = PLUGINS[name]
-    if tiny is None:
-        pytest.skip(f"{name} declares no tiny setup")
+    """Same weights (random, non-zero biases in every linear and attention layer), same images: scores
+    and maps within 1e-4 relative; the same FLOP count on both paths. Every linear layer `predict`
+    runs on the eager path runs packed on the other (a method with linear layers that never calls
+    `use_gemm_path`, or calls it on only part of its model, fails here)."""
+    cls, tiny = SETUPS[name]
     images = [s.image for s in toy_task["test"]]
-    outputs, flops, packed = {}, {}, {}
+    outputs, flops, packed, plain = {}, {}, {}, {}
     for path in gemm_path.GEMM_PATHS:
         torch.manual_seed(0)
         plugin = cls(dataclasses.replace(make_context(tiny.variant, **tiny.options), gemm_path=path))
         plugin.fit(toy_task["train"][:4] + toy_task["test"][-2:], toy_task["val"])
+        modules = list(modules_held_by(plugin))
+        randomise_biases(modules)
         outputs[path] = plugin.predict(images)
         flops[path] = compute.flops_per_image(plugin.predict, images[0])
         packed[path] = _packed_calls(lambda plugin=plugin: plugin.predict(images[:1]))
+        plain[path] = plain_layers_run(modules, lambda plugin=plugin: plugin.predict(images[:1]))
     eager, fast = outputs[gemm_path.EAGER], outputs[gemm_path.ONEDNN_PACKED]
     np.testing.assert_allclose(fast.scores, eager.scores, rtol=1e-4, atol=1e-6)
     if eager.maps is not None:
         np.testing.assert_allclose(fast.maps, eager.maps, rtol=1e-4, atol=1e-5)
     assert flops[gemm_path.EAGER] == flops[gemm_path.ONEDNN_PACKED]
     assert packed[gemm_path.EAGER] == 0
-    if name in {"winclip", "anomalygpt", "dino-knn"}:  # ViT towers: every linear layer packed
-        assert packed[gemm_path.ONEDNN_PACKED] > 0
+    assert plain[gemm_path.ONEDNN_PACKED] == [], f"{name}: torch linear layers still ran on the packed path"
+    assert (packed[gemm_path.ONEDNN_PACKED] > 0) == bool(plain[gemm_path.EAGER]), (
+        f"{name}: linear layers run on the eager path: {plain[gemm_path.EAGER][:5]}")
+
+
+def test_the_probe_finds_every_linear_layer_a_plugin_holds() -> None:
+    """`modules_held_by` reaches towers kept inside wrapped library models and lists, and
+    `randomise_biases` reaches every linear and attention bias, on both paths alike."""
+    class Wrapped:
+        def __init__(self) -> None:
+            self.model = type("Model", (), {})()
+            self.model.clip = nn.Sequential(nn.Linear(4, 4), nn.MultiheadAttention(4, 2))
+            self.heads = [nn.Linear(4, 2)]
+    plugin = Wrapped()
+    modules = list(modules_held_by(plugin))
+    assert {id(m) for m in modules} >= {id(plugin.model.clip), id(plugin.heads[0])}
+    assert randomise_biases(modules) == 4  # Linear, in_proj, out_proj, head
+    assert all(b.abs().sum() > 0 for b in (plugin.model.clip[1].in_proj_bias, plugin.model.clip[1].out_proj.bias))
+    before = plugin.model.clip[1].in_proj_bias.clone()
+    gemm_path.use_gemm_path(plugin.model.clip, gemm_path.EAGER)
+    randomise_biases(modules)
+    torch.testing.assert_close(plugin.model.clip[1].in_proj_bias, before)  # seeded by name: the same values

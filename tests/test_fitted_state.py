@@ -1,0 +1,116 @@
+"""Saved fitted state, in process: every variant that fits something (memory banks, a coreset, k-shot
+windows, a trained decoder or LTFM, a synthetic base) comes back from its `FittedState` scoring and
+mapping exactly as the fitted instance did.
+
+The random backbones here are drawn while `torch.manual_seed` is shifted, so the instance that
+loads (built from the same context, seeds as usual) cannot rebuild them from the seed: a loader
+that forgets to restore its backbone scores differently. The state is serialised exactly as a cell
+hands it over (safetensors bytes, JSON info). `tests/test_saved_models.py` covers the folder format,
+`inspect` and the cross-process path on each method's tiny setup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from conftest import installed_setups
+
+from benchmarks.plugins.contract import (
+    Baseline,
+    FittedState,
+    MethodContext,
+    Prediction,
+    Sample,
+    SavingUnsupported,
+)
+
+SETUPS = installed_setups()
+SEED_SHIFT = 1_000_003
+
+
+@contextmanager
+def unreproducible_seeds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`torch.manual_seed(s)` seeds with `s + SEED_SHIFT` inside the block."""
+    original = torch.random.manual_seed
+    with monkeypatch.context() as patch:
+        shifted = lambda seed: original(int(seed) + SEED_SHIFT)  # noqa: E731
+        patch.setattr(torch, "manual_seed", shifted)
+        patch.setattr(torch.random, "manual_seed", shifted)
+        yield
+
+
+def serialised(state: FittedState) -> FittedState:
+    """What the loading process receives: the cell's safetensors bytes and the stamp's JSON."""
+    tensors = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state.tensors.items()})
+    return FittedState(safetensors.torch.load(tensors), json.loads(json.dumps(dict(state.info), allow_nan=False)))
+
+
+def _fitted(name: str, make_context: Callable[..., MethodContext], task: dict[str, list[Sample]],
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Baseline, FittedState, MethodContext]:
+    cls, tiny = SETUPS[name]
+    context = make_context(tiny.variant, **tiny.options)
+    with unreproducible_seeds(monkeypatch):
+        plugin = cls(context)
+        plugin.fit(task["train"][:4] + task["test"][-2:], task["val"])
+    try:
+        state = plugin.fitted_state()
+    except SavingUnsupported as err:
+        pytest.skip(f"{name}: {err}")
+    return plugin, serialised(state), context
+
+
+def _loaded(name: str, context: MethodContext, state: FittedState) -> Baseline:
+    cls, _ = SETUPS[name]
+    plugin = cls(context)
+    plugin.load_fitted_state(state)
+    return plugin
+
+
+def assert_same_prediction(loaded: Prediction, fitted: Prediction) -> None:
+    np.testing.assert_allclose(loaded.scores, fitted.scores, rtol=1e-5, atol=1e-7)
+    assert (loaded.maps is None) == (fitted.maps is None)
+    if fitted.maps is not None:
+        np.testing.assert_allclose(loaded.maps, fitted.maps, rtol=1e-5, atol=1e-6)
+    assert loaded.decisions == fitted.decisions
+    assert loaded.texts == fitted.texts
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_a_loaded_state_scores_and_maps_as_the_fitted_model(
+    name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]],
+    monkeypatch: pytest.MonkeyPatch, one_thread: None,
+) -> None:
+    fitted, state, context = _fitted(name, make_context, toy_task, monkeypatch)
+    images = [s.image for s in toy_task["test"]]
+    expected = fitted.predict(images)
+    assert_same_prediction(_loaded(name, context, state).predict(images), expected)
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_every_part_of_a_saved_state_is_needed(
+    name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]],
+    monkeypatch: pytest.MonkeyPatch, one_thread: None,
+) -> None:
+    """Drop one group of tensors (`backbone.*`, `decoder.*`, `references`, the bank ...): the loaded
+    model then refuses to load or scores differently. So the round trip above is no formality: each
+    part it restores changes what the model says (the backbone too, since it is not the seed's)."""
+    fitted, state, context = _fitted(name, make_context, toy_task, monkeypatch)
+    images = [s.image for s in toy_task["test"]]
+    expected = fitted.predict(images)
+    groups = sorted({key.split(".")[0] for key in state.tensors})
+    assert groups, f"{name} saves no tensors"
+    for group in groups:
+        kept = FittedState({k: v for k, v in state.tensors.items() if k.split(".")[0] != group}, state.info)
+        try:
+            got = _loaded(name, context, kept).predict(images)
+        except (KeyError, RuntimeError, ValueError, AttributeError, TypeError):
+            continue  # refused: the part was needed
+        assert not np.allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-7) or (
+            expected.maps is not None and not np.allclose(got.maps, expected.maps, rtol=1e-5, atol=1e-6)), (
+            f"{name}: the saved {group!r} tensors change nothing")
