@@ -158,12 +158,12 @@ def dinov2_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _reference_tokens(model: torch.nn.Module, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+def _reference_tokens(model: torch.nn.Module, image: np.ndarray, edge: int = DINO_EDGE) -> tuple[np.ndarray, tuple[int, int]]:
     """AnomalyDINO's `prepare_image` + `extract_features`: PIL bicubic resize of the shorter side,
     ToTensor, ImageNet normalisation, crop at the bottom/right to whole patches, last-block tokens
     after the final norm (DINOv2's `get_intermediate_layers` = timm's `forward_features` minus prefix tokens)."""
     h, w = image.shape[:2]
-    size = (int(DINO_EDGE * w / h), DINO_EDGE) if h <= w else (DINO_EDGE, int(DINO_EDGE * h / w))  # PIL: (w, h)
+    size = (int(edge * w / h), edge) if h <= w else (edge, int(edge * h / w))  # PIL: (w, h)
     resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     x = (resized - np.array(IMAGENET[0])) / np.array(IMAGENET[1])
     x = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
@@ -188,18 +188,18 @@ def _reference_mask(tokens: np.ndarray, grid: tuple[int, int], threshold: float 
 
 
 def _reference_scores(model: torch.nn.Module, train: list[np.ndarray], test: list[np.ndarray],
-                      masking: bool) -> np.ndarray:
+                      masking: bool, edge: int = DINO_EDGE, threshold: float = 10.0) -> np.ndarray:
     """Bank of L2-normalised reference tokens; per test patch 1 - max cosine (exact); masked-out
     patches score 0; image score = mean of the top int(1 %) patch distances (at least one)."""
-    bank = np.concatenate([_reference_tokens(model, image)[0] for image in train])
+    bank = np.concatenate([_reference_tokens(model, image, edge)[0] for image in train])
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
     scores = []
     for image in test:
-        tokens, grid = _reference_tokens(model, image)
+        tokens, grid = _reference_tokens(model, image, edge)
         unit = tokens / np.linalg.norm(tokens, axis=1, keepdims=True)
         distances = 1.0 - (unit @ bank.T).max(axis=1)
         if masking:
-            distances = distances * _reference_mask(tokens, grid).reshape(-1)
+            distances = distances * _reference_mask(tokens, grid, threshold).reshape(-1)
         top = max(1, int(len(distances) * 0.01))
         scores.append(np.sort(distances)[-top:].mean())
     return np.asarray(scores)
@@ -244,6 +244,57 @@ def test_dino_knn_equals_anomalydino_from_its_definition(
     theirs = _reference_scores(reference, [s.image for s in train], test, masking)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
     assert roc_auc_score(labels, ours) == roc_auc_score(labels, theirs)
+
+
+# Real sizes: 64 x 96 inputs whose short side becomes 300 px (not a multiple of 14): 300 x 450 is
+# cropped at the bottom/right to 294 x 448, 21 x 32 = 672 patches, so "top 1 %" is the mean of 6.
+REAL_EDGE, REAL_INPUT = 300, (294, 448)
+
+
+@pytest.fixture(scope="module")
+def dinov2_real_size_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ViT at the cropped input size (no position-embedding resampling on either side)."""
+    root = tmp_path_factory.mktemp("dino-real")
+    torch.manual_seed(6)
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=REAL_INPUT, **DINO_ARCH)
+    save_file(model.state_dict(), str(root / "dinov2_vits14.safetensors"))
+    return root
+
+
+def _wide(image: np.ndarray) -> np.ndarray:
+    """A 64 x 64 toy image widened to 64 x 96 (its left half repeated on the right)."""
+    return np.ascontiguousarray(np.concatenate([image, image[:, :32]], axis=1))
+
+
+@pytest.mark.parametrize("masking", [False, True], ids=["no-mask", "masked"])
+def test_dino_knn_equals_anomalydino_at_real_sizes(
+    masking: bool, dinov2_real_size_file: Path, tmp_path: Path, toy_task: dict[str, list[Sample]]
+) -> None:
+    """The pieces the 112 px test cannot reach: hundreds of patches (the top-1 % mean is not the
+    max), a crop (300 px is not a multiple of 14) and, masked, a threshold at which every test
+    image keeps some patches and drops others. Scores rtol 1e-4."""
+    reference = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=REAL_INPUT, **DINO_ARCH)
+    reference.load_state_dict(load_file(str(dinov2_real_size_file / "dinov2_vits14.safetensors")))
+    reference.eval()
+    train = [Sample(s.record, _wide(s.image)) for s in toy_task["train"][:3]]
+    test = [_wide(s.image) for s in toy_task["test"]]
+    threshold = 10.0
+    if masking:  # the median |first PC| of the test patches: about half the patches on each side
+        pcs = [PCA(n_components=1).fit_transform(_reference_tokens(reference, image, REAL_EDGE)[0])[:, 0]
+               for image in test]
+        threshold = float(np.median(np.abs(np.concatenate(pcs))))
+        kept = [_reference_mask(*_reference_tokens(reference, image, REAL_EDGE), threshold).mean() for image in test]
+        assert all(0.05 < k < 0.95 for k in kept), kept
+    tokens, grid = _reference_tokens(reference, test[0], REAL_EDGE)
+    assert grid == (21, 32) and tokens.shape[0] // 100 == 6
+    plugin = DinoKnn(_context(tmp_path, dinov2_real_size_file, "full", smaller_edge=REAL_EDGE,
+                              backbone_kwargs={**DINO_ARCH, "img_size": REAL_INPUT}, exact_search=True,
+                              masking=masking, mask_threshold=threshold))
+    plugin.fit(train)
+    ours = plugin.predict(test)
+    theirs = _reference_scores(reference, [s.image for s in train], test, masking, REAL_EDGE, threshold)
+    np.testing.assert_allclose(ours.scores, theirs, rtol=1e-4, atol=1e-6)
+    assert ours.maps is not None and ours.maps.shape == (len(test), 64, 96)
 
 
 def test_dino_knn_equals_anomalibs_anomalydino_model(
