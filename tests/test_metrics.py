@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -20,8 +21,11 @@ from sklearn.metrics import (
 
 from benchmarks.metrics import (
     NO_THRESHOLD,
+    PairedComparison,
     Threshold,
+    as_bool,
     aupro_score,
+    auroc_or_none,
     breakdown,
     cell_metrics,
     choose_threshold,
@@ -31,8 +35,9 @@ from benchmarks.metrics import (
     pixel_metrics,
     resize_map,
 )
-from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows
+from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows, stratified_bootstrap
 from benchmarks.metrics.paired import delong_covariance
+from benchmarks.metrics.pixel import PixelMetrics, _area_to_limit, _pixels
 from benchmarks.results.record import CellMetrics, HardNegativeRate, Interval
 
 SPEC_IMAGE_KEYS = {
@@ -93,8 +98,28 @@ def test_missing_or_anomalous_only_validation_gives_no_threshold() -> None:
         Threshold(None, "val")
 
 
+def test_threshold_edge_cases_and_messages() -> None:
+    """Kills what the cases above leave alive (mutation testing, docs/mutation-testing.md)."""
+    # the top-scored validation image is normal: precision = recall = 0 there, F1 0 (not 0 / 0)
+    assert choose_threshold([0.9, 0.1, 0.5], [0, 0, 1]) == Threshold(0.5, "val")
+    # the best F1 has precision + recall <= 1: precision 1/3 at recall 1/2 and below
+    scores, labels = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2], [0, 1, 0, 0, 0, 0, 0, 1]
+    best_f1, best_t = _brute_force_f1(np.array(labels), np.array(scores))
+    assert best_f1 <= 0.5 and choose_threshold(scores, labels).value == pytest.approx(best_t)
+    # one normal validation image is enough for the quantile rule
+    assert choose_threshold([0.3], [0]) == Threshold(0.3, "val-normal-p99")
+    # either argument missing gives no threshold
+    assert choose_threshold([0.1, 0.2], None) == NO_THRESHOLD == choose_threshold(None, [0, 1])
+    for bad in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"normal_quantile must lie in \(0, 1\), got"):
+            choose_threshold([0.1], [0], normal_quantile=bad)
+    with pytest.raises(ValueError, match=r"^no threshold: the validation split gave none \(source 'none'\)$"):
+        NO_THRESHOLD.predict(np.array([0.5]))
+    np.testing.assert_array_equal(Threshold(0.5, "val").predict(np.array([0.4, 0.5, 0.6])), [False, True, True])
+
+
 def test_nan_validation_scores_are_rejected_with_a_count() -> None:
-    with pytest.raises(ValueError, match="2 NaN and 1 infinite"):
+    with pytest.raises(ValueError, match="^validation scores: 2 NaN and 1 infinite"):
         choose_threshold([0.1, np.nan, np.nan, np.inf, 0.5], [0, 0, 1, 1, 0])
 
 
@@ -217,6 +242,22 @@ def test_cell_metrics_json_is_plain_has_spec_keys_and_reads_back() -> None:
     assert CellMetrics.from_json(json.loads(json.dumps(payload))) == combined
 
 
+def test_cell_metrics_carries_every_image_and_pixel_value() -> None:
+    """Each record field is the value it names (a swapped or dropped field fails), pixel metrics defined."""
+    scores, labels = _scores(20, 20)
+    image = image_metrics(scores, labels, Threshold(0.5, "val"), n_bootstrap=50, seed=0)
+    pixel = pixel_metrics(*_hand_case())
+    assert pixel.pixel_auroc is not None and pixel.n_regions > 0
+    record = cell_metrics(image, pixel, 0.75)
+    renamed = {"n_images": "pixel_n_images", "n_regions": "pixel_n_regions", "undefined_reason": "pixel_undefined_reason"}
+    for source in (image, pixel):
+        for name, value in dataclasses.asdict(source).items():
+            field_name = renamed.get(name, name) if source is pixel else name
+            assert getattr(record, field_name) == getattr(source, name), field_name
+            assert value is not None or name.endswith("reason"), name
+    assert record.val_image_auroc == 0.75
+
+
 # --- pixel metrics -------------------------------------------------------------------------
 
 
@@ -296,6 +337,72 @@ def test_pixel_metrics_none_cases_and_errors() -> None:
         pixel_metrics([np.array([[0.1, np.nan], [0.2, 0.3]])], [np.eye(2, dtype=bool)])
 
 
+def test_pixel_metrics_undefined_cases_say_why_and_count_images() -> None:
+    """Every undefined case, in full (reason, image count, no regions, fraction 1)."""
+    m = np.zeros((4, 4))
+    assert pixel_metrics(None, [None]) == PixelMetrics(None, None, 0, 0, 1.0, "no anomaly maps")
+    assert pixel_metrics([m], None) == PixelMetrics(None, None, 0, 0, 1.0, "no ground-truth masks")
+    assert pixel_metrics([m, m], [np.zeros((4, 4), bool)] * 2) == PixelMetrics(
+        None, None, 2, 0, 1.0, "no mask has an anomalous pixel")
+    # masks as 0 / 255 images: every pixel anomalous is still "no background"
+    full = pixel_metrics([m], [np.full((4, 4), 255, np.uint8)])
+    assert full == PixelMetrics(None, None, 1, 0, 1.0,
+                                "every mask pixel is anomalous: no background to measure false positives")
+    # one anomalous pixel in 10,000, 10 pixels sampled: the sample has no anomalous pixel
+    one = np.zeros((100, 100), bool)
+    one[50, 50] = True
+    sparse = pixel_metrics([np.random.default_rng(0).random((100, 100))], [one], max_pixels=10)
+    assert sparse == PixelMetrics(None, None, 1, 0, 1.0, "the pixel sample lacks one class; raise max_pixels")
+    with pytest.raises(ValueError, match=r"^2 anomaly maps but 1 masks$"):
+        pixel_metrics([m, m], [None])
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match=r"^fpr_limit must lie in \(0, 1\], got"):
+            pixel_metrics([m], [one[:4, :4]], fpr_limit=bad)
+    with pytest.raises(ValueError, match=r"its mask \(5, 5\); resize maps to image size first \(resize_map\)$"):
+        pixel_metrics([m], [np.zeros((5, 5), bool)])
+    with pytest.raises(ValueError, match=r"^an anomaly map must be \(h, w\), got shape \(1, 2, 2\)$"):
+        resize_map(np.zeros((1, 2, 2)), (4, 4))
+
+
+def test_aupro_interpolates_at_the_fpr_limit() -> None:
+    """A limit between two curve points: y at the limit on the straight line between them."""
+    fpr, y = np.array([0.0, 0.2, 0.6, 1.0]), np.array([0.0, 0.4, 0.8, 1.0])
+    # (0, 0) -> (.2, .4) -> (.4, .6): area .04 + .1 = .14, over the limit .4
+    assert _area_to_limit(fpr, y, 0.4) == pytest.approx(0.35)
+    assert _area_to_limit(fpr, y, 0.2) == pytest.approx(0.2)  # on a point: no interpolation
+
+
+def test_regions_emptied_by_subsampling_are_not_counted() -> None:
+    """A one-pixel region the pixel sample misses is not a region of the PRO curve."""
+    mask = np.zeros((100, 100), bool)
+    mask[10:60, 10:60] = True
+    mask[90, 90] = True
+    rng = np.random.default_rng(1)
+    anomaly_map = rng.random((100, 100)) + mask
+    sampled = pixel_metrics([anomaly_map], [mask], max_pixels=500)
+    assert pixel_metrics([anomaly_map], [mask]).n_regions == 2 and sampled.n_regions == 1
+    scores, regions, _ = _pixels([anomaly_map], [mask], 500)
+    kept = regions[regions > 0]
+    expected = _area_to_limit(*_manual_pro(scores, regions), 0.3)
+    assert sampled.aupro == pytest.approx(expected) and set(np.unique(kept)) == {1}
+
+
+def _manual_pro(scores: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PRO curve by thresholding at every distinct score (slow, obvious): (fpr, pro) from (0, 0)."""
+    present = [r for r in np.unique(regions) if r > 0]
+    fprs, pros = [0.0], [0.0]
+    for t in np.unique(scores)[::-1]:
+        flagged = scores >= t
+        fprs.append(float(flagged[regions == 0].mean()))
+        pros.append(float(np.mean([flagged[regions == r].mean() for r in present])))
+    return np.array(fprs), np.array(pros)
+
+
+def test_resize_map_takes_float64_tensors_to_float32() -> None:
+    out = resize_map(torch.arange(4.0, dtype=torch.float64).reshape(2, 2), (3, 3))
+    assert out.dtype == np.float32 and out.shape == (3, 3)
+
+
 def test_pixel_subsampling_is_deterministic_and_close() -> None:
     rng = np.random.default_rng(5)
     masks = np.zeros((3, 64, 64), bool)
@@ -367,6 +474,47 @@ def test_breakdown_by_defect_compares_each_kind_with_all_normals(score_frame: pd
     assert normals.fpr == 0.25  # .6 of the four normals
 
 
+def test_breakdown_edge_cases(score_frame: pd.DataFrame) -> None:
+    """What the cases above leave open (mutation testing, docs/mutation-testing.md): a score equal
+    to the threshold is flagged; one-class strata have no F1; two true positives; missing keys;
+    `split=None` reads every row and needs no split column; a bad stratum is named."""
+    frame = pd.DataFrame({"label": [0, 1, 1, 0, 0], "score": [0.5, 0.5, 0.8, 0.1, 0.2],
+                          "year": [2024.0, 2024.0, 2024.0, None, np.nan], "split": "test"})
+    result = breakdown(frame, "year", 0.5)
+    assert sorted(result) == ["2024", "unknown"]
+    y = result["2024"]  # flagged: .5 (normal, fp), .5 and .8 (tp, tp): f1 = 4 / (2 + 1 + 2)
+    assert (y.precision, y.recall, y.fpr, y.f1) == (pytest.approx(2 / 3), 1.0, 1.0, pytest.approx(0.8))
+    assert (result["unknown"].n, result["unknown"].f1, result["unknown"].auroc) == (2, None, None)
+    keys = pd.DataFrame({"label": [0, 1, 0, 1, 0, 1], "score": [0.1, 0.9, 0.2, 0.8, 0.3, 0.7],
+                         "year": [pd.NA, np.float64(2025.0), None, float("nan"), 2024.0, "x"]})
+    assert sorted(breakdown(keys, "year", 0.5, split=None)) == ["2024", "2025", "unknown", "x"]
+    both = pd.concat([frame, frame.assign(split="val")])
+    assert breakdown(both, "year", 0.5, split=None)["2024"].n == 6
+    assert breakdown(both, "year", 0.5)["2024"].n == 3
+    with pytest.raises(ValueError, match=r"lacks columns \['split'\]"):
+        breakdown(frame.drop(columns="split"), "year", 0.5)
+    with pytest.raises(ValueError, match=r"^year=2024 scores: 1 NaN"):
+        breakdown(frame.assign(score=[np.nan, 0.5, 0.8, 0.1, 0.2]), "year", 0.5)
+    with pytest.raises(ValueError, match=r"^hard-negative rows scores: 1 NaN"):
+        hard_negative_fpr(frame.assign(score=[np.nan, 0.5, 0.8, 0.1, 0.2], hard_negative=False), 0.5)
+
+
+def test_as_bool_reads_text_flags_and_missing_values() -> None:
+    text = pd.Series(["True", " yes ", "1", "t", "T", "false", None, "0", "no"], dtype=object)
+    assert as_bool(text).tolist() == [True, True, True, True, True, False, False, False, False]
+    assert as_bool(pd.Series([1.0, np.nan, 0.0])).tolist() == [True, False, False]
+    assert as_bool(pd.Series([True, False])).tolist() == [True, False]
+
+
+def test_hard_negative_fpr_reads_test_rows_at_the_threshold(score_frame: pd.DataFrame) -> None:
+    rows = score_frame.copy()
+    rows.loc[rows["image_id"] == "n4", "score"] = 0.5  # equal to the threshold: flagged
+    extra = pd.DataFrame([("v2", 0, "val", 2020, "z", "none", True, 0.95, "real")], columns=rows.columns)
+    rate = hard_negative_fpr(pd.concat([rows, extra]), 0.5)
+    assert (rate.fpr, rate.n_hard_negative, rate.threshold) == (1.0, 2, 0.5)  # n2 .6 and n4 .5, not v2
+    assert hard_negative_fpr(pd.concat([rows, extra]), 0.5, split=None).n_hard_negative == 3
+
+
 def test_breakdown_missing_column_is_named(score_frame: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="lacks columns \\['device'\\]"):
         breakdown(score_frame, "device", 0.5)
@@ -396,6 +544,54 @@ def _slow_delong(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[floa
     s01 = np.cov(np.stack([v01_a, v01_b]))
     cov = s10 / len(v10_a) + s01 / len(v01_a)
     return auc_a - auc_b, cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+
+
+def test_bootstrap_boundaries_counts_and_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One image per class and one resample are enough; every resample is counted once when the
+    resamples are split into chunks; the interval is the central 95 % (mutation testing)."""
+    from benchmarks.metrics import bootstrap
+
+    ci = bootstrap._interval(np.arange(1001.0))
+    assert (ci.lo, ci.hi) == (pytest.approx(25.0), pytest.approx(975.0))
+    one_each = stratified_bootstrap(np.array([0.2, 0.7]), np.array([0, 1]), 0.5, n_bootstrap=1, seed=0)
+    assert one_each.image_auroc == Interval(1.0, 1.0) and one_each.f1 == Interval(1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^a stratified bootstrap needs both classes$"):
+        stratified_bootstrap(np.array([0.2, 0.7]), np.array([0, 0]), None, n_bootstrap=5, seed=0)
+    with pytest.raises(ValueError, match=r"^n_bootstrap must be >= 1, got 0$"):
+        stratified_bootstrap(np.array([0.2, 0.7]), np.array([0, 1]), None, n_bootstrap=0, seed=0)
+    counted: list[int] = []
+    real_interval = bootstrap._interval
+    monkeypatch.setattr(bootstrap, "_interval", lambda values: (counted.append(values.size), real_interval(values))[1])
+    monkeypatch.setattr(bootstrap, "_CHUNK_ELEMENTS", 15)  # 5 images: chunks of 3 resamples
+    stratified_bootstrap(np.array([0.1, 0.4, 0.3, 0.8, 0.9]), np.array([0, 0, 0, 1, 1]), 0.5, n_bootstrap=10, seed=0)
+    assert counted == [10, 10, 10, 10]
+
+
+def test_auroc_or_none() -> None:
+    assert auroc_or_none([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], what="val") == 0.75
+    assert auroc_or_none([0.1, 0.4], [0, 0], what="val") is None
+    assert auroc_or_none([0.1, 0.4], [1, 1], what="val") is None
+    with pytest.raises(ValueError, match=r"^val scores: 1 NaN"):
+        auroc_or_none([np.nan, 0.4], [0, 1], what="val")
+
+
+def test_delong_edge_cases_and_messages() -> None:
+    labels = [0, 0, 1, 1]
+    two_each = paired_auroc_test([0.1, 0.4, 0.35, 0.8], [0.2, 0.1, 0.3, 0.4], labels)
+    assert two_each.delta == pytest.approx(-0.25) and (two_each.auroc_a, two_each.auroc_b) == (0.75, 1.0)
+    assert two_each.to_json() == dataclasses.asdict(two_each) and two_each.method == "delong"
+    # both AUROCs have zero variance (perfect and reversed) but differ: z is infinite, p 0
+    split = paired_auroc_test([0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1], labels)
+    assert (split.delta, split.z, split.p_value) == (1.0, np.inf, 0.0)
+    reversed_split = paired_auroc_test([0.9, 0.8, 0.2, 0.1], [0.1, 0.2, 0.8, 0.9], labels)
+    assert (reversed_split.z, reversed_split.p_value) == (-np.inf, 0.0)
+    few = paired_auroc_test([0.1, 0.5, 0.9], [0.2, 0.3, 0.4], [0, 1, 1])
+    assert few == PairedComparison(None, None, "delong", None, None, None,
+                                   "DeLong needs at least 2 images per class, got 1 normal and 2 anomalous")
+    with pytest.raises(ValueError, match=r"^method A scores: 1 NaN"):
+        paired_auroc_test([np.nan, 0.4, 0.3, 0.2], [0.1, 0.2, 0.3, 0.4], labels)
+    with pytest.raises(ValueError, match=r"^method B scores: 1 NaN"):
+        paired_auroc_test([0.1, 0.2, 0.3, 0.4], [np.nan, 0.4, 0.3, 0.2], labels)
 
 
 def test_delong_identical_scores() -> None:

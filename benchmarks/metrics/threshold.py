@@ -69,6 +69,6 @@ def choose_threshold(
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     # The last curve point (precision 1, recall 0) has no threshold.
     precision, recall = precision[:-1], recall[:-1]
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    # precision = recall = 0 (only normals at or above the threshold) gives F1 = 0, not 0 / 0
+    f1 = 2 * precision * recall / np.maximum(precision + recall, np.finfo(np.float64).tiny)
     return Threshold(float(thresholds[int(np.argmax(f1))]), SOURCE_VAL)
