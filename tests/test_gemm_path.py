@@ -154,6 +154,11 @@ def test_packed_self_attention_equals_multihead_attention(batch_first: bool, mas
     assert _packed_calls(lambda: packed(x, x, x, need_weights=False, attn_mask=attn_mask)) == 0
 
 
+def test_packed_linear_describes_itself() -> None:
+    assert repr(gemm_path.PackedLinear(nn.Linear(3, 5))) == "PackedLinear(in_features=3, out_features=5, bias=True)"
+    assert repr(gemm_path.PackedLinear(nn.Linear(3, 5, bias=False))).endswith("bias=False)")
+
+
 def test_eager_changes_nothing_and_unknown_paths_are_refused() -> None:
     model = nn.Sequential(nn.Linear(4, 4))
     assert gemm_path.use_gemm_path(model, gemm_path.EAGER) == 0

@@ -77,6 +77,41 @@ def test_ivf_is_seeded_and_falls_back_when_probed_lists_are_short() -> None:
     np.testing.assert_allclose(got, np.sort(_brute(bank, queries, "l2"), axis=1)[:, :200], atol=1e-3)
 
 
+def test_ivf_trains_on_a_seeded_subsample_of_a_large_bank() -> None:
+    """1200 rows, 4 lists: k-means sees 4 x 64 = 256 seeded rows. Same seed, same lists; another
+    seed, other lists; the search stays exact where every list is probed."""
+    bank, queries = _clustered(1200, seed=0), _clustered(50, seed=1)
+
+    def centroids(index: NearestNeighbourIndex) -> np.ndarray:
+        quantizer, _ = index._ivf_parts
+        return quantizer.reconstruct_n(0, index.nlist)
+
+    first, again = (NearestNeighbourIndex(bank, kind="ivf", nlist=4, nprobe=4, seed=3) for _ in range(2))
+    other = NearestNeighbourIndex(bank, kind="ivf", nlist=4, nprobe=4, seed=4)
+    np.testing.assert_array_equal(centroids(first), centroids(again))
+    assert not np.allclose(centroids(first), centroids(other))
+    np.testing.assert_allclose(first.search(queries, k=2), np.sort(_brute(bank, queries, "l2"), axis=1)[:, :2],
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_the_exhaustive_fallback_searches_the_full_precision_rows(kind: str) -> None:
+    bank, queries = _clustered(800, seed=0), _clustered(20, seed=1)
+    index = NearestNeighbourIndex(bank, kind=kind, nlist=8)
+    got = index._search_exhaustive(np.ascontiguousarray(queries), 3)
+    np.testing.assert_allclose(np.sqrt(np.maximum(got, 0)), np.sort(_brute(bank, queries, "l2"), axis=1)[:, :3],
+                               atol=1e-3)
+
+
+def test_the_torch_kind_takes_float64_and_grad_tracking_queries() -> None:
+    bank, queries = _random(50), _random(6, seed=1)
+    index = NearestNeighbourIndex(torch.from_numpy(bank), "cosine", "torch")
+    expected = np.sort(_brute(bank, queries, "cosine"), axis=1)[:, :2]
+    np.testing.assert_allclose(index.search(queries.astype(np.float64), k=2), expected, atol=1e-5)
+    tracked = torch.from_numpy(queries).requires_grad_(True)
+    np.testing.assert_allclose(index.search(tracked, k=2), expected, atol=1e-5)
+
+
 def test_bad_input_messages() -> None:
     with pytest.raises(ValueError, match=r"non-empty \(N, D\) array, got shape \(0, 8\)"):
         NearestNeighbourIndex(np.zeros((0, 8), np.float32))
