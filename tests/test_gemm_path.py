@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import installed_setups
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -152,6 +153,88 @@ def test_packed_self_attention_equals_multihead_attention(batch_first: bool, mas
     # in training mode (dropout) the original module serves every call
     holder.train()
     assert _packed_calls(lambda: packed(x, x, x, need_weights=False, attn_mask=attn_mask)) == 0
+
+
+def test_the_fast_path_applies_only_to_frozen_fp32_cpu_products() -> None:
+    applies = gemm_path._fast_path_applies
+    x, w = torch.zeros(2, 3), torch.zeros(4, 3)
+    assert applies(x, w, None, torch.zeros(4))  # grad mode on, nothing tracked: packed
+    assert not applies(x.double(), w) and not applies(x, w.double()) and not applies(x, None, w.double())
+    assert not applies(x.requires_grad_(True), w)
+    assert not applies(torch.zeros(2, 3), w.requires_grad_(True))
+    with torch.no_grad():
+        assert applies(torch.zeros(2, 3), w)  # tracked weights, but no autograd: packed
+
+
+@needs_onednn
+@pytest.mark.parametrize("tracked", ["input", "weight", "bias"])
+def test_whatever_autograd_tracks_gets_its_gradient(tracked: str) -> None:
+    """Only the input, only the weight or only the bias needs a gradient: the layer falls back to
+    torch and the gradient arrives (linear and attention)."""
+    torch.manual_seed(0)
+    linear, attention = nn.Linear(8, 8), nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    holder = nn.Sequential(linear, attention)
+    holder.requires_grad_(False)
+    gemm_path.use_gemm_path(holder, gemm_path.ONEDNN_PACKED)
+    packed_linear, packed_attention = holder[0], holder[1]
+    x = torch.randn(2, 5, 8, requires_grad=tracked == "input")
+    watched = {"input": [x], "weight": [linear.weight, attention.in_proj_weight],
+               "bias": [linear.bias, attention.in_proj_bias]}[tracked]
+    for tensor in watched:
+        tensor.requires_grad_(True)
+    (packed_linear(x).sum() + packed_attention(x, x, x, need_weights=False)[0].sum()).backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in watched)
+
+
+@needs_onednn
+def test_attention_calls_the_fast_path_cannot_serve_go_to_torch_unchanged() -> None:
+    """Default arguments, per-head weights and a key-padding mask, as `nn.MultiheadAttention` gives them."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(2, 5, 8)
+    padding = torch.tensor([[False] * 4 + [True], [False] * 5])
+    with torch.inference_mode():
+        expected = [attention(x, x, x), attention(x, x, x, average_attn_weights=False),
+                    attention(x, x, x, key_padding_mask=padding, need_weights=False)]
+        packed = gemm_path.PackedSelfAttention(attention)
+        got = [packed(x, x, x), packed(x, x, x, average_attn_weights=False),
+               packed(x, x, x, key_padding_mask=padding, need_weights=False)]
+    for (out, weights), (want, want_weights) in zip(got, expected, strict=True):
+        torch.testing.assert_close(out, want)
+        assert (weights is None) == (want_weights is None)
+        if want_weights is not None:
+            torch.testing.assert_close(weights, want_weights)
+    assert got[1][1].shape == (2, 2, 5, 5)  # per head
+
+
+def test_only_plain_self_attention_is_supported() -> None:
+    supports = gemm_path.PackedSelfAttention.supports
+    assert supports(nn.MultiheadAttention(8, 2))
+    assert not supports(nn.MultiheadAttention(8, 2, kdim=4, vdim=4))
+    assert not supports(nn.MultiheadAttention(8, 2, add_bias_kv=True))
+    assert not supports(nn.MultiheadAttention(8, 2, add_zero_attn=True))
+
+
+@needs_onednn
+def test_every_layer_is_counted_once_and_packed_layers_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = nn.Sequential(nn.MultiheadAttention(8, 2), nn.MultiheadAttention(8, 2), nn.Sequential(nn.Linear(8, 8)))
+    assert gemm_path.use_gemm_path(model, gemm_path.ONEDNN_PACKED) == 5
+    mixed = nn.Sequential(gemm_path.PackedLinear(nn.Linear(8, 8)), nn.Linear(8, 8))
+    assert gemm_path.use_gemm_path(mixed, gemm_path.ONEDNN_PACKED) == 1
+    assert isinstance(mixed[1], gemm_path.PackedLinear)
+    # packed once, repacked only when the weight changes
+    packs: list[int] = []
+    real_pack = gemm_path.pack_weight
+    monkeypatch.setattr(gemm_path, "pack_weight", lambda w: (packs.append(1), real_pack(w))[1])
+    layer, x = mixed[1], torch.randn(3, 8)
+    with torch.inference_mode():
+        layer(x), layer(x)
+    assert len(packs) == 1
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-6)
+    assert len(packs) == 2
 
 
 def test_packed_linear_describes_itself() -> None:
