@@ -54,7 +54,8 @@ def test_few_shot_draws_its_shots_by_seed_from_plain_normals() -> None:
     assert select_train(normals, spec, seed=4, cap=None) == select_train(normals, spec, seed=4, cap=None)
     with pytest.raises(CellSkipped, match=r"^11-shot variant but only 10 normal training images$"):
         select_train(normals, VariantSpec(Protocol.FEW_SHOT, shots=11), seed=0, cap=None)
-    assert len(select_train(normals, VariantSpec(Protocol.FEW_SHOT, shots=10), seed=0, cap=None)) == 10
+    every = select_train(normals, VariantSpec(Protocol.FEW_SHOT, shots=10), seed=0, cap=None)
+    assert _ids(every) == list(range(1, 11))  # each normal once: drawn without replacement
 
 
 def test_supervised_sees_both_classes_of_its_sources_and_never_val_or_test() -> None:
@@ -70,8 +71,9 @@ def test_caps_keep_both_classes_in_proportion_and_order() -> None:
     assert [r.label for r in capped].count(0) == 15 and [r.label for r in capped].count(1) == 5
     assert _ids(capped) == sorted(_ids(capped)) and capped == cap_eval(rows, 20)  # fixed seed, kept order
     assert cap_eval(rows, None) == rows and cap_eval(rows, 40) == rows and cap_eval(rows, 100) == rows
-    rare = _rows([("test", 0, "real", False)] * 99 + [("test", 1, "real", False)])
-    assert [r.label for r in cap_eval(rare, 10)].count(1) == 1  # a class never rounds away
+    assert len(set(_ids(capped))) == 20  # drawn without replacement
+    rare = _rows([("test", 0, "real", False)] * 97 + [("test", 1, "real", False)] * 3)
+    assert [r.label for r in cap_eval(rare, 10)].count(1) == 1  # 0.3 rounds to 0, but a class never vanishes
     spec = VariantSpec(Protocol.FULL_SHOT)
     train = _rows([("train", 0, "real", False)] * 12)
     first = select_train(train, spec, seed=1, cap=5)

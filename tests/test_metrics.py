@@ -256,6 +256,8 @@ def test_cell_metrics_carries_every_image_and_pixel_value() -> None:
             assert getattr(record, field_name) == getattr(source, name), field_name
             assert value is not None or name.endswith("reason"), name
     assert record.val_image_auroc == 0.75
+    one_class = image_metrics([0.1, 0.2], [0, 0], Threshold(0.5, "val"), n_bootstrap=0, seed=0)
+    assert one_class.undefined_reason and cell_metrics(one_class, pixel, None).undefined_reason == one_class.undefined_reason
 
 
 # --- pixel metrics -------------------------------------------------------------------------
@@ -375,8 +377,8 @@ def test_aupro_interpolates_at_the_fpr_limit() -> None:
 def test_regions_emptied_by_subsampling_are_not_counted() -> None:
     """A one-pixel region the pixel sample misses is not a region of the PRO curve."""
     mask = np.zeros((100, 100), bool)
+    mask[5, 5] = True  # region 1 in raster order: an empty id before a kept one
     mask[10:60, 10:60] = True
-    mask[90, 90] = True
     rng = np.random.default_rng(1)
     anomaly_map = rng.random((100, 100)) + mask
     sampled = pixel_metrics([anomaly_map], [mask], max_pixels=500)
@@ -384,7 +386,7 @@ def test_regions_emptied_by_subsampling_are_not_counted() -> None:
     scores, regions, _ = _pixels([anomaly_map], [mask], 500)
     kept = regions[regions > 0]
     expected = _area_to_limit(*_manual_pro(scores, regions), 0.3)
-    assert sampled.aupro == pytest.approx(expected) and set(np.unique(kept)) == {1}
+    assert sampled.aupro == pytest.approx(expected) and set(np.unique(kept)) == {2}
 
 
 def _manual_pro(scores: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -569,6 +571,7 @@ def test_bootstrap_boundaries_counts_and_messages(monkeypatch: pytest.MonkeyPatc
 
 def test_auroc_or_none() -> None:
     assert auroc_or_none([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], what="val") == 0.75
+    assert auroc_or_none([0.1, 0.4, 0.3], [0, 0, 1], what="val") == 0.5  # one anomaly is enough
     assert auroc_or_none([0.1, 0.4], [0, 0], what="val") is None
     assert auroc_or_none([0.1, 0.4], [1, 1], what="val") is None
     with pytest.raises(ValueError, match=r"^val scores: 1 NaN"):
