@@ -114,3 +114,37 @@ def test_every_part_of_a_saved_state_is_needed(
         assert not np.allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-7) or (
             expected.maps is not None and not np.allclose(got.maps, expected.maps, rtol=1e-5, atol=1e-6)), (
             f"{name}: the saved {group!r} tensors change nothing")
+
+
+FROZEN_PREFIXES = ("backbone.", "clip.", "visual.", "tower.")
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_a_state_without_its_backbone_is_refused_by_fingerprint(
+    name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]],
+    monkeypatch: pytest.MonkeyPatch, one_thread: None,
+) -> None:
+    """The state fingerprints its frozen backbone; a loader that rebuilds another backbone says which
+    method's model it is and why (the message a user with other weight files would see)."""
+    _, state, context = _fitted(name, make_context, toy_task, monkeypatch)
+    prefixes = [p for p in FROZEN_PREFIXES if any(k.startswith(p) for k in state.tensors)]
+    assert len(prefixes) == 1, f"{name}: frozen backbone tensors under {prefixes}"
+    assert f"{prefixes[0]}fingerprint" in state.info
+    stripped = FittedState({k: v for k, v in state.tensors.items() if not k.startswith(prefixes[0])}, state.info)
+    method = SETUPS[name][0].meta.name
+    with pytest.raises(ValueError, match=rf"^{method}: this machine resolves different backbone weights"):
+        _loaded(name, context, stripped)
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_an_unfitted_method_refuses_to_save(name: str, make_context: Callable[..., MethodContext]) -> None:
+    cls, tiny = SETUPS[name]
+    plugin = cls(make_context(tiny.variant, **tiny.options))
+    try:
+        plugin.fitted_state()
+    except SavingUnsupported:
+        pytest.skip(f"{name} does not save")
+    except RuntimeError as err:
+        assert str(err).startswith(f"{cls.meta.name}: call fit"), err
+    else:
+        pytest.fail(f"{name} saved a state before fit")

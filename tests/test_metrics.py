@@ -29,6 +29,7 @@ from benchmarks.metrics import (
     breakdown,
     cell_metrics,
     choose_threshold,
+    f1_max_score,
     hard_negative_fpr,
     image_metrics,
     paired_auroc_test,
@@ -224,8 +225,18 @@ def test_bad_test_scores_raise_clear_errors() -> None:
         image_metrics(
             [np.nan, 0.1, np.nan, np.nan, 0.3], [0, 1, 0, 1, 0], NO_THRESHOLD, n_bootstrap=0, seed=0
         )
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^test split is empty: no scores to evaluate$"):
         image_metrics([], [], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    with pytest.raises(ValueError, match=r"^test scores: 1 NaN"):
+        image_metrics([np.nan, 0.2], [0, 1], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    reason = image_metrics([0.1, 0.2], [0, 1], NO_THRESHOLD, n_bootstrap=0, seed=0).undefined_reason
+    assert reason == "no validation threshold (source 'none'): F1, precision and recall not computed"
+
+
+def test_f1_max_reads_points_with_zero_precision_and_low_f1() -> None:
+    # top-scored image normal (precision = recall = 0 there); the best F1 (0.5) has precision + recall = 1
+    labels, scores = np.array([0, 1, 0, 0, 0, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    assert f1_max_score(labels, scores) == pytest.approx(_brute_force_f1(labels, scores)[0]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
         image_metrics([0.1, 0.2], [0, 2], NO_THRESHOLD, n_bootstrap=0, seed=0)
 

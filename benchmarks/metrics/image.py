@@ -17,7 +17,7 @@ from sklearn.metrics import (
 
 from benchmarks.metrics._checks import scores_and_labels
 from benchmarks.metrics.bootstrap import stratified_bootstrap
-from benchmarks.metrics.threshold import Threshold
+from benchmarks.metrics.threshold import Threshold, f1_values
 from benchmarks.results.record import Interval
 
 
@@ -53,9 +53,7 @@ class ImageMetrics:
 def f1_max_score(labels: np.ndarray, scores: np.ndarray) -> float:
     """Best F1 over every threshold of sklearn's precision-recall curve (both classes required)."""
     precision, recall, _ = precision_recall_curve(labels, scores)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-    return float(f1.max())
+    return float(f1_values(precision, recall).max())
 
 
 def auroc_or_none(scores: ArrayLike, labels: ArrayLike, *, what: str) -> float | None:

@@ -69,6 +69,9 @@ def choose_threshold(
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     # The last curve point (precision 1, recall 0) has no threshold.
     precision, recall = precision[:-1], recall[:-1]
-    # precision = recall = 0 (only normals at or above the threshold) gives F1 = 0, not 0 / 0
-    f1 = 2 * precision * recall / np.maximum(precision + recall, np.finfo(np.float64).tiny)
-    return Threshold(float(thresholds[int(np.argmax(f1))]), SOURCE_VAL)
+    return Threshold(float(thresholds[int(np.argmax(f1_values(precision, recall)))]), SOURCE_VAL)
+
+
+def f1_values(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """F1 at each point of a precision-recall curve; 0 where precision = recall = 0 (not 0 / 0)."""
+    return 2 * precision * recall / np.maximum(precision + recall, np.finfo(np.float64).tiny)
