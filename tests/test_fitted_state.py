@@ -89,7 +89,9 @@ def test_a_loaded_state_scores_and_maps_as_the_fitted_model(
     fitted, state, context = _fitted(name, make_context, toy_task, monkeypatch)
     images = [s.image for s in toy_task["test"]]
     expected = fitted.predict(images)
-    assert_same_prediction(_loaded(name, context, state).predict(images), expected)
+    loaded = _loaded(name, context, state)
+    assert_same_prediction(loaded.predict(images), expected)
+    assert loaded.provenance() == fitted.provenance()  # what a published comparison reads
 
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
