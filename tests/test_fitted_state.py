@@ -11,6 +11,7 @@ hands it over (safetensors bytes, JSON info). `tests/test_saved_models.py` cover
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ import pytest
 import safetensors.torch
 import torch
 from conftest import installed_setups
+from model_probes import modules_held_by, plain_layers_run
 
+from benchmarks.plugins import gemm_path
 from benchmarks.plugins.contract import (
     Baseline,
     FittedState,
@@ -92,6 +95,12 @@ def test_a_loaded_state_scores_and_maps_as_the_fitted_model(
     loaded = _loaded(name, context, state)
     assert_same_prediction(loaded.predict(images), expected)
     assert loaded.provenance() == fitted.provenance()  # what a published comparison reads
+    for attribute in ("threshold", "threshold_source"):
+        assert getattr(loaded, attribute, None) == getattr(fitted, attribute, None), attribute
+    if gemm_path.onednn_available():  # loaded on the packed path: packed all through, same scores
+        packed = _loaded(name, dataclasses.replace(context, gemm_path=gemm_path.ONEDNN_PACKED), state)
+        np.testing.assert_allclose(packed.predict(images).scores, expected.scores, rtol=1e-4, atol=1e-6)
+        assert plain_layers_run(list(modules_held_by(packed)), lambda: packed.predict(images[:1])) == []
 
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
