@@ -95,10 +95,10 @@ class Tally:
         return self.killed / self.measured if self.measured else None
 
 
-def results(root: Path = ROOT) -> dict[str, int | None]:
-    """Every mutant's mutmut exit code (None: not run yet)."""
+def results(root: Path | None = None) -> dict[str, int | None]:
+    """Every mutant's mutmut exit code (None: not run yet), under `root` (default: the repository)."""
     out: dict[str, int | None] = {}
-    for meta in sorted((root / "mutants").rglob("*.py.meta")):
+    for meta in sorted(((root or ROOT) / "mutants").rglob("*.py.meta")):
         out |= json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     return out
 
