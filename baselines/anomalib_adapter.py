@@ -136,6 +136,7 @@ class AnomalibBaseline(Baseline):
             self.module = self.model_class(**{**self._module_kwargs(), **substitute_kwargs})
         self.module.to(self.device)
         self.transform = self.model_class.configure_pre_processor(**self.options.pre_processor_kwargs).transform
+        self.fitted = False
 
     def _substitution(self) -> tuple[dict[str, ResolvedWeights], dict[str, Any]]:
         """For a ResNet-style CNN model: resolve its default backbone with the bundled substitute, and
@@ -200,6 +201,7 @@ class AnomalibBaseline(Baseline):
             loader = DataLoader(chunks, batch_size=None, collate_fn=lambda c: self.to_batch([s.image for s in c], c))
             self._trainer().fit(self.module, train_dataloaders=loader)
         self.module.to(self.device).eval()
+        self.fitted = True
 
     def _trainer(self) -> Trainer:
         wanted = {k: v for k, v in self.module.trainer_arguments.items() if k in _TRAINER_KEYS}
@@ -221,6 +223,8 @@ class AnomalibBaseline(Baseline):
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         """Raw anomalib scores `(B,)` and maps `(B, h, w)` at the model's input resolution."""
+        if not self.fitted:  # anomalib's own error would be a tensor-shape mismatch deep in the model
+            raise RuntimeError(f"{self.meta.name}: call fit before predict")
         batch = self.to_batch(images)
         self.module.model.eval()
         with torch.inference_mode():

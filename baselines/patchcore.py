@@ -215,7 +215,7 @@ class PatchCore(Baseline):
     def patch_scores(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest-neighbour distance of every patch: `(B, h, w)` on CPU, plus the `(B*h*w, D)` embeddings."""
         if self.index is None:
-            raise RuntimeError("patchcore.predict called before fit")
+            raise RuntimeError("patchcore: call fit before predict")
         embedding = self.embed_images(images)
         b, _, h, w = embedding.shape
         flat = PatchcoreModel.reshape_embedding(embedding)

@@ -79,6 +79,29 @@ def test_orient_foreground_sign_flip_rule():
     assert orient_foreground(pc).sum() == 13  # kept
 
 
+def test_foreground_boundaries_and_defaults():
+    """Exactly 35 % of the central crop (7 of 20 cells) still flips; a PC equal to the threshold
+    is not foreground; the default threshold is the reference's 10."""
+    pc = torch.full((7, 8), -20.0)  # central crop rows 1..4, cols 1..5: 20 cells
+    pc[1, 1:6], pc[2, 1:3] = 20.0, 20.0  # 7 cells = 35 %
+    assert orient_foreground(pc).sum() == 7 * 8 - 7  # flipped
+    at = torch.full((7, 8), 10.0)
+    assert orient_foreground(at).sum() == 0 and orient_foreground(-at).sum() == 0
+    assert orient_foreground(torch.full((7, 8), 10.5)).all()
+    tokens = torch.zeros(6, 6, 4)
+    tokens[1:5, 1:5, 0] = 10.6  # first PC +-8 around the mean: foreground only below threshold 10
+    assert not token_foreground_mask(tokens).any()
+    assert token_foreground_mask(tokens, threshold=5.0).sum() > 0
+
+
+def test_first_principal_component_equals_sklearn_with_its_sign():
+    from sklearn.decomposition import PCA
+
+    features = torch.from_numpy(np.random.default_rng(3).standard_normal((50, 6)) * [5, 3, 1, 1, 1, 1])
+    ours = first_principal_component(features).numpy()
+    np.testing.assert_allclose(ours, PCA(n_components=1).fit_transform(features.numpy())[:, 0], atol=1e-8)
+
+
 def test_foreground_mask_on_constructed_tokens():
     """Object tokens and background tokens differ along one direction: either PCA sign gives the object."""
     g = torch.Generator().manual_seed(0)

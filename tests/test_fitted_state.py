@@ -159,3 +159,13 @@ def test_an_unfitted_method_refuses_to_save(name: str, make_context: Callable[..
         assert str(err).startswith(f"{cls.meta.name}: call fit"), err
     else:
         pytest.fail(f"{name} saved a state before fit")
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_an_unfitted_method_refuses_to_predict(
+    name: str, make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]]
+) -> None:
+    cls, tiny = SETUPS[name]
+    plugin = cls(make_context(tiny.variant, **tiny.options))
+    with pytest.raises(RuntimeError, match=rf"^{cls.meta.name}: call fit"):
+        plugin.predict([toy_task["test"][0].image])

@@ -141,5 +141,5 @@ def test_meta_variants_and_weight_spec() -> None:
 def test_unknown_option_and_predict_before_fit_are_refused(make_context, toy_task) -> None:
     with pytest.raises(ValueError, match="patchcore: unknown options"):
         PatchCore(make_context(**TINY, corset_ratio=0.1))
-    with pytest.raises(RuntimeError, match="before fit"):
+    with pytest.raises(RuntimeError, match="call fit before predict"):
         PatchCore(make_context(**TINY)).predict([toy_task["test"][0].image])

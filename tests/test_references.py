@@ -187,22 +187,43 @@ def _reference_mask(tokens: np.ndarray, grid: tuple[int, int], threshold: float 
     return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel).astype(bool)
 
 
-def _reference_scores(model: torch.nn.Module, train: list[np.ndarray], test: list[np.ndarray],
-                      masking: bool, edge: int = DINO_EDGE, threshold: float = 10.0) -> np.ndarray:
+def _reference_distances(model: torch.nn.Module, train: list[np.ndarray], test: list[np.ndarray],
+                         masking: bool, edge: int = DINO_EDGE, threshold: float = 10.0) -> list[np.ndarray]:
     """Bank of L2-normalised reference tokens; per test patch 1 - max cosine (exact); masked-out
-    patches score 0; image score = mean of the top int(1 %) patch distances (at least one)."""
+    patches score 0. One `(gh, gw)` grid per test image."""
     bank = np.concatenate([_reference_tokens(model, image, edge)[0] for image in train])
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-    scores = []
+    grids = []
     for image in test:
         tokens, grid = _reference_tokens(model, image, edge)
         unit = tokens / np.linalg.norm(tokens, axis=1, keepdims=True)
         distances = 1.0 - (unit @ bank.T).max(axis=1)
         if masking:
             distances = distances * _reference_mask(tokens, grid, threshold).reshape(-1)
-        top = max(1, int(len(distances) * 0.01))
-        scores.append(np.sort(distances)[-top:].mean())
+        grids.append(distances.reshape(grid))
+    return grids
+
+
+def _reference_scores(model: torch.nn.Module, train: list[np.ndarray], test: list[np.ndarray],
+                      masking: bool, edge: int = DINO_EDGE, threshold: float = 10.0) -> np.ndarray:
+    """Image score = mean of the top int(1 %) patch distances (at least one)."""
+    scores = []
+    for grid in _reference_distances(model, train, test, masking, edge, threshold):
+        top = max(1, int(grid.size * 0.01))
+        scores.append(np.sort(grid.ravel())[-top:].mean())
     return np.asarray(scores)
+
+
+def _reference_map(grid: np.ndarray, resized: tuple[int, int], canvas: tuple[int, int], sigma: float) -> np.ndarray:
+    """The plugin's documented map rule with OpenCV and scipy: the patch grid bilinearly onto the
+    cropped input, the crop remainder filled with edge values, bilinearly to the image, then
+    `scipy.ndimage.gaussian_filter(sigma)` (the reference code's smoothing)."""
+    h, w = resized
+    ch, cw = h - h % 14, w - w % 14
+    m = cv2.resize(grid.astype(np.float64), (cw, ch), interpolation=cv2.INTER_LINEAR)
+    m = np.pad(m, ((0, h - ch), (0, w - cw)), mode="edge")
+    m = cv2.resize(m, (canvas[1], canvas[0]), interpolation=cv2.INTER_LINEAR)
+    return ndimage.gaussian_filter(m, sigma)
 
 
 def _to_112(image: np.ndarray) -> np.ndarray:
@@ -295,6 +316,10 @@ def test_dino_knn_equals_anomalydino_at_real_sizes(
     theirs = _reference_scores(reference, [s.image for s in train], test, masking, REAL_EDGE, threshold)
     np.testing.assert_allclose(ours.scores, theirs, rtol=1e-4, atol=1e-6)
     assert ours.maps is not None and ours.maps.shape == (len(test), 64, 96)
+    grids = _reference_distances(reference, [s.image for s in train], test, masking, REAL_EDGE, threshold)
+    for our_map, grid in zip(ours.maps, grids, strict=True):
+        their_map = _reference_map(grid, (REAL_EDGE, 450), (64, 96), sigma=4.0)
+        np.testing.assert_allclose(our_map, their_map, atol=1e-4 * np.ptp(their_map))
 
 
 def test_dino_knn_equals_anomalibs_anomalydino_model(
