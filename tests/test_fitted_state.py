@@ -169,3 +169,13 @@ def test_an_unfitted_method_refuses_to_predict(
     plugin = cls(make_context(tiny.variant, **tiny.options))
     with pytest.raises(RuntimeError, match=rf"^{cls.meta.name}: call fit"):
         plugin.predict([toy_task["test"][0].image])
+
+
+def test_a_few_shot_state_missing_part_of_its_memory_is_named(
+    make_context: Callable[..., MethodContext], toy_task: dict[str, list[Sample]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, state, context = _fitted("anomalygpt", make_context, toy_task, monkeypatch)
+    partial = FittedState({k: v for k, v in state.tensors.items() if k not in ("memory.1", "memory.3")}, state.info)
+    with pytest.raises(ValueError, match=r"^anomalygpt k1: the saved state lacks its few-shot memory "
+                                         r"\(memory\.1, memory\.3\)$"):
+        _loaded("anomalygpt", context, partial)
