@@ -270,6 +270,25 @@ def test_region_words() -> None:
     assert grid_word(0.9, 0.5) == "right" and grid_word(0.5, 0.95) == "bottom"
 
 
+def test_the_region_is_the_most_significant_cell_in_image_pixels() -> None:
+    """A 4 x 5 cell grid over a 80 x 100 image: the peak cell (row 2, col 3) is the box
+    60,40..80,60 and, its centre at (0.7, 0.625) of the image, "right"; the corner cell is "top left"."""
+    from baselines.ltfm_plugin import LTFMBaseline
+
+    cells = np.zeros((4, 5))
+    cells[2, 3] = 1.0
+    assert LTFMBaseline._region(None, cells, (80, 100)) == ("60,40,80,60", "right")  # type: ignore[arg-type]
+    cells = np.zeros((4, 5))
+    cells[0, 0] = 1.0
+    assert LTFMBaseline._region(None, cells, (80, 100)) == ("0,0,20,20", "top left")  # type: ignore[arg-type]
+    cells = np.zeros((4, 5))
+    cells[1, 1] = 1.0  # centre (0.3, 0.375) of the image
+    assert LTFMBaseline._region(None, cells, (80, 100)) == ("20,20,40,40", "left")  # type: ignore[arg-type]
+    cells = np.zeros((4, 5))
+    cells[3, 4] = 1.0
+    assert LTFMBaseline._region(None, cells, (81, 101)) == ("80,60,101,81", "bottom right")  # type: ignore[arg-type]
+
+
 def test_an_anomaly_without_a_mask_pushes_its_map_peak_up() -> None:
     """Multiple-instance map loss: for a maskless anomaly only the map's maximum is supervised (towards 1)."""
     from ltfm.module import LTFMOutput
