@@ -233,6 +233,18 @@ def test_bad_test_scores_raise_clear_errors() -> None:
     assert reason == "no validation threshold (source 'none'): F1, precision and recall not computed"
 
 
+def test_image_metrics_reports_the_resamples_it_used_and_every_reason() -> None:
+    one = image_metrics([0.2, 0.7], [0, 1], Threshold(0.5, "val"), n_bootstrap=1, seed=0)
+    assert one.image_auroc_ci is not None and one.n_bootstrap == 1  # a single resample still gives a CI
+    both = image_metrics([0.2, 0.7, 0.4], [0, 1, 1], Threshold(0.5, "val"), n_bootstrap=50, seed=0)
+    assert both.n_bootstrap == 50
+    normals_only = image_metrics([0.2, 0.3], [0, 0], NO_THRESHOLD, n_bootstrap=50, seed=0)
+    assert normals_only.n_bootstrap == 0 and normals_only.image_auroc_ci is None  # nothing was resampled
+    assert normals_only.undefined_reason == (
+        "test split has only normal images (n=2): AUROC, AUPR, F1-max and F1 need both classes; "
+        "no validation threshold (source 'none'): F1, precision and recall not computed")
+
+
 def test_f1_max_reads_points_with_zero_precision_and_low_f1() -> None:
     # top-scored image normal (precision = recall = 0 there); the best F1 (0.5) has precision + recall = 1
     labels, scores = np.array([0, 1, 0, 0, 0, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
