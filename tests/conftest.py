@@ -45,7 +45,7 @@ def installed_methods() -> dict[str, tuple[type[Baseline], TinySetup | None]]:
 
 
 FITTED_VARIANTS: dict[str, tuple[tuple[str, dict[str, object]], ...]] = {
-    "patchcore": (("default", {}),), "dino-knn": (("full", {}),), "winclip": (("k1", {}),),
+    "patchcore": (("default", {"reweight": True}),), "dino-knn": (("full", {}),), "winclip": (("k1", {}),),
     "anomalygpt": (("unsupervised", {}),), "ltfm": (("base", {}), ("ft-real-gen", {"score": "mean"})),
 }
 """Variants whose fitted state differs from the tiny setup's (a trained decoder, k-shot windows, a

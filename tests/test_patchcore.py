@@ -70,6 +70,17 @@ def test_map_peaks_on_the_scratch_in_full_image_coordinates(fitted: PatchCore, t
         assert nearest <= 4
 
 
+def test_the_crop_margin_of_a_map_repeats_the_crop_edge(fitted: PatchCore, toy_task) -> None:
+    """64 px frame, 56 px crop: 4 px on each side are the nearest crop pixel (replicate), not zeros."""
+    maps = fitted.predict([s.image for s in toy_task["test"][:2]]).maps
+    assert maps is not None
+    for heat in maps:
+        np.testing.assert_array_equal(heat[:4, 4:60], np.repeat(heat[4:5, 4:60], 4, axis=0))
+        np.testing.assert_array_equal(heat[60:, 4:60], np.repeat(heat[59:60, 4:60], 4, axis=0))
+        np.testing.assert_array_equal(heat[:, :4], np.repeat(heat[:, 4:5], 4, axis=1))
+        assert heat[:4].min() > 0
+
+
 def test_memory_bank_is_ceil_ratio_of_training_patches(make_context, toy_task) -> None:
     model = _fitted(make_context, toy_task, coreset_ratio=0.25)
     grid = 56 // 8  # layer-2 stride of resnet18
