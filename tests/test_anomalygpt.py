@@ -334,6 +334,8 @@ def test_plugin_uses_chat_backend_from_environment(
     assert prediction.extra["answer_source"] == ["chat", "chat-failed", "chat"]
     assert prediction.decisions == [True, None, False]
     assert prediction.extra["answer_location"] == ["bottom", None, None]
+    errors = prediction.extra["chat_error"]  # only with a chat backend: why an answer was not used
+    assert errors[0] is None and errors[2] is None and errors[1]
     assert prediction.texts is not None
     assert prediction.texts[0] == "Yes, there is an anomaly in the image, at the bottom of the image."
     assert prediction.texts[2] == NO_ANSWER
