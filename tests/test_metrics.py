@@ -119,6 +119,17 @@ def test_threshold_edge_cases_and_messages() -> None:
     np.testing.assert_array_equal(Threshold(0.5, "val").predict(np.array([0.4, 0.5, 0.6])), [False, True, True])
 
 
+def test_input_check_messages_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"^test scores must be 1-D, got shape \(2, 2\)$"):
+        image_metrics(np.zeros((2, 2)), [0, 1], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    with pytest.raises(ValueError, match=r"^test: 3 scores but 2 labels \(shape \(2,\)\)$"):
+        image_metrics([0.1, 0.2, 0.3], [0, 1], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    with pytest.raises(ValueError, match=r"labels must be 0 \(normal\) or 1 \(anomalous\); 2 are not: \['2', '7'\]$"):
+        image_metrics([0.1, 0.2, 0.3], [0, 2, 7], NO_THRESHOLD, n_bootstrap=0, seed=0)
+    with pytest.raises(ValueError, match=r"out of 4 \(first at flat positions \[1, 3\]\)"):
+        image_metrics(["0.1", np.nan, 0.3, np.inf], [0, 1, 0, 1], NO_THRESHOLD, n_bootstrap=0, seed=0)
+
+
 def test_nan_validation_scores_are_rejected_with_a_count() -> None:
     with pytest.raises(ValueError, match="^validation scores: 2 NaN and 1 infinite"):
         choose_threshold([0.1, np.nan, np.nan, np.inf, 0.5], [0, 0, 1, 1, 0])

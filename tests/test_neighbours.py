@@ -112,6 +112,28 @@ def test_the_torch_kind_takes_float64_and_grad_tracking_queries() -> None:
     np.testing.assert_allclose(index.search(tracked, k=2), expected, atol=1e-5)
 
 
+def test_kinds_defaults_and_bounds() -> None:
+    """The index each kind builds, the IVF list and probe defaults, and the edges of the allowed ranges."""
+    import faiss
+
+    assert type(NearestNeighbourIndex(_random(50), kind="flat")._index) is faiss.IndexFlat
+    big = NearestNeighbourIndex(_random(10_000, dim=4), kind="hnsw")
+    assert (big.nlist, big.nprobe) == (100, 16)  # sqrt(10000); max(16, 100 // 16)
+    assert NearestNeighbourIndex(_random(1000, dim=4), kind="hnsw").nlist == 25  # 1000 // 39 < sqrt(1000)
+    assert NearestNeighbourIndex(_random(10_000, dim=4), kind="hnsw", nlist=800).nprobe == 50  # 800 // 16
+    hnsw = NearestNeighbourIndex(_random(300), kind="hnsw")  # D = 24: the graph is built over 24-d rows
+    np.testing.assert_allclose(hnsw.search(_random(5, seed=1), k=1)[:, 0],
+                               np.sort(_brute(_random(300), _random(5, seed=1), "l2"), axis=1)[:, 0], atol=1e-3)
+    bank = _random(40)
+    for nlist in (1, 40):
+        NearestNeighbourIndex(bank, kind="ivf", nlist=nlist)  # both ends of 1..N are allowed
+    assert NearestNeighbourIndex(bank).search(bank[:2], k=40).shape == (2, 40)  # k = N is allowed
+    column = np.arange(5, dtype=np.float32)[:, None]  # one feature per row is a bank too
+    assert NearestNeighbourIndex(column).search(column, k=1)[:, 0].tolist() == [0.0] * 5
+    tracked = torch.from_numpy(bank).requires_grad_(True)
+    assert NearestNeighbourIndex(tracked, kind="torch").search(bank[:1])[0, 0] == pytest.approx(0.0, abs=1e-3)
+
+
 def test_bad_input_messages() -> None:
     with pytest.raises(ValueError, match=r"non-empty \(N, D\) array, got shape \(0, 8\)"):
         NearestNeighbourIndex(np.zeros((0, 8), np.float32))

@@ -605,3 +605,18 @@ def test_ltfm_plugin_scores_and_maps_equal_the_equations_on_hooked_tower_tokens(
         up = torch.nn.functional.interpolate(torch.from_numpy(cells[None]), size=(64, 64), mode="bilinear",
                                              align_corners=False)[0, 0].numpy()
         np.testing.assert_allclose(ours.maps[b], up, atol=1e-5)
+
+
+# --- the shared map smoothing against scipy -----------------------------------------------------------
+
+@pytest.mark.parametrize(("sigma", "shape"), [(0.5, (40, 56)), (1.0, (40, 56)), (4.0, (40, 56)), (0.5, (3, 30))])
+def test_gaussian_blur_maps_equals_scipy(sigma: float, shape: tuple[int, int]) -> None:
+    """`gaussian_blur_maps` is `scipy.ndimage.gaussian_filter` (radius int(4 sigma + 0.5), half-sample
+    reflection) wherever a map is at least the radius wide (3 px rows at sigma 0.5: radius 2). Narrower
+    maps are extended by their own width only, as its docstring says; scipy reflects again."""
+    from baselines.common import gaussian_blur_maps
+
+    maps = np.random.default_rng(0).random((2, *shape))
+    ours = gaussian_blur_maps(torch.from_numpy(maps), sigma).numpy()
+    for got, m in zip(ours, maps, strict=True):
+        np.testing.assert_allclose(got, ndimage.gaussian_filter(m, sigma), rtol=0, atol=1e-12)
