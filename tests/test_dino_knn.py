@@ -193,3 +193,19 @@ def test_meta_weights_and_options(make_context):
 def test_bank_cap_subsamples_with_seed(make_context, toy_task):
     plugin = _fit(make_context, toy_task["train"], "full", max_bank_patches=100)
     assert plugin.index is not None and plugin.index.size == 100
+
+
+def test_map_smoothing_follows_map_sigma(make_context, toy_task):
+    """sigma 0 leaves the maps unsmoothed; sigma 0.5 smooths them exactly by `gaussian_blur_maps`."""
+    from baselines.common import gaussian_blur_maps
+
+    tiny = DinoKnn.meta.tiny
+    maps = {}
+    for sigma in (0.0, 0.5):
+        torch.manual_seed(0)
+        plugin = DinoKnn(make_context(tiny.variant, **{**tiny.options, "map_sigma": sigma}))
+        plugin.fit(toy_task["train"][:1])
+        maps[sigma] = plugin.predict([s.image for s in toy_task["test"][:2]]).maps
+    smoothed = gaussian_blur_maps(torch.from_numpy(maps[0.0]), 0.5).numpy()
+    assert not np.allclose(maps[0.5], maps[0.0])
+    np.testing.assert_allclose(maps[0.5], smoothed, rtol=1e-5, atol=1e-6)

@@ -143,8 +143,21 @@ def test_a_state_without_its_backbone_is_refused_by_fingerprint(
     assert f"{prefixes[0]}fingerprint" in state.info
     stripped = FittedState({k: v for k, v in state.tensors.items() if not k.startswith(prefixes[0])}, state.info)
     method = SETUPS[name][0].meta.name
-    with pytest.raises(ValueError, match=rf"^{method}: this machine resolves different backbone weights"):
+    with pytest.raises(ValueError, match=rf"^{method}: this machine resolves different backbone weights .*"
+                                         r"provide the same weight files \(see the model's weights detail\)$"):
         _loaded(name, context, stripped)
+
+
+def test_only_random_backbones_travel_in_a_saved_state() -> None:
+    """Real weights are found again by the resolver (and fingerprinted); only random ones are saved."""
+    from baselines.common import frozen_module_state
+
+    module = torch.nn.Linear(3, 2)
+    for mode in ("pretrained", "substitute"):
+        tensors, info = frozen_module_state(module, mode, "backbone.")
+        assert tensors == {} and set(info) == {"backbone.fingerprint"}
+    tensors, _ = frozen_module_state(module, "random", "backbone.")
+    assert set(tensors) == {"backbone.weight", "backbone.bias"}
 
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
