@@ -119,7 +119,8 @@ def test_kinds_defaults_and_bounds() -> None:
     assert type(NearestNeighbourIndex(_random(50), kind="flat")._index) is faiss.IndexFlat
     big = NearestNeighbourIndex(_random(10_000, dim=4), kind="hnsw")
     assert (big.nlist, big.nprobe) == (100, 16)  # sqrt(10000); max(16, 100 // 16)
-    assert NearestNeighbourIndex(_random(1000, dim=4), kind="hnsw").nlist == 25  # 1000 // 39 < sqrt(1000)
+    assert NearestNeighbourIndex(_random(1170, dim=4), kind="hnsw").nlist == 30  # 1170 // 39 < sqrt(1170)
+    assert NearestNeighbourIndex(_random(50)).search(_random(3)).shape == (3, 1)  # k = 1 by default
     assert NearestNeighbourIndex(_random(10_000, dim=4), kind="hnsw", nlist=800).nprobe == 50  # 800 // 16
     hnsw = NearestNeighbourIndex(_random(300), kind="hnsw")  # D = 24: the graph is built over 24-d rows
     np.testing.assert_allclose(hnsw.search(_random(5, seed=1), k=1)[:, 0],

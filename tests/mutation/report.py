@@ -10,8 +10,8 @@ its change (`mutmut show`) and the reason recorded in `tests/mutation/survivors.
 when a measured scope misses its target or a survivor has no recorded reason; scopes with
 mutants left unchecked are reported as partial, never as passing.
 
-Counted as killed: a failing test run (mutmut exit 1 / 3) or a timeout (the mutant made a test
-hang). Not counted at all: mutants never run ("not checked"). "No tests" (no selected test
+Counted as killed: a failing test run (mutmut exit 1 / 3), a timeout (the mutant made a test
+hang) or a crashed test process (mutmut's "segfault": e.g. faiss given a null quantizer). Not counted at all: mutants never run ("not checked"). "No tests" (no selected test
 executes the function) counts as surviving.
 """
 
@@ -30,7 +30,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[2]
 SURVIVORS = Path(__file__).with_name("survivors.toml")
 
-KILLED = {1, 3, 24, -24, 36, 152, 255}  # test failure, pytest internal error, timeouts
+KILLED = {1, 3, 24, -24, 36, 152, 255, -11, -9}  # test failure, pytest error, timeouts, a crashed test process
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 
