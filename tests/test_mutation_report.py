@@ -46,14 +46,16 @@ def test_scores_count_kills_and_timeouts_and_leave_unrun_mutants_out(
     monkeypatch.setattr(report, "SURVIVORS", tmp_path / "survivors.toml")
     assert report.main(["--scope", "threshold"]) == 1  # 60 % < 90 % and two survivors without reasons
     out = capsys.readouterr().out
-    assert "| 3 / 5 | 60.0% | 90% | 1 (partial) |" in out and "**no reason recorded**" in out
+    assert "| 3 / 5 | 60.0% | 0 | 60.0% | 90% | 1 (partial) |" in out and "**no reason recorded**" in out
 
 
 def test_a_scope_with_explained_survivors_above_target_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     report = _report()
     name = "benchmarks.metrics.threshold.x_choose_threshold__mutmut_{}"
-    _tree(tmp_path, {name.format(i): 1 for i in range(1, 10)} | {name.format(10): 0})
-    (tmp_path / "survivors.toml").write_text(f'"{name.format(10)}" = "equivalent: scales F1"\n')
+    # 8 of 10 killed (80 %); both survivors equivalent: 8 / 8 = 100 % against the 90 % target
+    _tree(tmp_path, {name.format(i): 1 for i in range(1, 9)} | {name.format(9): 0, name.format(10): 0})
+    (tmp_path / "survivors.toml").write_text(f'"{name.format(9)}" = "equivalent: scales F1"\n'
+                                             f'"{name.format(10)}" = "equivalent: a default value"\n')
     monkeypatch.setattr(report, "ROOT", tmp_path)
     monkeypatch.setattr(report, "change", lambda mutant: "- a / + b")
     monkeypatch.setattr(report, "SURVIVORS", tmp_path / "survivors.toml")

@@ -6,9 +6,11 @@ Run from the repository root after `mutmut run ...` (`tox -e mutation` does both
 
 Reads mutmut's per-file results (`mutants/**/*.py.meta`), groups the mutants into the scopes
 below, prints killed / total per scope against its target, and lists every surviving mutant with
-its change (`mutmut show`) and the reason recorded in `tests/mutation/survivors.toml`. Exits 1
-when a measured scope misses its target or a survivor has no recorded reason; scopes with
-mutants left unchecked are reported as partial, never as passing.
+its change (`mutmut show`) and the reason recorded in `tests/mutation/survivors.toml`. The target
+applies to the usual mutation score, killed / (measured - equivalent), where a survivor is
+equivalent when its recorded reason starts with "equivalent"; the raw killed / measured is shown
+beside it. Exits 1 when a scope misses its target or a survivor has no recorded reason; scopes
+with mutants left unchecked are reported as partial, never as passing.
 
 Counted as killed: a failing test run (mutmut exit 1 / 3), a timeout (the mutant made a test
 hang) or a crashed test process (mutmut's "segfault": e.g. faiss given a null quantizer). Not counted at all: mutants never run ("not checked"). "No tests" (no selected test
@@ -135,19 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     codes = results()
     reasons: dict[str, str] = tomllib.loads(SURVIVORS.read_text(encoding="utf-8")) if SURVIVORS.exists() else {}
     scopes = [s for s in SCOPES if not args.scope or any(x in s.label for x in args.scope)]
-    lines = ["| scope | killed / measured | score | target | not run |", "|---|---|---|---|---|"]
+    lines = ["| scope | killed / measured | score | equivalent | score without them | target | not run |",
+             "|---|---|---|---|---|---|---|"]
     failed = False
     survivors: dict[str, None] = {}
     for scope in scopes:
         t = tally(scope, codes)
         if t.measured == 0 and t.not_checked == 0:
-            lines.append(f"| {scope.label} | no mutants found | | {scope.target:.0%} | |")
+            lines.append(f"| {scope.label} | no mutants found | | | | {scope.target:.0%} | |")
             failed = True
             continue
         score = "-" if t.score is None else f"{t.score:.1%}"
+        # the usual mutation score: equivalent mutants (the recorded reason says so) cannot be killed
+        equivalent = sum(1 for name in t.survived if reasons.get(name, "").startswith("equivalent"))
+        net = t.killed / (t.measured - equivalent) if t.measured > equivalent else None
+        net_text = "-" if net is None else f"{net:.1%}"
         partial = f"{t.not_checked} (partial)" if t.not_checked else "0"
-        lines.append(f"| {scope.label} | {t.killed} / {t.measured} | {score} | {scope.target:.0%} | {partial} |")
-        failed |= t.score is not None and t.score < scope.target
+        lines.append(f"| {scope.label} | {t.killed} / {t.measured} | {score} | {equivalent} | {net_text} | "
+                     f"{scope.target:.0%} | {partial} |")
+        failed |= net is not None and net < scope.target
         survivors |= dict.fromkeys(t.survived)
     lines += ["", "| surviving mutant | change | why it survives |", "|---|---|---|"]
     for name in survivors:
