@@ -149,13 +149,17 @@ DINO_ARCH = {"depth": 2, "embed_dim": 48, "num_heads": 3}
 DINO_EDGE = 112  # the toy images' short side becomes 112 px (8 x 8 patches of 14 px)
 
 
-@pytest.fixture(scope="module")
-def dinov2_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dino")
-    torch.manual_seed(5)
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=DINO_EDGE, **DINO_ARCH)
+def _write_dinov2(root: Path, seed: int, img_size: int | tuple[int, int]) -> Path:
+    """The tiny random ViT's weights under DINOv2's file name, in `root`."""
+    torch.manual_seed(seed)
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=img_size, **DINO_ARCH)
     save_file(model.state_dict(), str(root / "dinov2_vits14.safetensors"))
     return root
+
+
+@pytest.fixture(scope="module")
+def dinov2_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_dinov2(tmp_path_factory.mktemp("dino"), 5, DINO_EDGE)
 
 
 def _reference_tokens(model: torch.nn.Module, image: np.ndarray, edge: int = DINO_EDGE) -> tuple[np.ndarray, tuple[int, int]]:
@@ -231,8 +235,8 @@ def _to_112(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.kron(image, np.ones((7, 7, 1), np.uint8))[::4, ::4])
 
 
-def _dino_reference_model(weights_dir: Path) -> torch.nn.Module:
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=DINO_EDGE, **DINO_ARCH)
+def _dino_reference_model(weights_dir: Path, img_size: int | tuple[int, int] = DINO_EDGE) -> torch.nn.Module:
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=img_size, **DINO_ARCH)
     model.load_state_dict(load_file(str(weights_dir / "dinov2_vits14.safetensors")))
     return model.eval()
 
@@ -275,11 +279,7 @@ REAL_EDGE, REAL_INPUT = 300, (294, 448)
 @pytest.fixture(scope="module")
 def dinov2_real_size_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny ViT at the cropped input size (no position-embedding resampling on either side)."""
-    root = tmp_path_factory.mktemp("dino-real")
-    torch.manual_seed(6)
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=REAL_INPUT, **DINO_ARCH)
-    save_file(model.state_dict(), str(root / "dinov2_vits14.safetensors"))
-    return root
+    return _write_dinov2(tmp_path_factory.mktemp("dino-real"), 6, REAL_INPUT)
 
 
 def _wide(image: np.ndarray) -> np.ndarray:
@@ -294,9 +294,7 @@ def test_dino_knn_equals_anomalydino_at_real_sizes(
     """The pieces the 112 px test cannot reach: hundreds of patches (the top-1 % mean is not the
     max), a crop (300 px is not a multiple of 14) and, masked, a threshold at which every test
     image keeps some patches and drops others. Scores rtol 1e-4."""
-    reference = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=REAL_INPUT, **DINO_ARCH)
-    reference.load_state_dict(load_file(str(dinov2_real_size_file / "dinov2_vits14.safetensors")))
-    reference.eval()
+    reference = _dino_reference_model(dinov2_real_size_file, REAL_INPUT)
     train = [Sample(s.record, _wide(s.image)) for s in toy_task["train"][:3]]
     test = [_wide(s.image) for s in toy_task["test"]]
     threshold = 10.0
