@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 
 BACKBONE = "vit_small_patch14_dinov2.lvd142m"
 DINOV2_VITS14_WEIGHTS = WeightSpec(
-    key="dinov2_vits14",  # also matches torch hub's dinov2_vits14_pretrain.pth (converted on load)
+    key="dinov2_vits14",
     library="timm",
     model_id=BACKBONE,
     hf_repo="timm/vit_small_patch14_dinov2.lvd142m",
+    torch_hub_file="dinov2_vits14_pretrain.pth",  # DINOv2's own release; timm's filter converts its keys
 )
 
 

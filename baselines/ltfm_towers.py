@@ -36,7 +36,7 @@ CLIP_B16_WEIGHTS = WeightSpec(
 )
 DINOV2_S14_WEIGHTS = WeightSpec(
     key="vit_small_patch14_dinov2", library="timm", model_id="vit_small_patch14_dinov2.lvd142m",
-    hf_repo="timm/vit_small_patch14_dinov2.lvd142m",
+    hf_repo="timm/vit_small_patch14_dinov2.lvd142m", torch_hub_file="dinov2_vits14_pretrain.pth",
 )
 
 

@@ -83,6 +83,9 @@ class WeightSpec:
     filenames: candidate weight files inside the repo / folder, in preference order.
     tag: the pretrained tag (open_clip `laion400m_e31`).
     bundled: a file inside an installed distribution holding these weights (library "bundled").
+    torch_hub_file: the file name under which the authors' own release lands in torch hub's
+        checkpoint folder (`dinov2_vits14_pretrain.pth`); torchvision files (`<key>-<hash>.pth`)
+        are found without it.
     label: a short human name for tables and figure legends ("MobileNetV2-IN1k").
     """
 
@@ -95,6 +98,7 @@ class WeightSpec:
     how_to_provide: str = ""
     bundled: BundledFile | None = None
     label: str = ""
+    torch_hub_file: str | None = None
 
     @property
     def short_name(self) -> str:
@@ -309,14 +313,16 @@ def _in_hf_cache(spec: WeightSpec) -> tuple[Path, str] | None:
 
 
 def _in_torch_hub(spec: WeightSpec) -> tuple[Path, str] | None:
-    """torch hub's checkpoint folder holds torchvision-style files named `<key>-<hash>.pth`."""
-    if spec.library not in ("torchvision", "file"):
-        return None
+    """torch hub's checkpoint folder: the spec's `torch_hub_file` when it names one (a release
+    loaded with `torch.hub.load`), else torchvision-style files named `<key>-<hash8>.pth`."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    if not checkpoints.is_dir():
+    if spec.torch_hub_file is not None:
+        path = checkpoints / spec.torch_hub_file
+        return (path, "torch hub cache") if path.is_file() else None
+    if spec.library not in ("torchvision", "file") or not checkpoints.is_dir():
         return None
     for path in sorted(checkpoints.iterdir()):
-        if path.stem.startswith(spec.key) and path.suffix in WEIGHT_SUFFIXES:
+        if path.stem.startswith(f"{spec.key}-") and path.suffix in WEIGHT_SUFFIXES:
             return path, "torch hub cache"
     return None
 
