@@ -15,6 +15,8 @@ log = logging.getLogger("benchmarks")
 
 DEFAULT_DATASET = "smartphone-synth"
 WEIGHT_CHOICES = ("auto", "pretrained", "substitute", "random")
+IMPORT_LAYOUTS = ("per-class", "mvtec-ad", "mvtec-ad2", "visa", "btad", "kolektorsdd2")
+"""`data import --layout` choices besides auto (benchmarks.data.importer.LAYOUTS; a test keeps them equal)."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--scale", type=float, default=1.0)
     check = data_sub.add_parser("check", help="validate a manifest and list every problem")
     check.add_argument("manifest", type=Path)
+    importer = data_sub.add_parser(
+        "import", help="turn a defect dataset as it is published (MVTec AD / AD 2, VisA, BTAD, KolektorSDD2, "
+                       "class folders) into a manifest with a seeded split (docs/data-import.md)")
+    importer.add_argument("src", type=Path, help="the dataset folder as downloaded")
+    importer.add_argument("--out", type=Path, required=True, help="new or empty folder for manifest.csv and images")
+    importer.add_argument("--layout", choices=("auto", *IMPORT_LAYOUTS), default="auto")
+    importer.add_argument("--category", help="which category of a root holding several (MVTec, VisA, BTAD)")
+    importer.add_argument("--seed", type=int, default=0, help="seed of the split")
+    importer.add_argument("--val-fraction", type=float, default=0.2,
+                          help="share of the published test (per class val lacks), or of all images where "
+                               "nothing is published, that goes to val (default 0.2)")
+    importer.add_argument("--test-fraction", type=float,
+                          help="share of the images that goes to test where the set publishes no split (default 0.2)")
+    importer.add_argument("--supervised-train", type=float, default=0.0, metavar="FRACTION",
+                          help="also put this share of the anomalies in train as label-1 rows (default 0: none)")
+    importer.add_argument("--copy", action="store_true", help="copy the files (default: hard links, else copies)")
     calibrate = data_sub.add_parser(
         "calibrate", help="how hard a dataset is for its reference detector (AUROC by severity, val-test gap, ...)"
     )
@@ -315,6 +333,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.data_command == "calibrate":
         return cmd_calibrate(args)
+    if args.data_command == "import":
+        return cmd_data_import(args)
     from benchmarks.data.manifest import read_table, validate_table
 
     path = args.manifest.resolve()
@@ -324,6 +344,29 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(problem)
     print(f"{path}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
     return 1 if errors else 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    """Import a published set; its summary names the split file and the run command to use next."""
+    import shlex
+
+    from benchmarks.data.importer import describe, import_dataset
+
+    words = ["python", "-m", "benchmarks", "data", "import", str(args.src), "--out", str(args.out),
+             "--layout", args.layout, "--seed", str(args.seed), "--val-fraction", f"{args.val_fraction:g}"]
+    if args.category is not None:
+        words += ["--category", args.category]
+    if args.test_fraction is not None:
+        words += ["--test-fraction", f"{args.test_fraction:g}"]
+    if args.supervised_train:
+        words += ["--supervised-train", f"{args.supervised_train:g}"]
+    if args.copy:
+        words.append("--copy")
+    result = import_dataset(args.src, args.out, layout=args.layout, category=args.category, seed=args.seed,
+                            val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                            supervised_train=args.supervised_train, copy=args.copy, command=shlex.join(words))
+    print("\n".join(describe(result)))
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

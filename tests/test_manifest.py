@@ -112,3 +112,18 @@ def test_folder_layout(tmp_path: Path) -> None:
     dataset = load_dataset(f"folder:{root}")
     assert [(r.split, r.label, r.defect) for r in dataset.records] == [
         ("train", 0, "none"), ("val", 0, "none"), ("val", 1, "scratch"), ("test", 0, "none"), ("test", 1, "scratch")]
+
+
+def test_folder_masks_match_their_own_image_only(tmp_path: Path) -> None:
+    """`1.png` takes `1_mask.png`, never `10_mask.png` (unpadded names share prefixes)."""
+    root = tmp_path / "widgets"
+    for split in ("train", "val", "test"):
+        _png(root / split / "good" / "0.png")
+    for name in ("1", "10"):
+        _png(root / "test" / "scratch" / f"{name}.png")
+        _png(root / "val" / "scratch" / f"{name}.png")
+    _png(root / "ground_truth" / "scratch" / "10_mask.png", value=255)
+    dataset = load_dataset(f"folder:{root}")
+    masks = {r.image_id: r.mask.name if r.mask else None for r in dataset.records if r.label == 1}
+    assert masks == {"val/scratch/1.png": None, "val/scratch/10.png": "10_mask.png",
+                     "test/scratch/1.png": None, "test/scratch/10.png": "10_mask.png"}

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 MAX_PIXELS = 64_000_000
@@ -97,8 +97,15 @@ def verify_image(path: Path) -> None:
     _open(path).close()
 
 
+QUARTER_TURNS = (5, 6, 7, 8)
+"""EXIF orientations that `load_image` turns by 90 degrees (its height and width swap)."""
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the header only (no full decode)."""
+    """(H, W) of `path` as `load_image`/`load_mask` return it, from the header only (no full
+    decode): the stored size, swapped where the EXIF orientation is a quarter turn. EXIF written
+    after a PNG's pixel data is only seen by a full decode; `load_mask` still names such a file."""
     with Image.open(path, formats=ALLOWED_FORMATS) as image:
         width, height = image.size
-    return height, width
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return (width, height) if orientation in QUARTER_TURNS else (height, width)

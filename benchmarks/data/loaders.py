@@ -128,11 +128,14 @@ def _scan_folder(root: Path, splits: tuple[str, ...]) -> list[ImageRecord]:
 
 
 def _find_mask(root: Path, defect: str, stem: str) -> Path | None:
+    """`ground_truth/<defect>/<stem>.<ext>` or `<stem>_<suffix>.<ext>` (MVTec's `000_mask.png`);
+    never another image's mask whose name merely starts with the stem (`1.png` is not `10_mask.png`)."""
     folder = root / "ground_truth" / defect
     if not folder.is_dir():
         return None
     for candidate in sorted(folder.glob(f"{stem}*")):
-        if candidate.suffix.lower() in IMAGE_SUFFIXES:
+        rest = candidate.stem[len(stem):]
+        if candidate.suffix.lower() in IMAGE_SUFFIXES and (not rest or rest[0] in "_-."):
             return candidate
     return None
 

@@ -104,8 +104,9 @@ def dataset_kind(dataset: str, dataset_root: str | Path | None = None) -> Datase
     """The published dataset kind a run's dataset matches, or None.
 
     `mvtec:PATH/CATEGORY` is MVTec AD, or VisA when a folder of PATH is named like `visa`. A
-    `manifest:` dataset is the smartphone study's own data only when its `dataset.json` (in
-    `dataset_root`, the manifest's folder) says `"published_reference": "smartphone-study"`.
+    `manifest:` dataset is of a kind only when its `dataset.json` (in `dataset_root`, the
+    manifest's folder) says so: `"published_reference": "smartphone-study"` (the study's own
+    data, set by hand), `"mvtec"` or `"visa"` (written by `data import` for those layouts).
     """
     kind, _, argument = dataset.partition(":")
     if kind == "mvtec" and argument:
@@ -117,6 +118,7 @@ def dataset_kind(dataset: str, dataset_root: str | Path | None = None) -> Datase
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if isinstance(meta, dict) and meta.get(SIDECAR_KEY) == "smartphone-study":
-            return "smartphone-study"
+        reference = meta.get(SIDECAR_KEY) if isinstance(meta, dict) else None
+        if reference in DATASET_KIND_NAMES:
+            return reference  # type: ignore[return-value]
     return None

@@ -1,0 +1,517 @@
+"""`data import`: published layouts -> a manifest with a declared, seeded split that runs end to end.
+
+Every fixture is drawn here: tiny noise images (so no two are byte-identical unless a test makes
+them so) in each layout, with greyscale, 16-bit, palette, EXIF-rotated and odd-sized images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zlib
+from pathlib import Path
+
+import dummy_plugins  # noqa: F401  (registers mean-brightness for the cell processes)
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmarks.cli import IMPORT_LAYOUTS, main
+from benchmarks.data.images import load_image, load_mask
+from benchmarks.data.importer import LAYOUTS, import_dataset
+from benchmarks.data.manifest import load_manifest, read_table, validate_table
+from benchmarks.reporting.published import dataset_kind
+
+SIZE = (24, 32)  # (H, W)
+ODD = (23, 31)
+
+
+def _noise(path: Path, size: tuple[int, int]) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(path.as_posix().encode()))
+    return rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def _image(path: Path, size: tuple[int, int] = SIZE, kind: str = "rgb") -> Path:
+    """A noise image unique to its path; `kind` grey, 16bit, palette, or exif (stored turned a quarter)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = _noise(path, size)
+    if kind == "grey":
+        Image.fromarray(rgb[..., 0]).save(path)
+    elif kind == "16bit":
+        Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(path)
+    elif kind == "palette":
+        Image.fromarray(rgb).convert("P").save(path)
+    elif kind == "exif":  # stored W x H swapped, EXIF orientation 6: shown as `size`
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(_noise(path, (size[1], size[0]))).save(path, exif=exif)
+    else:
+        Image.fromarray(rgb).save(path)
+    return path
+
+
+def _mask(path: Path, size: tuple[int, int] = SIZE, value: int = 255, empty: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.zeros(size, np.uint8)
+    if not empty:
+        pixels[size[0] // 4: size[0] // 2, size[1] // 4: size[1] // 2] = value
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def make_per_class(root: Path) -> Path:
+    """good/ (incl. greyscale, 16-bit, palette), scratch/ and crack/ with masks in parallel folders
+    (ground_truth/scratch/<stem>_mask.png, masks/crack/<stem>.png); one anomaly an EXIF-rotated JPEG."""
+    src = root / "phones"
+    for i in range(8):
+        _image(src / "good" / f"{i:03d}.png")
+    for kind in ("grey", "16bit", "palette"):
+        _image(src / "good" / f"{kind}.png", kind=kind)
+    for i in range(4):
+        _image(src / "scratch" / f"s{i}.png")
+        _mask(src / "ground_truth" / "scratch" / f"s{i}_mask.png")
+        _image(src / "crack" / f"c{i}.png")
+        _mask(src / "masks" / "crack" / f"c{i}.png")
+    _image(src / "scratch" / "turned.jpg", kind="exif")
+    _mask(src / "ground_truth" / "scratch" / "turned_mask.png")  # the shown orientation
+    return src
+
+
+def make_flat(root: Path) -> Path:
+    """ok/ and ng/ with masks beside the images in four spellings."""
+    src = root / "flat"
+    for i in range(6):
+        _image(src / "ok" / f"{i}.png")
+    for i, tail in enumerate(("_mask", "_GT", ".mask", "-mask")):
+        _image(src / "ng" / f"n{i}.png")
+        _mask(src / "ng" / f"n{i}{tail}.png")
+    return src
+
+
+def make_mvtec(root: Path, categories: tuple[str, ...] = ("bottle", "cable")) -> Path:
+    src = root / "mvtec_ad"
+    for category in categories:
+        c = src / category
+        for i in range(6):
+            _image(c / "train" / "good" / f"{i:03d}.png")
+        for i in range(4):
+            _image(c / "test" / "good" / f"{i:03d}.png")
+        for defect in ("broken", "crack"):
+            for i in range(3):
+                _image(c / "test" / defect / f"{i:03d}.png")
+                _mask(c / "ground_truth" / defect / f"{i:03d}_mask.png")
+    src.joinpath("license.txt").write_text("CC BY-NC-SA 4.0\n")
+    return src
+
+
+def make_mvtec2(root: Path) -> Path:
+    src = root / "mvtec_ad_2"
+    c = src / "can"
+    for i in range(6):
+        _image(c / "train" / "good" / f"{i:03d}_regular.png")
+    for i in range(3):
+        _image(c / "validation" / "good" / f"{i:03d}_regular.png")
+    for i in range(4):
+        _image(c / "test_public" / "good" / f"{i:03d}_regular.png")
+        _image(c / "test_public" / "bad" / f"{i:03d}_regular.png")
+        _mask(c / "test_public" / "ground_truth" / "bad" / f"{i:03d}_regular_mask.png")
+    for private in ("test_private", "test_private_mixed"):
+        for i in range(2):
+            _image(c / private / f"{i:03d}_regular.png")
+    return src
+
+
+def make_visa(root: Path) -> Path:
+    """split_csv/1cls.csv over candle and pcb1 (JPEGs, 0/1-valued masks as VisA ships them), image_anno.csv."""
+    src = root / "VisA"
+    rows = ["object,split,label,image,mask"]
+    for category, normals, anomalies in (("candle", 10, 6), ("pcb1", 6, 2)):
+        anno = ["image,label,mask"]
+        for i in range(normals):
+            image = f"{category}/Data/Images/Normal/{i:04d}.JPG"
+            _image(src / image)
+            rows.append(f"{category},{'train' if i < normals - 4 else 'test'},normal,{image},")
+            anno.append(f"{image},normal,")
+        for i in range(anomalies):
+            image, mask = f"{category}/Data/Images/Anomaly/{i:03d}.JPG", f"{category}/Data/Masks/Anomaly/{i:03d}.png"
+            _image(src / image)
+            _mask(src / mask, value=1)
+            rows.append(f"{category},test,anomaly,{image},{mask}")
+            anno.append(f"{image},{'chunk of wax missing' if i % 2 else 'wax melded out of the candle'},{mask}")
+        (src / category / "image_anno.csv").write_text("\n".join(anno) + "\n")
+    (src / "split_csv").mkdir(parents=True)
+    (src / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
+    return src
+
+
+def make_btad(root: Path) -> Path:
+    """01 and 02: BMP images of an odd size, masks as ground_truth/ko/<stem>.png."""
+    src = root / "BTAD"
+    for category in ("01", "02"):
+        c = src / category
+        for i in range(6):
+            _image(c / "train" / "ok" / f"{i:04d}.bmp", ODD)
+        for i in range(4):
+            _image(c / "test" / "ok" / f"{i:04d}.bmp", ODD)
+            _image(c / "test" / "ko" / f"{i:04d}.bmp", ODD)
+            _mask(c / "ground_truth" / "ko" / f"{i:04d}.png", ODD)
+    return src
+
+
+def make_ksdd2(root: Path) -> Path:
+    """train/ and test/ with <id>_GT.png beside every image; normals' masks are black."""
+    src = root / "KolektorSDD2"
+    for split, first, n, positives in (("train", 10000, 8, 2), ("test", 20000, 6, 3)):
+        for i in range(n):
+            _image(src / split / f"{first + i}.png")
+            _mask(src / split / f"{first + i}_GT.png", empty=i >= positives)
+    return src
+
+
+def make_visa_raw(root: Path) -> Path:
+    src = make_visa(root)
+    shutil.rmtree(src / "split_csv")
+    return src / "candle"
+
+
+def _import(src: Path, out: Path, *args: str) -> None:
+    assert main(["data", "import", str(src), "--out", str(out), *args]) == 0
+
+
+def _table(out: Path) -> pd.DataFrame:
+    table = read_table(out / "manifest.csv")
+    table["label"] = table["label"].astype(int)
+    return table
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_sound(out: Path, supervised: bool = False) -> pd.DataFrame:
+    """The guarantees on a written import: loads, train normal only, val/test both classes, no leak."""
+    dataset = load_manifest(out / "manifest.csv")
+    table = _table(out)
+    assert set(table.split) == {"train", "val", "test"}
+    for split in ("val", "test"):
+        assert set(table[table.split == split].label) == {0, 1}, split
+    if not supervised:
+        assert set(table[table.split == "train"].label) == {0}
+    paths = {s: set(table[table.split == s].image) for s in ("train", "val", "test")}
+    hashes = {s: {_sha(out / p) for p in ps} for s, ps in paths.items()}
+    for a, b in (("test", "train"), ("test", "val"), ("val", "train")):
+        assert not paths[a] & paths[b] and not hashes[a] & hashes[b], (a, b)
+    info = json.loads((out / "split.json").read_text())
+    assert {s: set(h.values()) for s, h in info["sha256"].items()} == hashes
+    assert {s: set(h) for s, h in info["sha256"].items()} == paths
+    for split in ("train", "val", "test"):  # counts recorded = counts written
+        rows = table[table.split == split]
+        recorded = info["counts"][split]
+        assert sum(recorded["normal"].values()) == int((rows.label == 0).sum())
+        assert recorded["anomalous"] == rows[rows.label == 1].defect.value_counts().to_dict()
+    for record in dataset.records:  # what a cell does: every mask fits its image as loaded
+        if record.mask is not None:
+            assert load_mask(record.mask, load_image(record.image).shape[:2]).any(), record.image_id
+        assert not (out / record.image_id).is_symlink()
+    return table
+
+
+def test_every_layout_imports_with_one_call_and_runs_end_to_end(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    imports = {
+        "per-class": (make_per_class(src), ()),
+        "flat": (make_flat(src), ()),
+        "mvtec-ad": (make_mvtec(src), ("--category", "bottle")),
+        "mvtec-ad2": (make_mvtec2(src), ()),
+        "visa": (make_visa(src), ("--category", "candle")),
+        "visa-raw": (make_visa_raw(tmp_path / "raw"), ()),
+        "btad": (make_btad(src), ("--category", "01")),
+        "kolektorsdd2": (make_ksdd2(src), ()),
+    }
+    manifests = []
+    for name, (source, args) in imports.items():
+        out = tmp_path / "imported" / name
+        _import(source, out, *args)
+        table = _assert_sound(out)
+        anomalies = table[table.label == 1]
+        assert (anomalies["mask"] != "").all(), name  # every fixture anomaly has a mask: all were found
+        assert (table[table.label == 0]["mask"] == "").all()
+        manifests.append(f"manifest:{out}/manifest.csv")
+    layouts = {n: json.loads((tmp_path / "imported" / n / "split.json").read_text())["layout"] for n in imports}
+    assert layouts == {**{n: n for n in imports}, "flat": "per-class", "visa-raw": "visa"}
+    run_dir = tmp_path / "run"
+    assert main(["run", "--methods", "mean-brightness", "--datasets", ",".join(manifests), "--out", str(run_dir),
+                 "--preset", "smoke", "--weights", "random", "--no-report"]) == 0
+    cells = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines()]
+    assert len(cells) == len(imports)
+    assert all(c["status"] == "ok" for c in cells), [c["error"] for c in cells]
+    assert all(c["metrics"]["pixel_auroc"] is not None for c in cells)  # masks reached the metrics
+
+
+def test_mvtec_train_is_the_published_train_and_val_comes_from_test(tmp_path: Path) -> None:
+    src = make_mvtec(tmp_path)
+    out = tmp_path / "out"
+    import_dataset(src, out, category="cable", seed=3)
+    table = _assert_sound(out)
+    published_train = {f"images/cable/train/good/{i:03d}.png" for i in range(6)}
+    assert set(table[table.split == "train"].image) == published_train
+    evaluated = table[table.split != "train"]
+    assert evaluated.image.str.startswith("images/cable/test/").all()
+    assert len(evaluated) == 4 + 6  # every published test image is in val or test, once
+    val = table[table.split == "val"]
+    assert sorted(val.label) == [0, 1]  # 0.2 of 4 normals and of 6 anomalies, at least one each
+    assert set(table.group) == {"cable"}
+    info = json.loads((out / "split.json").read_text())
+    assert info["layout"] == "mvtec-ad" and info["category"] == "cable" and info["seed"] == 3
+    assert "published test" in info["rule"] and info["published_split"] is True
+    sidecar = json.loads((out / "dataset.json").read_text())
+    assert sidecar["class_name"] == "cable"
+    # MVTec AD's own category: the report may set the paper's numbers beside it (with the val caveat)
+    assert sidecar["published_reference"] == "mvtec"
+    assert dataset_kind(f"manifest:{out / 'manifest.csv'}", out) == "mvtec"
+    own = tmp_path / "own"
+    import_dataset(src, own, category="cable", supervised_train=0.5)  # another protocol: not comparable
+    assert "published_reference" not in json.loads((own / "dataset.json").read_text())
+
+
+def test_a_published_val_is_kept_and_nothing_is_carved_from_test(tmp_path: Path) -> None:
+    """The `folder:` layout (train/val/test) imports as mvtec-ad: its val stays val, its test stays test;
+    a train/<defect>/ folder's anomalies go to val, not train."""
+    src = tmp_path / "folder"
+    for split, n in (("train", 5), ("val", 2), ("test", 3)):
+        for i in range(n):
+            _image(src / split / "good" / f"{i}.png")
+            _image(src / split / "crack" / f"{i}.png")
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _assert_sound(out)
+    for split in ("val", "test"):
+        expected = {f"images/{split}/{c}/{i}.png" for c in ("good", "crack") for i in range(2 if split == "val" else 3)}
+        if split == "val":
+            expected |= {f"images/train/crack/{i}.png" for i in range(5)}
+        assert set(table[table.split == split].image) == expected, split
+    assert "and val" in json.loads((out / "split.json").read_text())["layout_detail"]
+
+
+def test_published_duplicates_are_kept_in_the_earliest_split_only(tmp_path: Path) -> None:
+    src = make_mvtec(tmp_path, ("bottle",))
+    shutil.copyfile(src / "bottle/train/good/000.png", src / "bottle/test/good/copy.png")
+    shutil.copyfile(src / "bottle/test/good/001.png", src / "bottle/test/good/copy2.png")
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _assert_sound(out)
+    assert "images/bottle/test/good/copy.png" not in set(table.image)  # its content is in train
+    assert len({_sha(out / p) for p in table.image}) == len(table)
+    dropped = json.loads((out / "split.json").read_text())["dropped_duplicates"]
+    assert {d["image"] for d in dropped} == {"bottle/test/good/copy.png", "bottle/test/good/copy2.png"}
+
+
+def test_unpublished_split_is_stratified_and_normal_only_in_train(tmp_path: Path) -> None:
+    src = make_per_class(tmp_path)
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _assert_sound(out)
+    normals = table[table.label == 0]
+    assert normals.split.value_counts().to_dict() == {"train": 7, "val": 2, "test": 2}  # 0.6/0.2/0.2 of 11
+    anomalies = table[table.label == 1]
+    assert anomalies.split.value_counts().to_dict() == {"val": 4, "test": 5}  # 9 anomalies, 1:1
+    for defect in ("scratch", "crack"):  # every defect type in both val and test
+        assert set(anomalies[anomalies.defect == defect].split) == {"val", "test"}, defect
+    info = json.loads((out / "split.json").read_text())
+    assert info["published_split"] is False and info["test_fraction"] == 0.2
+    assert "stratified by (label, defect)" in info["rule"]
+
+
+def test_split_is_stratified_by_defect_type(tmp_path: Path) -> None:
+    """Defect types of 6, 4 and 2 anomalies halved between val and test: 3, 2, 1 on each side, every seed
+    (a plain shuffle gives that for all five seeds with odds of about 1 in 1000)."""
+    flat, tile = tmp_path / "strata", tmp_path / "mvtec" / "tile"
+    for i in range(10):
+        _image(flat / "good" / f"{i}.png")
+        _image(tile / ("train" if i < 6 else "test") / "good" / f"{i}.png")
+    for defect, n in (("dent", 6), ("scratch", 4), ("burn", 2)):
+        for i in range(n):
+            _image(flat / defect / f"{i}.png")
+            _image(tile / "test" / defect / f"{i}.png")
+    for seed in range(5):
+        for src, fraction in ((flat, 0.2), (tile, 0.5)):  # unpublished: val:test 1:1; published: carve half
+            out = tmp_path / f"out-{src.name}-{seed}"
+            import_dataset(src, out, seed=seed, val_fraction=fraction)
+            table = _table(out)
+            for split in ("val", "test"):
+                rows = table[(table.split == split) & (table.label == 1)]
+                assert rows.defect.value_counts().to_dict() == {"dent": 3, "scratch": 2, "burn": 1}, (src, seed)
+
+
+def test_kolektorsdd2_labels_come_from_the_masks(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    import_dataset(make_ksdd2(tmp_path), out)
+    table = _assert_sound(out)
+    positive = {f"images/train/{i}.png" for i in (10000, 10001)} | {f"images/test/{i}.png" for i in (20000, 20001, 20002)}
+    assert set(table[table.label == 1].image) == positive
+    assert set(table[table.label == 1].split) == {"val", "test"}  # published train anomalies: val, not train
+    assert set(table[table.split == "test"].image) <= {f"images/test/{i}.png" for i in range(20000, 20006)}
+    assert not list((out / "masks").rglob("1000[2-7]_GT.png"))  # black masks of normals are not written
+
+
+def test_mvtec_ad2_val_normals_from_validation_and_private_test_ignored(tmp_path: Path, capsys:
+                                                                        pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    _import(make_mvtec2(tmp_path), out)
+    table = _assert_sound(out)
+    val = table[table.split == "val"]
+    assert set(val[val.label == 0].image) == {f"images/can/validation/good/{i:03d}_regular.png" for i in range(3)}
+    assert val[val.label == 1].image.str.startswith("images/can/test_public/bad/").all()
+    assert not table.image.str.contains("test_private").any()
+    printed = capsys.readouterr().out
+    assert "test_private/: no published labels" in printed and "split.json" in printed
+    assert f"--datasets manifest:{out / 'manifest.csv'}" in printed
+
+
+def test_visa_csv_category_defects_and_rescaled_masks(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    import_dataset(make_visa(tmp_path), out, category="candle")
+    table = _assert_sound(out)
+    assert len(table) == 16 and set(table.group) == {"candle"}
+    assert set(table[table.label == 1].defect) == {"chunk_of_wax_missing", "wax_melded_out_of_the_candle"}
+    assert set(table[table.split == "train"].image) == {f"images/candle/Data/Images/Normal/{i:04d}.JPG"
+                                                        for i in range(6)}
+    info = json.loads((out / "split.json").read_text())
+    assert len(info["rescaled_masks"]) == 6  # 0/1 masks would read as empty: written as 0/255
+
+
+def test_same_seed_same_split_other_seed_other_split(tmp_path: Path) -> None:
+    src = make_per_class(tmp_path)
+    tables = []
+    for run, seed in enumerate((0, 0, 1)):
+        import_dataset(src, tmp_path / f"out{run}", seed=seed)
+        tables.append(_table(tmp_path / f"out{run}").sort_values("image").reset_index(drop=True))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert not tables[0].split.equals(tables[2].split)
+    mvtec = make_mvtec(tmp_path, ("bottle",))
+    carved = []  # the val carved out of the published test follows the seed too
+    for seed in (0, 0, 1, 2):
+        out = tmp_path / f"mvtec{len(carved)}"
+        import_dataset(mvtec, out, seed=seed)
+        table = _table(out)
+        carved.append(tuple(sorted(table[table.split == "val"].image)))
+    assert carved[0] == carved[1] and len(set(carved)) > 1
+
+
+def test_supervised_train_puts_anomalies_in_train_only_when_asked(tmp_path: Path) -> None:
+    src = make_per_class(tmp_path)
+    out = tmp_path / "out"
+    _import(src, out, "--supervised-train", "0.34")
+    table = _assert_sound(out, supervised=True)
+    train = table[table.split == "train"]
+    assert int(train.label.sum()) == 3  # round(0.34 * 9)
+    info = json.loads((out / "split.json").read_text())
+    assert info["supervised_train"] == 0.34 and "--supervised-train 0.34" in info["command"]
+    mvtec = tmp_path / "mvtec"
+    import_dataset(make_mvtec(tmp_path), mvtec, category="bottle", supervised_train=0.5)
+    table = _assert_sound(mvtec, supervised=True)
+    assert int(table[table.split == "train"].label.sum()) == 3
+
+
+def test_files_are_linked_by_default_copied_on_request_and_kept_as_they_are(tmp_path: Path) -> None:
+    src = make_per_class(tmp_path)
+    linked, copied = tmp_path / "linked", tmp_path / "copied"
+    import_dataset(src, linked)
+    import_dataset(src, copied, copy=True)
+    for kind in ("grey", "16bit", "palette"):
+        source = src / "good" / f"{kind}.png"
+        assert (linked / "images/good" / f"{kind}.png").stat().st_ino == source.stat().st_ino
+        assert (copied / "images/good" / f"{kind}.png").stat().st_ino != source.stat().st_ino
+        assert _sha(copied / "images/good" / f"{kind}.png") == _sha(source)
+    assert json.loads((copied / "split.json").read_text())["files"] == {"copied": 11 + 9 + 9}
+    shutil.rmtree(src)  # self-contained: the manifest does not need the source any more
+    _assert_sound(copied)
+
+
+def test_manifest_mask_size_check_follows_exif_orientation(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _image(root / "turned.jpg", kind="exif")
+    _mask(root / "shown.png")  # the size load_image returns
+    _mask(root / "stored.png", (SIZE[1], SIZE[0]))  # the size in the JPEG's header
+    assert load_image(root / "turned.jpg").shape[:2] == SIZE
+    rows = [{"image": "turned.jpg", "label": "1", "split": "test", "source": "real", "group": "g",
+             "defect": "scratch", "hard_negative": "false", "mask": mask} for mask in ("shown.png", "stored.png")]
+    _, problems = validate_table(pd.DataFrame(rows[:1]), root)
+    assert not [p for p in problems if p.severity == "error"]
+    _, problems = validate_table(pd.DataFrame(rows[1:]), root)
+    assert [str(p) for p in problems if p.column == "mask"] == ["error: row 1 [mask]: mask is 24x32 but the image is 32x24"]
+
+
+def test_layout_choices_match() -> None:
+    assert IMPORT_LAYOUTS == LAYOUTS
+
+
+def _refusal(src: Path, out: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["data", "import", str(src), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_refusals_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    defects_only = tmp_path / "defects_only"
+    for i in range(3):
+        _image(defects_only / "scratch" / f"{i}.png")
+    assert "no normal images" in _refusal(defects_only, out, capsys, "--layout", "per-class")
+
+    normals_only = tmp_path / "normals_only"
+    for i in range(5):
+        _image(normals_only / "good" / f"{i}.png")
+    err = _refusal(normals_only, out, capsys)
+    assert "no anomalous images" in err and "val and test cannot hold both classes" in err
+
+    tiny = tmp_path / "tiny"
+    for i in range(2):
+        _image(tiny / "good" / f"{i}.png")
+    _image(tiny / "dent" / "0.png")
+    assert "too few images" in _refusal(tiny, out, capsys)
+
+    unknown = tmp_path / "unknown"
+    _image(unknown / "pictures" / "a.png")
+    err = _refusal(unknown, out, capsys)
+    assert "cannot recognise the layout" in err and all(n in err for n in LAYOUTS)
+
+    mismatch = make_flat(tmp_path / "mismatch")
+    _mask(mismatch / "ng" / "n0_mask.png", (20, 20))
+    err = _refusal(mismatch, out, capsys)
+    assert "n0_mask.png is 20x20" in err and "n0.png is 32x24" in err
+
+    turned = make_per_class(tmp_path / "turned")
+    _mask(turned / "ground_truth" / "scratch" / "turned_mask.png", (SIZE[1], SIZE[0]))  # stored, not shown
+    assert "turned_mask.png is 24x32" in _refusal(turned, out, capsys)
+
+    broken = make_flat(tmp_path / "broken")
+    (broken / "ok" / "3.png").write_bytes(b"not a png")
+    (broken / "ok" / "4.png").write_bytes((broken / "ok" / "5.png").read_bytes()[:60])
+    err = _refusal(broken, out, capsys)
+    assert "ok/3.png" in err and "1 more unusable file" in err
+
+    mvtec = make_mvtec(tmp_path)
+    err = _refusal(mvtec, out, capsys)
+    assert "--category" in err and "bottle, cable" in err
+    err = _refusal(mvtec, out, capsys, "--category", "screw")
+    assert "no category 'screw'" in err and "bottle, cable" in err
+    err = _refusal(make_visa(tmp_path), out, capsys, "--category", "pcb9")
+    assert "no category 'pcb9'" in err and "candle, pcb1" in err
+    assert "--category applies to" in _refusal(make_flat(tmp_path), out, capsys, "--category", "x")
+    for layout in ("kolektorsdd2", "mvtec-ad", "btad"):
+        assert f"does not look like {layout}" in _refusal(tmp_path / "flat", out, capsys, "--layout", layout)
+    assert "--test-fraction applies only" in _refusal(mvtec, out, capsys, "--category", "bottle",
+                                                      "--test-fraction", "0.3")
+
+    conflict = make_flat(tmp_path / "conflict")
+    shutil.copyfile(conflict / "ok" / "0.png", conflict / "ng" / "dup.png")
+    assert "byte-identical but labelled" in _refusal(conflict, out, capsys)
+    assert not out.exists()  # nothing was written by any refusal
+
+    out.mkdir()
+    (out / "old.csv").write_text("x")
+    assert "not an empty folder" in _refusal(make_flat(tmp_path / "fine"), out, capsys)
