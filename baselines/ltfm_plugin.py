@@ -353,14 +353,28 @@ class LTFMBaseline(Baseline):
 
     def provenance(self) -> dict[str, str | bool | None]:
         """Where the fitted LTFM started from: only the authors' expert makes `base` the paper's model."""
-        return {"started_from": self.started_from, "expert_checkpoint": self.from_expert, "tower": self.tower.name}
+        return {"started_from": self.started_from, "expert_checkpoint": self.from_expert, "tower": self.tower.name,
+                "origin": self._origin()}
+
+    def _origin(self) -> str | None:
+        """What `base` is, in the words figures use; None for the variants trained on the dataset."""
+        if self.context.variant != "base" or self.started_from is None:
+            return None
+        if self.from_expert:
+            return "expert checkpoint"
+        return "own checkpoint" if self.started_from.startswith("checkpoint") else "synthetic source"
 
     def reference_model(self) -> ReferenceModel | None:
         """The frozen vision tower's forward alone (backbone only: LTFM itself is this suite's module)."""
         if self.model is None:
             return None
-        return ReferenceModel(f"{self.tower.__class__.__name__} forward", self.tower.preprocess, self.tower,
+        return ReferenceModel(f"{self.tower.__class__.__name__} forward", self._tower_input, self.tower,
                               scope="backbone only")
+
+    def _tower_input(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """The tower's normalised pixels for `images`, on the method's device (the tower's own `preprocess`
+        returns them on the CPU; `encode_images` moves them the same way)."""
+        return self.tower.preprocess(images).to(self.device)
 
     def _region(self, cells: np.ndarray, hw: tuple[int, int]) -> tuple[str, str]:
         """Box "x0,y0,x1,y1" (image pixels) and 3x3 word of the most significant cell of `(gh, gw)` cells."""

@@ -63,7 +63,7 @@ def write_fake_run(
     `failed_method` adds a failed cell (metrics and files null) with `FAILED_ERROR`. `profiles`
     override `METHOD_PROFILES`; with `shared_noise` every method draws the same noise, so methods
     with the same separation rank the images identically.
-    `provenance` maps a method to the facts its ok cells report (`Baseline.provenance`).
+    `provenance` maps a method (or "method/variant") to the facts its ok cells report (`Baseline.provenance`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scores").mkdir(exist_ok=True)
@@ -91,7 +91,8 @@ def write_fake_run(
     for line in lines:
         line["dataset_root"] = str(root.resolve())
         if line["status"] == "ok":
-            line["provenance"] = dict((provenance or {}).get(str(line["method"]), {}))
+            facts = provenance or {}
+            line["provenance"] = dict(facts.get(f"{line['method']}/{line['variant']}", facts.get(str(line["method"]), {})))
     with (run_dir / "runs.jsonl").open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(json.dumps(line) + "\n")

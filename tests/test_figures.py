@@ -103,7 +103,7 @@ def test_substitute_and_random_cells_are_both_named_on_every_figure(tmp_path: Pa
     assert len(kept) >= 6  # the ablation needs ltfm cells, k-shot curves several shots
     for fig in kept:
         (stamp,) = [t.get_text() for t in fig.texts if "WEIGHTS" in t.get_text()]
-        assert stamp == "RANDOM WEIGHTS: winclip; SUBST. MOBILENETV2-IN1K: patchcore"
+        assert stamp == "RANDOM WEIGHTS: winclip\nSUBST. MOBILENETV2-IN1K: patchcore"  # a line per kind
 
 
 def test_failed_cell_is_left_out_of_curves(drawn: tuple[list[Path], list[Figure], float]) -> None:
@@ -284,3 +284,29 @@ def test_kshot_curve_averages_seeds_and_marks_published_points(
     (legend,) = fig.legends
     assert "published (MVTec AD)" in [t.get_text() for t in legend.get_texts()]
     assert "mean of up to 2 seeds" in legend.get_title().get_text()
+
+
+@pytest.mark.parametrize(("origin", "expected"), [("synthetic source", "synthetic source"),
+                                                  ("expert checkpoint", "expert checkpoint"), (None, "no target data")])
+def test_the_base_is_named_by_its_stored_provenance_everywhere(tmp_path: Path, origin: str | None,
+                                                                expected: str) -> None:
+    """`origin` from the cell's provenance names LTFM's base on the ablation's axis, in the legend of
+    its cross-generation figure and in every figure's cell label; without it, the method's own note."""
+    facts = {"ltfm/base": {"origin": origin}} if origin else {}
+    run = write_fake_run(tmp_path / "run", ("ltfm",), variants={"ltfm": LTFM_VARIANTS}, provenance=facts,
+                         failed_method=None)
+    kept: list[Figure] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_figure", keeping(kept, write=False))
+        write_figures(run)
+    ablation = titled(kept, "LTFM ablation: ")
+    assert ablation.axes[0].get_xticklabels()[0].get_text() == f"base\n({expected})"
+    labels = {c.variant: label for c in load_run(run).cells for key, label in load_run(run).labels().items()
+              if key == c.cell_key}
+    assert labels["base"] == (f"ltfm/base ({origin})" if origin else "ltfm/base")
+    assert labels["ft-real"] == "ltfm/ft-real"
+    bars = titled(kept, "Image AUROC")
+    assert (f"ltfm/base ({origin})" if origin else "ltfm/base") in [t.get_text() for t in bars.axes[0].get_yticklabels()]
+    if origin:
+        cross = titled(kept, "LTFM F1 by test release year")
+        assert f"base ({origin})" in [t.get_text() for t in cross.legends[0].get_texts()]

@@ -181,7 +181,7 @@ def test_training_on_the_toy_task_lifts_validation_auroc(
     assert plugin.threshold_source == "val"
     # not the authors' expert: the report must not set this cell beside Anomaly-OV's numbers
     assert plugin.provenance() == {"started_from": "random initialisation", "expert_checkpoint": False,
-                                   "tower": plugin.tower.name}
+                                   "tower": plugin.tower.name, "origin": None}  # trained on the dataset
 
     pred = plugin.predict([s.image for s in toy_task["val"]])
     pred.check(8)
@@ -204,6 +204,7 @@ def test_base_variant_trains_on_the_synthetic_domain_only(
     plugin = LTFMBaseline(make_context("base", base_images=16, epochs=2, **TINY))
     plugin.fit([], toy_task["val"])  # base ignores target training data (its protocol gives none)
     assert plugin.fit_result is None
+    assert plugin.provenance()["origin"] == "synthetic source"  # what figures call this base
     assert len(list((tmp_path / "cache" / "ltfm" / "base").glob("*.safetensors"))) == 1
     pred = plugin.predict([s.image for s in toy_task["test"][:2]])
     pred.check(2)

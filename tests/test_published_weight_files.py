@@ -210,7 +210,7 @@ def test_ltfm_siglip_so400m_snapshot_and_the_authors_expert(caches: dict[str, Pa
     _assert_pretrained(resolver, snapshot, "Hugging Face cache")
     plugin.fit(_samples(2, (64, 64)))
     provenance = plugin.provenance()
-    assert provenance["expert_checkpoint"] is True, provenance
+    assert provenance["expert_checkpoint"] is True and provenance["origin"] == "expert checkpoint", provenance
     assert resolver.effective_mode == "pretrained"
     from ltfm.checkpoint import EXPERT_KEY_MAP
 

@@ -347,7 +347,11 @@ class Baseline(ABC):
     def provenance(self) -> dict[str, str | bool | None]:
         """Facts about the fitted model a reader needs to trust a number, stored with the cell
         (after `fit`), e.g. `{"expert_checkpoint": True, "started_from": "..."}`. Published-number
-        comparisons read them (`benchmarks.reporting.published.comparability`). Default: none."""
+        comparisons read them (`benchmarks.reporting.published.comparability`). Default: none.
+
+        `origin`, when given, names in a few words what a model is that did not learn from the
+        dataset's own training images (`"expert checkpoint"`, `"synthetic source"`, `"random
+        init"`): figures and tables show it beside the variant wherever the cell is named."""
         return {}
 
     def fitted_state(self) -> FittedState:

@@ -7,6 +7,7 @@ importing this module changes no global backend or state of the caller's session
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
+
+log = logging.getLogger(__name__)
 
 SINGLE_COLUMN_IN = 3.5
 DOUBLE_COLUMN_IN = 7.16
@@ -119,12 +122,20 @@ def stamp_weights(fig: Figure, random: Iterable[str], substitute: Iterable[tuple
         by_tag.setdefault(tag, set()).add(method)
     parts += [f"{plain(tag).upper()}: " + ", ".join(plain(m) for m in sorted(methods))
               for tag, methods in sorted(by_tag.items())]
-    if parts:
-        fig.suptitle("; ".join(parts), color=STAMP_COLOR, fontweight="bold", fontsize=7.5)
+    if parts:  # one line per kind of weights, wrapped to the figure's width (the lint checks it fits)
+        fig.suptitle("\n".join(parts), color=STAMP_COLOR, fontweight="bold", fontsize=7.5, wrap=True)
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """Save `fig` as `<name>.png` (dpi 200) and `<name>.pdf`; return both paths."""
+    """Save `fig` as `<name>.png` (dpi 200) and `<name>.pdf`; return both paths.
+
+    The figure lint (`benchmarks.reporting.figure_lint`) runs first and logs each problem it finds
+    as a warning naming the figure: a figure the suite draws from a user's own data (long names,
+    many methods) is checked as the suite's own are in the tests."""
+    from benchmarks.reporting.figure_lint import lint_figure
+
+    for problem in lint_figure(fig, name).problems:
+        log.warning("figure %s: %s", name, problem)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=PNG_DPI)

@@ -69,10 +69,12 @@ class RunResults:
         return tuple(sorted(cells, key=_cell_order))
 
     def labels(self) -> dict[str, str]:
-        """cell_key -> display label "method/variant", with " s<seed>" only where seeds differ."""
+        """cell_key -> display label "method/variant", with " s<seed>" only where seeds differ and
+        " (<origin>)" where the cell's provenance names one (a `base` from a synthetic source)."""
         seeds = Counter((c.method, c.variant, c.dataset) for c in self.cells)
         return {
             c.cell_key: f"{c.method}/{c.variant}"
+            + (f" ({origin})" if isinstance(origin := c.provenance.get("origin"), str) and origin else "")
             + (f" s{c.seed}" if seeds[(c.method, c.variant, c.dataset)] > 1 else "")
             for c in self.cells
         }

@@ -1,4 +1,5 @@
-"""Paper figures from a stored run: ROC/PR curves, metric bars, latency Pareto, heatmaps, scores,
+"""Paper figures from a stored run: ROC/PR curves, metric bars, latency Pareto, heatmaps, known vs
+unseen designs, scores,
 each method's declared ablation (e.g. LTFM's), k-shot curves and an anomaly-map gallery.
 
 Every figure is drawn from `runs.jsonl`, the per-image score files and the stored maps alone (no
@@ -34,6 +35,7 @@ from benchmarks.reporting.figures.gallery_canvas import (
     GROUND_TRUTH_COLOR,
 )
 from benchmarks.reporting.figures.heatmap import draw_heatmap
+from benchmarks.reporting.figures.known_unseen import draw_known_vs_unseen
 from benchmarks.reporting.figures.kshot import KSHOT_VARIANT, draw_kshot
 from benchmarks.reporting.figures.pareto import _pareto_front as _pareto_front
 from benchmarks.reporting.figures.pareto import draw_pareto
@@ -60,6 +62,7 @@ __all__ = [
     "draw_bars",
     "draw_gallery",
     "draw_heatmap",
+    "draw_known_vs_unseen",
     "draw_kshot",
     "draw_pareto",
     "draw_pr",
@@ -80,6 +83,8 @@ FIGURE_CAPTIONS = {
     "bars_f1": "F1 at the validation threshold with 95 % CI whiskers; dashed: flag-everything F1",
     "pareto": "Image AUROC vs batch-1 p50 latency (log scale) with the Pareto front",
     "heatmap_cross_generation": "Test AUROC per release year and device group",
+    "known_vs_unseen": "Image AUROC on the validation split (held-out images of the designs seen in training)"
+    " beside the test split (unseen designs), 95 % CIs: what the generation shift costs each method",
     "scores": "Test score distributions (min-max scaled per cell) with the validation threshold",
     "kshot": "Image AUROC vs number of normal shots k (mean over seeds; band: 95 % CI)",
     "gallery": "Anomaly maps on the same test images for every method (each method's maps min-max scaled"
@@ -131,6 +136,7 @@ _DRAWERS: tuple[Callable[[DatasetView], list[Path]], ...] = (
     draw_bars,
     draw_pareto,
     draw_heatmap,
+    draw_known_vs_unseen,
     draw_scores,
     draw_ablations,
     draw_kshot,

@@ -97,10 +97,10 @@ def draw_ablation(view: DatasetView, method: str, ablation: Ablation, published:
         for xi, value, (_, up) in zip(x + offset, values, errors, strict=True):
             if np.isfinite(value):
                 ax.text(
-                    xi, value + up + 1.0, f"{value:.1f}", ha="center", va="bottom", fontsize=5.5, zorder=4
+                    xi, value + up + 1.0, f"{value:.1f}", ha="center", va="bottom", fontsize=6, zorder=4
                 )
             else:
-                ax.text(xi, 2, "not run", ha="center", va="bottom", rotation=90, fontsize=5.5, color="0.4")
+                ax.text(xi, 2, "not run", ha="center", va="bottom", rotation=90, fontsize=6, color="0.4")
     study = [published.get(v, np.nan) for v in variants]
     ax.bar(
         x + width,
@@ -115,7 +115,7 @@ def draw_ablation(view: DatasetView, method: str, ablation: Ablation, published:
     )
     for xi, value in zip(x + width, study, strict=True):
         ax.text(
-            xi, value + 1.0, f"{value:.2f}", ha="center", va="bottom", fontsize=5.5, color="0.25", zorder=4
+            xi, value + 1.0, f"{value:.2f}", ha="center", va="bottom", fontsize=6, color="0.25", zorder=4
         )
     chance, _ = chance_level("f1", shown)
     if chance is not None:
@@ -128,7 +128,8 @@ def draw_ablation(view: DatasetView, method: str, ablation: Ablation, published:
         notes.append(f"Published bars were measured on {where},\na different dataset from {name}: not comparable")
     title = "\n".join(n for n in notes if n) or None
     fig.legend(loc="outside lower center", ncols=1, fontsize=6, title=title, title_fontsize=6)
-    ax.set_xticks(x, [f"{v}\n({ablation.notes[v]})" if v in ablation.notes else v for v in variants])
+    notes = {v: view.origin(method, v) or ablation.notes.get(v) for v in variants}
+    ax.set_xticks(x, [f"{v}\n({plain(notes[v])})" if notes[v] else v for v in variants])
     ax.set(ylim=(0, 109), ylabel="F1 on the test split (%)")
     ax.grid(axis="x", visible=False)
     set_title(ax, f"{plain(ablation.subject)} ablation", view.dataset)
@@ -180,7 +181,7 @@ def draw_ablation_cross_generation(view: DatasetView, method: str, ablation: Abl
                 hatch=("....", "////", "")[shade],
                 linewidth=0.6,
                 zorder=2,
-                label=variant,
+                label=f"{variant} ({plain(origin)})" if (origin := view.origin(method, variant)) else variant,
             )
             if np.any(errors):
                 ax.errorbar(
@@ -195,7 +196,7 @@ def draw_ablation_cross_generation(view: DatasetView, method: str, ablation: Abl
                 )
             for xi, mean in zip(x + offset, means, strict=True):
                 if not np.isfinite(mean):
-                    ax.text(xi, 2, "n/a", ha="center", va="bottom", rotation=90, fontsize=5.5, color="0.4")
+                    ax.text(xi, 2, "n/a", ha="center", va="bottom", rotation=90, fontsize=6, color="0.4")
         sizes = [
             next((m.n for c in cells if (m := c.breakdowns.get(key, {}).get(s)) and m.n), None) for s in names
         ]

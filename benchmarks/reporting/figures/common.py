@@ -62,6 +62,12 @@ class DatasetView:
         root = next((c.dataset_root for c in self.cells if c.dataset_root), None)
         return dataset_kind(self.dataset, root)
 
+    def origin(self, method: str, variant: str) -> str | None:
+        """The `origin` the variant's ok cells report in their provenance (what a `base` model is,
+        e.g. "synthetic source"), when they agree; None when they name none or disagree."""
+        found = {str(c.provenance.get("origin") or "") for c in self.cells if c.method == method and c.variant == variant}
+        return found.pop() or None if len(found) == 1 else None
+
     def style(self, cell: CellResult) -> tuple[tuple[float, float, float], LineStyle, str]:
         """(colour, line style, marker): colour per method; line style per variant and seed, marker
         per variant, within the method."""
@@ -112,7 +118,8 @@ class DatasetView:
 
 
 def set_title(ax: Axes, what: str, dataset: str) -> None:
-    ax.set_title(f"{what}: {plain(short_name(dataset))}")
+    """`what: dataset`, wrapped onto a second line where the figure is too narrow for one."""
+    ax.set_title(f"{what}: {plain(short_name(dataset))}", wrap=True)
 
 
 def short_name(dataset: str) -> str:

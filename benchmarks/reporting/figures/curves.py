@@ -31,7 +31,9 @@ def _curve_legend(
     if n_entries <= MAX_INSIDE_LEGEND:
         ax.legend(loc=inside, title=title, handlelength=1.8)
     else:
-        fig.legend(loc="outside right upper", ncols=1 if n_entries < 21 else 2, title=title, handlelength=1.8)
+        # beside the axes, top-aligned with them: below a weights banner, never on it
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, ncols=1 if n_entries < 21 else 2,
+                  title=title, handlelength=1.8)
 
 
 def draw_roc(view: DatasetView) -> list[Path]:

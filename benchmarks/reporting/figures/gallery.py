@@ -94,7 +94,7 @@ def draw_gallery(view: DatasetView) -> list[Path]:
             text,
             ha="center",
             va="bottom",
-            fontsize=5,
+            fontsize=6,
             color="white",
             bbox={"boxstyle": "square,pad=0.15", "fc": "black", "ec": "none", "alpha": 0.55},
         )

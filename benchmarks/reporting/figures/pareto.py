@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -92,10 +93,9 @@ def draw_pareto(view: DatasetView) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlim(xs.min() / 1.8, x_max)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    if x_max / xs.min() < 300:  # label 2x, 3x, 5x minor ticks when there are few decades
-        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
     ax.set(xlabel="Batch-1 latency, p50 (ms, log scale)", ylabel="Image AUROC (test), 95 % CI")
     set_title(ax, "Accuracy vs latency", view.dataset)
+    _label_minor_ticks(fig, ax, xs.min() / 1.8, x_max)
     seeds = max(len(p.cells) for p in points)
     note = f"mean of up to {seeds} seeds; bars: CI envelope" if seeds > 1 else None
     if direct:
@@ -103,13 +103,28 @@ def draw_pareto(view: DatasetView) -> list[Path]:
         labelled = [(p.latency_ms, p.auroc, p.lo, p.hi, name) for p, name in zip(points, names, strict=True)]
         _place_labels(fig, ax, labelled, front)
     else:
-        fig.legend(loc="outside right upper", fontsize=6, title=note, title_fontsize=6)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=6, title=note,
+                  title_fontsize=6)
     return view.save(fig, "pareto")
 
 
-def _minor_log_label(value: float, _: object) -> str:
+def _label_minor_ticks(fig: Figure, ax: Axes, lo: float, hi: float) -> None:
+    """Label the 2x, 3x, 5x minor ticks of the log x axis, or only 2x and 5x, or none: the most
+    that keeps the narrowest gap between neighbouring labels wider than the longest label."""
+    fig.draw_without_rendering()
+    width_pt = ax.get_window_extent().width * 72 / fig.dpi
+    decades = np.log10(hi / lo)
+    label_pt = 0.65 * float(ax.xaxis.get_ticklabels()[0].get_fontsize()) * len(f"{hi:.0f}") + 4
+    # narrowest gap between labels, in decades: 2-3 with (2, 3, 5); 1-2 and 5-10 with (2, 5)
+    for mantissas, gap in (((2, 3, 5), np.log10(1.5)), ((2, 5), np.log10(2.0))):
+        if gap / decades * width_pt > label_pt:
+            ax.xaxis.set_minor_formatter(FuncFormatter(partial(_minor_log_label, mantissas=mantissas)))
+            return
+
+
+def _minor_log_label(value: float, _: object, mantissas: tuple[int, ...]) -> str:
     mantissa = round(value / 10 ** np.floor(np.log10(value)))
-    return f"{value:g}" if mantissa in (2, 3, 5) else ""
+    return f"{value:g}" if mantissa in mantissas else ""
 
 
 def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
