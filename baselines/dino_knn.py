@@ -273,6 +273,7 @@ class DinoKnn(Baseline):
         notes="AnomalyDINO reference pipeline; masking off by default",
         weight_specs=(DINOV2_VITS14_WEIGHTS, MOBILENETV2_IN1K),
         options=DinoKnnOptions,
+        resolution_options={"smaller_edge": 1.0},
         published=(
             PublishedResult(("k1",), "mvtec", "1-shot", "image_auroc", 96.6,
                             "Damm et al., AnomalyDINO: Boosting Patch-based Few-shot Anomaly Detection with DINOv2, "

@@ -90,7 +90,13 @@ import torch
 import torch.nn.functional as F
 
 from baselines.common import frozen_module_state, restore_frozen_module
-from baselines.ltfm_towers import CNN_STAGES, DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, build_tower
+from baselines.ltfm_towers import (
+    CLIP_B16_WEIGHTS,
+    CNN_STAGES,
+    DINOV2_S14_WEIGHTS,
+    SIGLIP_SO400M_WEIGHTS,
+    build_tower,
+)
 from benchmarks.api import (
     MOBILENETV2_IN1K,
     Ablation,
@@ -247,7 +253,7 @@ class LTFMBaseline(Baseline):
         needs_masks=False,
         license="LTFM design: Anomaly-OneVision (see upstream); DINOv2 weights Apache-2.0",
         notes="masks are used for the map loss where present",
-        weight_specs=(DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, MOBILENETV2_IN1K),
+        weight_specs=(DINOV2_S14_WEIGHTS, SIGLIP_SO400M_WEIGHTS, CLIP_B16_WEIGHTS, MOBILENETV2_IN1K),
         options=LtfmOptions,
         published=LTFM_PUBLISHED,
         ablation=LTFM_ABLATION,

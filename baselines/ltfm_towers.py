@@ -25,17 +25,18 @@ from benchmarks.api import (
 )
 from ltfm.towers import ARCHITECTURES, CnnStageTower, VisionTower
 
+# Keys are the ones anomalygpt and dino-knn use for the same files: one file in a weights folder serves all.
 SIGLIP_SO400M_WEIGHTS = WeightSpec(
     key="siglip_so400m_patch14_384", library="hf", model_id="google/siglip-so400m-patch14-384",
     hf_repo="google/siglip-so400m-patch14-384", filenames=("model.safetensors",),
 )
 CLIP_B16_WEIGHTS = WeightSpec(
-    key="clip_vit_b_16_laion2b_s34b_b88k", library="open_clip", model_id="ViT-B-16",
+    key="open_clip_ViT-B-16_laion2b_s34b_b88k", library="open_clip", model_id="ViT-B-16",
     hf_repo="laion/CLIP-ViT-B-16-laion2B-s34B-b88K", tag="laion2b_s34b_b88k",
     filenames=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
 )
 DINOV2_S14_WEIGHTS = WeightSpec(
-    key="vit_small_patch14_dinov2", library="timm", model_id="vit_small_patch14_dinov2.lvd142m",
+    key="dinov2_vits14", library="timm", model_id="vit_small_patch14_dinov2.lvd142m",
     hf_repo="timm/vit_small_patch14_dinov2.lvd142m", torch_hub_file="dinov2_vits14_pretrain.pth",
 )
 

@@ -32,6 +32,7 @@ from benchmarks.api import (
     STAGE_STRIDES,
     Baseline,
     FittedState,
+    LibraryTwin,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -132,6 +133,14 @@ class PatchCore(Baseline):
         notes="layers 2+3, 3x3 aggregation, greedy coreset 10 %, faiss 1-NN, max patch score",
         weight_specs=(timm_weight_spec("wide_resnet50_2"), MOBILENETV2_IN1K),
         options=PatchCoreOptions,
+        resolution_options={"image_size": 1.0, "crop_size": 0.875},  # 256 -> 224, as the paper crops
+        library_twin=LibraryTwin(
+            "anomalib:Patchcore",
+            options={"model_kwargs": {"backbone": "wide_resnet50_2", "layers": ["layer2", "layer3"],
+                                      "coreset_sampling_ratio": 0.1},
+                     "pre_processor_kwargs": {"image_size": [256, 256]}},
+            own_options={"backbone": "wide_resnet50_2", "image_size": 256, "crop_size": 256, "coreset_ratio": 0.1},
+            note="WideResNet-50-2 layers 2+3, 256 px without a crop, 10 % coreset, random weights on both sides"),
         published=(
             PublishedResult(("default",), "mvtec", "full-shot, WRN50, 224 px, 10 % coreset", "image_auroc", 99.2,
                             "Roth et al., Towards Total Recall in Industrial Anomaly Detection (PatchCore), CVPR 2022",

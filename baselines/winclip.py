@@ -72,7 +72,7 @@ class WinClipOptions:
         `text_cfg`); tests build a tiny CLIP with these. Pretrained weights only fit the
         unchanged architecture. The input size is the model's `vision_cfg.image_size`.
     scales: window sizes in patches (paper: 2 and 3). batch_size: images per forward pass; by
-        default 1 on a CPU and 8 on a GPU. On the 2-core AMD EPYC of the README, one capture per
+        default 1 on a CPU and 8 on a GPU. On the 2-core AMD EPYC of docs/performance.md, one capture per
         pass ran 3.30 s per image, 2 per pass 3.47 s, 4 and 8 per pass 3.71-3.72 s: a batch of 8
         puts 13,520 window tokens through each block, and the activations no longer fit the caches.
     """

@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks {run,list,weights,data,figures,report,merge}` (SPEC 9b)."""
+"""Command line: `python -m benchmarks {run,list,weights,data,figures,report,merge,bench,inspect}` (SPEC 9b)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.running.presets import PRESETS, get_preset
+
+SCALING_TRAIN_SIZES = (25, 50, 100, 200, 400, 800, 1600)
+SCALING_SIDES = (128, 256, 512)
+"""`bench scaling` defaults (benchmarks.running.scaling.TRAIN_SIZES / SIDES; kept here so that
+building the parser imports no torch)."""
 
 log = logging.getLogger("benchmarks")
 
@@ -57,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", help="run slice I of N of the grid, e.g. 1/4")
     run.add_argument("--cell-timeout", type=float, help="seconds per cell (default from the preset)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md and figures at the end")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan: every cell with its predicted time (from `bench scaling`), run nothing")
+    run.add_argument("--scaling", type=Path,
+                     help="the `bench scaling` folder or scaling.json to predict from (default: results/scaling)")
     run.add_argument("--save-models", action="store_true",
                      help="keep each cell's fitted model in <out>/models/ (read by `inspect`)")
 
@@ -109,13 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{text} from a stored run folder")
         p.add_argument("run_dir", type=Path)
         p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
-    bench = sub.add_parser("bench", help="each plugin's batch-1 latency against the raw library model it wraps")
+    bench = sub.add_parser("bench", help="overhead: each plugin's batch-1 latency against the raw library model it "
+                                         "wraps; scaling: how fit/predict time and memory grow with the work")
+    bench.add_argument("what", nargs="?", choices=("overhead", "scaling"), default="overhead")
     bench.add_argument("--methods", help="comma-separated method names (default: all registered)")
+    bench.add_argument("--train-sizes", default=",".join(map(str, SCALING_TRAIN_SIZES)),
+                       help="scaling: training-set sizes (comma-separated)")
+    bench.add_argument("--sides", default=",".join(map(str, SCALING_SIDES)),
+                       help="scaling: input sides in pixels for methods that declare resolution options")
+    bench.add_argument("--point-timeout", type=float, default=600.0,
+                       help="scaling: seconds per point; a curve stops at its first point over it")
+    bench.add_argument("--no-twins", action="store_true",
+                       help="scaling: leave out the library versions timed beside methods (anomalib's PatchCore)")
     bench.add_argument("--images", type=int, default=10, help="timed images per method")
     bench.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     bench.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--out", type=Path, help="also write the results as JSON here")
+    bench.add_argument("--out", type=Path, help="overhead: also write the results as JSON here; scaling: the "
+                                                "output folder (default: results/scaling)")
     inspect = sub.add_parser("inspect", help="a QC page (HTML + JSON) of what a saved model says about images")
     inspect.add_argument("run_dir", type=Path, help="a run folder written with --save-models")
     inspect.add_argument("images", nargs="*", help="image files, folders of images, or a manifest (.csv/.parquet)")
@@ -226,6 +246,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     for dataset in config.datasets:  # refuse an invalid dataset before any model work
         load_dataset(dataset, scale=config.preset.data_scale)
+    plan = _forecast(config, args)
+    if args.dry_run:
+        print(plan or "no `bench scaling` results to predict from: run `python -m benchmarks bench scaling` first "
+                      f"(or pass --scaling DIR); the grid has {len(_grid(config))} cell(s)")
+        return 0
+    if plan:
+        print(plan)
     peak = machine_gemm_peak(config.device, measure=True)  # once per run, before any cell; cells read it
     log.info("fp32 GEMM peak of this machine: %.1f GFLOP/s (%s)", peak.gflops, peak.library)
     summary = run(config)
@@ -233,6 +260,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and (summary.ran or summary.resumed):
         _write_outputs(config.out)
     return 0
+
+
+def _grid(config) -> list:  # noqa: ANN001 - RunConfig -> list[CellSpec]
+    from benchmarks.running.runner import expand_grid
+
+    return expand_grid(config)
+
+
+def _forecast(config, args: argparse.Namespace) -> str | None:  # noqa: ANN001 - config: RunConfig
+    """The grid with each cell's predicted seconds, when `bench scaling` results exist; else None."""
+    from benchmarks.running.forecast import forecast_cells, format_forecast
+    from benchmarks.running.scaling import load_scaling
+
+    source = args.scaling or default_results_root() / "scaling"
+    if args.scaling is None and not (source / "scaling.json").is_file():
+        return None
+    scaling = load_scaling(source)
+    return format_forecast(forecast_cells(config, scaling), report=not args.no_report, scaling_source=str(source))
 
 
 def _write_outputs(run_dir: Path) -> None:
@@ -472,6 +517,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = _split(args.methods) or None
     for method in methods or []:
         BASELINES.get(method)  # raises with "did you mean"
+    if args.what == "scaling":
+        return cmd_bench_scaling(args, methods or BASELINES.names())
     if args.images < 1:
         raise UsageError("--images must be at least 1")
     results = run_bench(methods, n_images=args.images, device=args.device, weights=args.weights,
@@ -480,6 +527,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         write_results(results, args.out, args.device)
         print(f"written: {args.out}")
+    return 0
+
+
+def cmd_bench_scaling(args: argparse.Namespace, methods: list[str]) -> int:
+    """Measure every point (one process each), then draw the curves and print the exponents."""
+    from benchmarks.reporting.figures.scaling import draw_scaling, format_scaling
+    from benchmarks.running.scaling import plan_points, run_scaling, twin_pairs
+
+    try:
+        sizes = sorted({int(v) for v in _split(args.train_sizes)})
+        sides = sorted({int(v) for v in _split(args.sides)})
+    except ValueError:
+        raise UsageError("--train-sizes and --sides take comma-separated integers") from None
+    if not sizes or min(sizes) < 1 or (sides and min(sides) < 16):
+        raise UsageError("--train-sizes must be positive and --sides at least 16")
+    out = (args.out or default_results_root() / "scaling").resolve()
+    specs = plan_points(methods, args.weights, sizes, sides, with_twins=not args.no_twins)
+    pairs = [] if args.no_twins else twin_pairs(methods)
+    print(f"{len(specs)} points; nothing else should run while they are timed. Writing {out}/scaling.json")
+    result = run_scaling(specs, out, timeout_s=args.point_timeout,
+                         on_point=lambda p: print(f"  {p.label:40s} {p.axis:10s} {p.size:5d}  {p.status}"
+                                                  + (f"  fit {p.fit_s:.1f} s, predict {p.predict_ms:.0f} ms/image"
+                                                     if p.status == "ok" else f"  {p.error}"), flush=True),
+                         pairs=pairs)
+    paths = draw_scaling(result, out)
+    print(format_scaling(result))
+    print(f"figures: {', '.join(str(p) for p in paths if p.suffix == '.png')}")
     return 0
 
 

@@ -4,7 +4,7 @@ Each test feeds the same tiny random backbone weights (written to a file, loaded
 and the same images to the plugin and to a reference that shares none of the plugin's objects:
 anomalib's own model path for PatchCore, and a from-definition AnomalyDINO (the reference code's
 steps, written here with PIL, timm's `forward_features`, numpy and OpenCV) plus anomalib's
-`AnomalyDINOModel` for dino-knn. Tolerances are stated per comparison; the README's
+`AnomalyDINOModel` for dino-knn. Tolerances are stated per comparison; docs/faithfulness.md's
 faithfulness table lists them.
 """
 

@@ -107,6 +107,24 @@ class Ablation:
 
 
 @dataclass(frozen=True)
+class LibraryTwin:
+    """The same method as a library ships it, which `bench scaling` runs beside the plugin on the
+    same work, so the ratio of their costs is measured at every size.
+
+    method: the registered name of the library's version (`anomalib:Patchcore`); options: its
+    options; own_options: the plugin's options that make the work the same; weights: the weights
+    mode of both sides (costs do not depend on the weights' values, and random weights need no
+    download); note: what the two sides share.
+    """
+
+    method: str
+    options: Mapping[str, Any]
+    own_options: Mapping[str, Any]
+    weights: str = "random"
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class TinySetup:
     """The smallest working configuration of a method: random init, tiny input, seconds on a CPU.
 
@@ -146,6 +164,12 @@ class MethodMeta:
     """The method's published numbers, for the report's "published vs reproduced" section."""
     ablation: Ablation | None = None
     """Variants that form the method's ablation study (drawn by the report)."""
+    library_twin: LibraryTwin | None = None
+    """The library's own version of the method, timed beside it by `bench scaling` (None: none)."""
+    resolution_options: Mapping[str, float] = field(default_factory=dict)
+    """The integer options that set the model's input side, each as a multiple of that side
+    (PatchCore: `{"image_size": 1.0, "crop_size": 0.875}`): how `bench scaling` grows the input
+    resolution. Empty: the input size is fixed by the backbone (no resolution curve)."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]

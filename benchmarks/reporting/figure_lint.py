@@ -35,8 +35,10 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from benchmarks.reporting.plot_style import DOUBLE_COLUMN_IN
-
+SINGLE_COLUMN_IN = 3.5
+DOUBLE_COLUMN_IN = 7.16
+"""A two-column paper's column and text widths (IEEE/ACM-style templates); the suite sizes its
+figures for them (`plot_style` takes them from here)."""
 MIN_PRINTED_PT = 6.0
 TOLERANCE_PX = 1.0
 """Overlaps and overhangs up to this many pixels (at the figure's own dpi) are rounding, not problems."""
@@ -102,7 +104,7 @@ def lint_figure(fig: Figure, name: str = "") -> LintReport:
     sizes = [(float(t.get_fontsize()) * scale, t) for t in texts]
     smallest = min((size for size, _ in sizes), default=float("inf"))
     for size, text in sizes:
-        if size < MIN_PRINTED_PT - 1e-6:
+        if round(size, 1) < MIN_PRINTED_PT:  # printed sizes are read to a tenth of a point
             problems.append(LintProblem("font-too-small", f"{_quote(text)} prints at {size:.1f} pt "
                                                           f"(< {MIN_PRINTED_PT:g} pt at {print_width(fig):.2f} in)"))
     return LintReport(name, tuple(problems), smallest, print_width(fig))

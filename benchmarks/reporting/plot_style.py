@@ -18,13 +18,16 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from benchmarks.reporting.figure_lint import (
+    DOUBLE_COLUMN_IN as DOUBLE_COLUMN_IN,  # the figures take both widths from here
+)
+from benchmarks.reporting.figure_lint import SINGLE_COLUMN_IN, lint_figure
+
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 log = logging.getLogger(__name__)
 
-SINGLE_COLUMN_IN = 3.5
-DOUBLE_COLUMN_IN = 7.16
 PNG_DPI = 200
 
 LineStyle = str | tuple[int, tuple[int, ...]]
@@ -132,8 +135,6 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     The figure lint (`benchmarks.reporting.figure_lint`) runs first and logs each problem it finds
     as a warning naming the figure: a figure the suite draws from a user's own data (long names,
     many methods) is checked as the suite's own are in the tests."""
-    from benchmarks.reporting.figure_lint import lint_figure
-
     for problem in lint_figure(fig, name).problems:
         log.warning("figure %s: %s", name, problem)
     out_dir.mkdir(parents=True, exist_ok=True)

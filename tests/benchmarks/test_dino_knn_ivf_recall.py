@@ -6,7 +6,7 @@ does (offline: the bundled substitute backbone), then compares its searches with
 search over the same bank on every test patch: recall@1 (the IVF neighbour is an exact nearest
 neighbour, distance within 1e-6) and the largest distance error. The AUROC effect is measured by
 two ordinary cells (`run --methods dino-knn --variants full`, with and without
-`--option dino-knn.exact_search=true`); the README's faithfulness section records both.
+`--option dino-knn.exact_search=true`); docs/faithfulness.md records both.
 
     .venv/bin/pytest tests/benchmarks/test_dino_knn_ivf_recall.py -q -s
 """

@@ -80,7 +80,7 @@ def draw_gallery(view: DatasetView) -> list[Path]:
     ax = fig.add_subplot()
     ax.imshow(np.round(canvas * 255).astype(np.uint8), interpolation="none")
     ax.set_axis_off()
-    titles = ["image", "ground truth"] + [view.label(c).replace("/", "/\n", 1) for c in cells]
+    titles = ["image", "ground truth"] + [_column_title(view.label(c)) for c in cells]
     for x, text in zip(lefts, titles, strict=True):
         ax.text(left + x + GALLERY_PANEL / 2, top - 4, text, ha="center", va="bottom", fontsize=6)
     for y, row in zip(tops, rows, strict=True):
@@ -164,3 +164,11 @@ def _min_max(stack: np.ndarray) -> np.ndarray:
     """`(N, H, W)` maps scaled to [0, 1] by their joint minimum and maximum (all 0 when constant)."""
     lo, hi = float(np.nanmin(stack)), float(np.nanmax(stack))
     return np.nan_to_num((stack - lo) / (hi - lo)) if hi > lo else np.zeros_like(stack)
+
+
+def _column_title(label: str) -> str:
+    """`method/variant (origin)` over a map column: the method on one line, the rest wrapped to the
+    panel's width (about 14 characters at 6 pt)."""
+    method, _, rest = label.partition("/")
+    lines = textwrap.wrap(rest, 14, break_long_words=False) if rest else []
+    return "\n".join([f"{method}/" if rest else method, *lines])

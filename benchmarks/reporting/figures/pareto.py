@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from matplotlib.transforms import Bbox
 
 from benchmarks.reporting.figures.common import DatasetView, set_title, whiskers
@@ -95,31 +95,33 @@ def draw_pareto(view: DatasetView) -> list[Path]:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set(xlabel="Batch-1 latency, p50 (ms, log scale)", ylabel="Image AUROC (test), 95 % CI")
     set_title(ax, "Accuracy vs latency", view.dataset)
-    _label_minor_ticks(fig, ax, xs.min() / 1.8, x_max)
     seeds = max(len(p.cells) for p in points)
     note = f"mean of up to {seeds} seeds; bars: CI envelope" if seeds > 1 else None
     if direct:
         ax.legend(handles=[front_line], loc="lower left", fontsize=6, title=note, title_fontsize=6)
+        _label_minor_ticks(fig, ax, xs.min() / 1.8, x_max)  # with the layout final but for the labels
         labelled = [(p.latency_ms, p.auroc, p.lo, p.hi, name) for p, name in zip(points, names, strict=True)]
         _place_labels(fig, ax, labelled, front)
     else:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=6, title=note,
                   title_fontsize=6)
+        _label_minor_ticks(fig, ax, xs.min() / 1.8, x_max)
     return view.save(fig, "pareto")
 
 
 def _label_minor_ticks(fig: Figure, ax: Axes, lo: float, hi: float) -> None:
-    """Label the 2x, 3x, 5x minor ticks of the log x axis, or only 2x and 5x, or none: the most
-    that keeps the narrowest gap between neighbouring labels wider than the longest label."""
-    fig.draw_without_rendering()
-    width_pt = ax.get_window_extent().width * 72 / fig.dpi
-    decades = np.log10(hi / lo)
-    label_pt = 0.65 * float(ax.xaxis.get_ticklabels()[0].get_fontsize()) * len(f"{hi:.0f}") + 4
-    # narrowest gap between labels, in decades: 2-3 with (2, 3, 5); 1-2 and 5-10 with (2, 5)
-    for mantissas, gap in (((2, 3, 5), np.log10(1.5)), ((2, 5), np.log10(2.0))):
-        if gap / decades * width_pt > label_pt:
-            ax.xaxis.set_minor_formatter(FuncFormatter(partial(_minor_log_label, mantissas=mantissas)))
+    """Label the 2x, 3x, 5x minor ticks of the log x axis, or only 2x and 5x, or none: the most that
+    leaves a gap between every two neighbouring tick labels, as drawn."""
+    for mantissas in ((2, 3, 5), (2, 5)):
+        ax.xaxis.set_minor_formatter(FuncFormatter(partial(_minor_log_label, mantissas=mantissas)))
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        shown = [t for t in (*ax.xaxis.get_majorticklabels(), *ax.xaxis.get_minorticklabels())
+                 if t.get_visible() and t.get_text() and lo <= t.get_position()[0] <= hi]
+        boxes = sorted((t.get_window_extent(renderer) for t in shown), key=lambda b: b.x0)
+        if all(b.x0 - a.x1 >= 3 for a, b in itertools.pairwise(boxes)):
             return
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _minor_log_label(value: float, _: object, mantissas: tuple[int, ...]) -> str:
