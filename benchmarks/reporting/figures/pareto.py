@@ -67,7 +67,9 @@ def draw_pareto(view: DatasetView) -> list[Path]:
     names = []
     for p in points:
         color, _, marker = view.style(p.cells[0])
-        names.append(plain(f"{p.cells[0].method}/{p.cells[0].variant}"))
+        method, variant = p.cells[0].method, p.cells[0].variant
+        origin = view.origin(method, variant)  # what a base is, from the cells' provenance
+        names.append(plain(f"{method}/{variant}" + (f" ({origin})" if origin else "")))
         ax.errorbar(
             [p.latency_ms],
             [p.auroc],
