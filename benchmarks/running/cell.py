@@ -138,24 +138,28 @@ def resolve_method(name: str, module: str | None = None) -> type[Baseline]:
     return BASELINES.get(name)
 
 
+def training_pool(records: Sequence[ImageRecord], protocol: Protocol, sources: Sequence[str]) -> list[ImageRecord]:
+    """The train rows a protocol draws from: its allowed sources; for few- and full-shot the normals
+    (hard negatives only where there are no other normals)."""
+    pool = [r for r in records if r.split == "train" and r.source in sources]
+    if protocol in (Protocol.FEW_SHOT, Protocol.FULL_SHOT):
+        pool = [r for r in pool if r.label == 0 and not r.hard_negative] or [r for r in pool if r.label == 0]
+    return pool
+
+
 def select_train(
     records: Sequence[ImageRecord], spec: VariantSpec, seed: int, cap: int | None
 ) -> list[ImageRecord]:
     """The training rows a variant may see (its protocol and allowed sources), seeded and capped."""
-    pool = [r for r in records if r.split == "train" and r.source in spec.sources]
-    rng = np.random.default_rng(seed)
     if spec.protocol is Protocol.ZERO_SHOT:
         return []
-    if spec.protocol in (Protocol.FEW_SHOT, Protocol.FULL_SHOT):
-        normals = [r for r in pool if r.label == 0 and not r.hard_negative] or [
-            r for r in pool if r.label == 0
-        ]
-        if spec.protocol is Protocol.FEW_SHOT:
-            assert spec.shots is not None
-            if len(normals) < spec.shots:
-                raise CellSkipped(f"{spec.shots}-shot variant but only {len(normals)} normal training images")
-            return [normals[i] for i in sorted(rng.choice(len(normals), spec.shots, replace=False))]
-        return _cap(normals, cap, rng)
+    pool = training_pool(records, spec.protocol, spec.sources)
+    rng = np.random.default_rng(seed)
+    if spec.protocol is Protocol.FEW_SHOT:
+        assert spec.shots is not None
+        if len(pool) < spec.shots:
+            raise CellSkipped(f"{spec.shots}-shot variant but only {len(pool)} normal training images")
+        return [pool[i] for i in sorted(rng.choice(len(pool), spec.shots, replace=False))]
     return _cap(pool, cap, rng)
 
 

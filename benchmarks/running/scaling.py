@@ -30,7 +30,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -242,7 +241,7 @@ def measure_point(spec: PointSpec) -> ScalingPoint:
                                   for f in frozen.get(tuple(t.shape), []))) / 2**20
     except SavingUnsupported:
         state_mb = None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak, _ = latency.peak_memory_mb("cpu")
     return ScalingPoint(**common, status="ok", weights=resolver.effective_mode, setup_s=setup_s, fit_s=fit_s,
                         predict_ms=1000 * statistics.median(per_image), decode_ms=decode_ms,
                         peak_rss_mb=peak, base_rss_mb=base, state_mb=state_mb)
@@ -329,9 +328,9 @@ def training_rows(records: Sequence[ImageRecord], protocol: Protocol, sources: S
                   n: int, seed: int) -> tuple[tuple[ImageRecord, int], ...]:
     """n training rows for a curve point: the protocol's pool, shuffled once by `seed`, repeated with
     an augmentation index beyond its size (zero-shot: none; few-shot: its k normals, whatever n)."""
-    pool = [r for r in records if r.split == "train" and r.source in sources]
-    if protocol in (Protocol.FEW_SHOT, Protocol.FULL_SHOT):
-        pool = [r for r in pool if r.label == 0 and not r.hard_negative] or [r for r in pool if r.label == 0]
+    from benchmarks.running.cell import training_pool
+
+    pool = training_pool(records, protocol, sources)
     if protocol is Protocol.ZERO_SHOT or not pool:
         return ()
     order = np.random.default_rng(seed).permutation(len(pool))
