@@ -287,6 +287,7 @@ class AnomalyGPT(Baseline):
         weight_specs=(weight_spec(),),
         options=AnomalyGptOptions,
         published=ANOMALYGPT_PUBLISHED,
+        preset_schedule=True,  # synthesised images and epochs follow the preset (SCHEDULES)
         tiny=TinySetup("k1", {"model_overrides": {
             "embed_dim": 32,
             "vision_cfg": {"image_size": 64, "layers": 4, "width": 32, "patch_size": 8, "head_width": 16},

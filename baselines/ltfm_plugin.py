@@ -257,6 +257,7 @@ class LTFMBaseline(Baseline):
         options=LtfmOptions,
         published=LTFM_PUBLISHED,
         ablation=LTFM_ABLATION,
+        preset_schedule=True,  # epochs and the base's synthetic images follow the preset (SCHEDULES, BASE_IMAGES)
         tiny=TinySetup("ft-real", {"init": "scratch", "epochs": 1, "tower": "dinov2-tiny", "dim": 64}),
     )
 

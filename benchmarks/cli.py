@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan: every cell with its predicted time (from `bench scaling`), run nothing")
     run.add_argument("--scaling", type=Path,
-                     help="the `bench scaling` folder or scaling.json to predict from (default: results/scaling)")
+                     help="the `bench scaling` folder or scaling.json to predict from (default: results/scaling-PRESET "
+                          "when it exists, else results/scaling)")
     run.add_argument("--save-models", action="store_true",
                      help="keep each cell's fitted model in <out>/models/ (read by `inspect`)")
 
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling: input sides in pixels for methods that declare resolution options")
     bench.add_argument("--point-timeout", type=float, default=600.0,
                        help="scaling: seconds per point; a curve stops at its first point over it")
+    bench.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                       help="scaling: the preset the points are measured at (methods whose training follows the "
+                            "preset need the curves of the preset a run uses)")
     bench.add_argument("--no-twins", action="store_true",
                        help="scaling: leave out the library versions timed beside methods (anomalib's PatchCore)")
     bench.add_argument("--images", type=int, default=10, help="timed images per method")
@@ -135,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--out", type=Path, help="overhead: also write the results as JSON here; scaling: the "
-                                                "output folder (default: results/scaling)")
+                                                "output folder (default: results/scaling, or results/scaling-PRESET "
+                                                "for a preset other than default)")
     inspect = sub.add_parser("inspect", help="a QC page (HTML + JSON) of what a saved model says about images")
     inspect.add_argument("run_dir", type=Path, help="a run folder written with --save-models")
     inspect.add_argument("images", nargs="*", help="image files, folders of images, or a manifest (.csv/.parquet)")
@@ -268,14 +273,22 @@ def _grid(config) -> list:  # noqa: ANN001 - RunConfig -> list[CellSpec]
     return expand_grid(config)
 
 
+def scaling_dir(preset: str) -> Path:
+    """Where `bench scaling --preset PRESET` writes by default and where `run --dry-run` looks."""
+    return default_results_root() / ("scaling" if preset == "default" else f"scaling-{preset}")
+
+
 def _forecast(config, args: argparse.Namespace) -> str | None:  # noqa: ANN001 - config: RunConfig
     """The grid with each cell's predicted seconds, when `bench scaling` results exist; else None."""
     from benchmarks.running.forecast import forecast_cells, format_forecast
     from benchmarks.running.scaling import load_scaling
 
-    source = args.scaling or default_results_root() / "scaling"
-    if args.scaling is None and not (source / "scaling.json").is_file():
-        return None
+    source = args.scaling
+    if source is None:
+        found = [d for d in (scaling_dir(config.preset.name), scaling_dir("default")) if (d / "scaling.json").is_file()]
+        if not found:
+            return None
+        source = found[0]
     scaling = load_scaling(source)
     return format_forecast(forecast_cells(config, scaling), report=not args.no_report, scaling_source=str(source))
 
@@ -542,8 +555,8 @@ def cmd_bench_scaling(args: argparse.Namespace, methods: list[str]) -> int:
         raise UsageError("--train-sizes and --sides take comma-separated integers") from None
     if not sizes or min(sizes) < 1 or (sides and min(sides) < 16):
         raise UsageError("--train-sizes must be positive and --sides at least 16")
-    out = (args.out or default_results_root() / "scaling").resolve()
-    specs = plan_points(methods, args.weights, sizes, sides, with_twins=not args.no_twins)
+    out = (args.out or scaling_dir(args.preset)).resolve()
+    specs = plan_points(methods, args.weights, sizes, sides, with_twins=not args.no_twins, preset=args.preset)
     pairs = [] if args.no_twins else twin_pairs(methods)
     print(f"{len(specs)} points; nothing else should run while they are timed. Writing {out}/scaling.json")
     result = run_scaling(specs, out, timeout_s=args.point_timeout,

@@ -115,8 +115,9 @@ def make_context(tmp_path: Path) -> Callable[..., MethodContext]:
     return factory
 
 
-def write_tiny_manifest(root: Path, n_train: int = 6, n_val: int = 4, n_test: int = 6) -> Path:
-    """A small real-file dataset in the manifest schema: 48x48 PNGs, anomalies with masks."""
+def write_tiny_manifest(root: Path, n_train: int = 6, n_val: int = 4, n_test: int = 6, size: int = 48) -> Path:
+    """A small real-file dataset in the manifest schema: `size`-pixel square PNGs (48), anomalies with
+    masks; n_val / n_test per class."""
     from PIL import Image
 
     rng = np.random.default_rng(1)
@@ -127,7 +128,7 @@ def write_tiny_manifest(root: Path, n_train: int = 6, n_val: int = 4, n_test: in
             ("test", 0, n_test, 2024), ("test", 1, n_test, 2025)]
     for split, label, count, year in plan:
         for i in range(count):
-            image, mask = _toy_image(rng, bool(label), 48)
+            image, mask = _toy_image(rng, bool(label), size)
             name = f"images/{split}_{label}_{i}.png"
             Image.fromarray(image).save(root / name)
             mask_name = ""

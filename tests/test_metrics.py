@@ -38,7 +38,7 @@ from benchmarks.metrics import (
 )
 from benchmarks.metrics.bootstrap import ap_and_f1max_rows, auroc_rows, f1_at_rows, stratified_bootstrap
 from benchmarks.metrics.paired import delong_covariance
-from benchmarks.metrics.pixel import PixelMetrics, _area_to_limit, _pixels
+from benchmarks.metrics.pixel import PixelAccumulator, PixelMetrics, _area_to_limit
 from benchmarks.results.record import CellMetrics, HardNegativeRate, Interval
 
 SPEC_IMAGE_KEYS = {
@@ -417,7 +417,9 @@ def test_regions_emptied_by_subsampling_are_not_counted() -> None:
     anomaly_map = rng.random((100, 100)) + mask
     sampled = pixel_metrics([anomaly_map], [mask], max_pixels=500)
     assert pixel_metrics([anomaly_map], [mask]).n_regions == 2 and sampled.n_regions == 1
-    scores, regions, _ = _pixels([anomaly_map], [mask], 500)
+    accumulator = PixelAccumulator(mask.size, 500)
+    accumulator.add(anomaly_map, mask, 0)
+    scores, regions = accumulator.sample()
     kept = regions[regions > 0]
     expected = _area_to_limit(*_manual_pro(scores, regions), 0.3)
     assert sampled.aupro == pytest.approx(expected) and set(np.unique(kept)) == {2}

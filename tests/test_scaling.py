@@ -15,7 +15,12 @@ from benchmarks.cli import main
 from benchmarks.data.manifest import load_manifest
 from benchmarks.plugins.contract import Protocol
 from benchmarks.reporting.figures.scaling import draw_scaling, format_scaling
-from benchmarks.running.forecast import curve_value, forecast_cells, predict_calls
+from benchmarks.running.forecast import (
+    curve_value,
+    forecast_cells,
+    per_image_seconds,
+    predict_images_by_batch,
+)
 from benchmarks.running.presets import get_preset
 from benchmarks.running.scaling import (
     ScalingPoint,
@@ -38,9 +43,10 @@ def test_power_law_recovers_the_exponent() -> None:
     assert fit_power_law([25, 50], [1.0, 0.0]) is None  # non-positive values are left out
 
 
-def _point(size: int, fit_s: float, predict_ms: float = 10.0, label: str = "m/default") -> ScalingPoint:
+def _point(size: int, fit_s: float, predict_ms: float = 10.0, label: str = "m/default",
+           predict_batch_ms: float | None = None) -> ScalingPoint:
     return ScalingPoint(label, "m", "default", "train", size, size, "ok", fit_s=fit_s, predict_ms=predict_ms,
-                        decode_ms=1.0, setup_s=0.5)
+                        predict_batch_ms=predict_batch_ms, decode_ms=1.0, setup_s=0.5)
 
 
 def test_curves_are_read_in_log_log_space() -> None:
@@ -78,11 +84,22 @@ def test_augmented_repeats_differ_from_the_image_and_each_other() -> None:
     assert np.array_equal(one, np.roll(image[:, ::-1], 3, axis=1)) and np.array_equal(two, np.roll(image, 6, axis=1))
 
 
-def test_predict_calls_count_every_image_a_cell_predicts() -> None:
+def test_predicted_images_are_counted_at_the_batch_size_they_go_in() -> None:
     preset = get_preset("default")  # 20 timed images after 2 warm-up calls, throughput at batch 8
-    # 70 val + 160 test, 2 + 20 latency, 8 warm-up + 16 throughput, 2 for the FLOP count
-    assert predict_calls(230, 160, preset.latency_images, preset.latency_warmup, preset.throughput_batch_sizes) == 278
-    assert predict_calls(10, 5, 20, 2, (1, 4, 8)) == 10 + 2 + 5 + (1 + 5) + (4 + 4) + 2
+    # 70 val + 160 test in evaluation batches of 8; 2 + 20 latency and 2 for the FLOP count at
+    # batch 1; 8 warm-up + 16 throughput at batch 8
+    counts = predict_images_by_batch(230, 160, preset.latency_images, preset.latency_warmup,
+                                     preset.throughput_batch_sizes)
+    assert counts == {8: 230 + 8 + 16, 1: 2 + 20 + 2}
+    assert predict_images_by_batch(10, 5, 20, 2, (1, 4, 8)) == {8: 10, 1: 2 + 5 + 2 + (1 + 5), 4: 4 + 4}
+
+
+def test_per_image_time_between_batch_sizes_is_read_in_log_log_space() -> None:
+    assert per_image_seconds(80.0, 10.0, 1) == pytest.approx(0.080)
+    assert per_image_seconds(80.0, 10.0, 8) == pytest.approx(0.010)
+    assert per_image_seconds(80.0, 10.0, 32) == pytest.approx(0.010)  # held above the measured batch
+    assert per_image_seconds(80.0, 10.0, 2) == pytest.approx(0.040)  # 80 * (10/80) ** (1/3)
+    assert per_image_seconds(80.0, None, 8) == pytest.approx(0.080)  # curves without a batched time
 
 
 def test_a_tiny_bench_end_to_end_and_the_dry_run_it_feeds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -94,7 +111,8 @@ def test_a_tiny_bench_end_to_end_and_the_dry_run_it_feeds(tmp_path: Path, capsys
     result = run_scaling(specs, out, timeout_s=120)
     assert [p.status for p in result.points] == ["ok"] * 3, [p.error for p in result.points]
     assert all(p.fit_s is not None and p.fit_s > 0 and p.predict_ms is not None and p.predict_ms > 0
-               for p in result.points)
+               and p.predict_batch_ms is not None and p.predict_batch_ms > 0 for p in result.points)
+    assert all(p.preset == "default" for p in result.points) and result.settings["preset"] == "default"
     assert all(p.peak_rss_mb is not None and p.peak_rss_mb >= (p.base_rss_mb or 0) for p in result.points)
     assert result.points[0].weights == "random"
     assert result.laws["mean-brightness/default"]["train"]["fit_s"] is not None
@@ -121,20 +139,51 @@ def test_a_point_over_its_timeout_stops_its_curve(tmp_path: Path) -> None:
 
 
 def test_the_forecast_adds_up_the_measured_parts(tmp_path: Path) -> None:
-    """fit + per-image predict x every predict call + decode + setup + bootstrap + overhead, per cell."""
+    """fit + every predicted image at its batch's per-image time + decode + setup + bootstrap + overhead."""
     from benchmarks.running.config import RunConfig
     from benchmarks.running.forecast import CELL_OVERHEAD_S
 
     manifest = write_tiny_manifest(tmp_path / "data", n_train=6, n_val=4, n_test=6)
-    points = [_point(2, 1.0, 20.0, "mean-brightness/default"), _point(8, 4.0, 20.0, "mean-brightness/default")]
+    points = [_point(2, 1.0, 20.0, "mean-brightness/default", predict_batch_ms=5.0),
+              _point(8, 4.0, 20.0, "mean-brightness/default", predict_batch_ms=5.0)]
     scaling = ScalingResult(points, {}, {})
     config = RunConfig(methods=("mean-brightness",), datasets=(f"manifest:{manifest}",), seeds=(0,),
                        preset=get_preset("smoke"), out=tmp_path / "run")
     (cell,) = forecast_cells(config, scaling)
     assert cell.n_train == 6 and cell.n_eval == 8 + 12
     assert cell.fit_s == pytest.approx(3.0)  # linear between (2, 1 s) and (8, 4 s)
-    preset = get_preset("smoke")
-    calls = predict_calls(20, 12, preset.latency_images, preset.latency_warmup, preset.throughput_batch_sizes)
-    assert cell.predict_s == pytest.approx(0.02 * calls)
+    preset = get_preset("smoke")  # 3 timed images after 1 warm-up; throughput at batch 4 (above 3: not run)
+    assert cell.predict_s == pytest.approx(0.005 * 20 + 0.020 * (1 + 3 + 2))
     rest = cell.seconds - cell.fit_s - cell.predict_s - 0.001 * (6 + 20) - 0.5 - CELL_OVERHEAD_S
     assert 0 <= rest < 1.0  # the bootstrap, timed on the spot
+    assert not cell.other_preset and preset.name == "smoke"
+
+
+def test_curves_of_another_preset_flag_the_methods_whose_training_follows_it(tmp_path: Path) -> None:
+    """Curves measured at default, a smoke run: a method that declares `preset_schedule` is flagged
+    (cell basis and total), one that does not is read as it is."""
+    from dataclasses import replace as dc_replace
+
+    from benchmarks.plugins.registry import BASELINES
+    from benchmarks.running.config import RunConfig
+    from benchmarks.running.forecast import format_forecast
+
+    manifest = write_tiny_manifest(tmp_path / "data", n_train=6, n_val=4, n_test=6)
+    points = [_point(2, 1.0, 20.0, "mean-brightness/default"), _point(8, 4.0, 20.0, "mean-brightness/default")]
+    scaling = ScalingResult(points, {}, {"preset": "default"})
+    config = RunConfig(methods=("mean-brightness",), datasets=(f"manifest:{manifest}",), seeds=(0,),
+                       preset=get_preset("smoke"), out=tmp_path / "run")
+    (plain_cell,) = forecast_cells(config, scaling)
+    assert not plain_cell.other_preset and "preset" not in plain_cell.basis
+    method = BASELINES.get("mean-brightness")
+    original = method.meta
+    method.meta = dc_replace(original, preset_schedule=True)
+    try:
+        (cell,) = forecast_cells(config, scaling)
+    finally:
+        method.meta = original
+    assert cell.other_preset and "curve measured at preset default" in cell.basis
+    assert cell.seconds == pytest.approx(plain_cell.seconds, rel=0.2)  # read off the same curve
+    assert "uncertain: 1 cell(s)" in format_forecast([cell], report=False, scaling_source="x")
+    (same,) = forecast_cells(config, ScalingResult(points, {}, {"preset": "smoke"}))
+    assert not same.other_preset

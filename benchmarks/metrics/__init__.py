@@ -7,7 +7,7 @@ measured on test. Metrics that do not apply are None with a reason, never 0 or 0
 from benchmarks.metrics.breakdown import as_bool, breakdown, hard_negative_fpr
 from benchmarks.metrics.image import ImageMetrics, auroc_or_none, f1_max_score, image_metrics
 from benchmarks.metrics.paired import PairedComparison, paired_auroc_test
-from benchmarks.metrics.pixel import PixelMetrics, aupro_score, pixel_metrics, resize_map
+from benchmarks.metrics.pixel import PixelAccumulator, PixelMetrics, aupro_score, pixel_metrics, resize_map
 from benchmarks.metrics.threshold import NO_THRESHOLD, Threshold, choose_threshold
 from benchmarks.results.record import CellMetrics
 
@@ -57,6 +57,7 @@ __all__ = [
     "hard_negative_fpr",
     "image_metrics",
     "paired_auroc_test",
+    "PixelAccumulator",
     "pixel_metrics",
     "resize_map",
 ]

@@ -11,12 +11,15 @@ NumPy for maps of any size. Pixel AUROC is read off the same sorted pixels (trap
 the ROC points at distinct scores, as sklearn's `roc_auc_score`, which the tests compare
 against) because a second sort of millions of pixels would double the cost.
 
-Memory: all pixels are held at once (float32 score, int32 region id, sort index and float64
+Memory: the kept pixels are held at once (float32 score, int32 region id, sort index and float64
 cumulative curves: about 60 bytes per pixel at peak, ~250 MB at the cap). Above `max_pixels`
-pixels (default 2**22, about 4.2 M: e.g. 64 images at 256x256), a fixed-seed Bernoulli sample of pixels is used for both metrics; regions are labelled at full resolution
-first and their sizes counted within the sample, so PRO is estimated per region; a region
-with no sampled pixel drops out (only regions of a few pixels can). The result records the
-fraction of pixels used.
+pixels (default 2**22, about 4.2 M: e.g. 64 images at 256x256), a fixed-seed Bernoulli sample of
+pixels is used for both metrics; regions are labelled at full resolution first and their sizes
+counted within the sample, so PRO is estimated per region; a region with no sampled pixel drops
+out (only regions of a few pixels can). The result records the fraction of pixels used.
+`PixelAccumulator` takes the images one at a time (a run streams its test set through it, so
+neither the maps nor the masks of the whole set are ever held: memory stays at the sample's,
+whatever the test set's size); `pixel_metrics` is the same accumulator fed from lists.
 """
 
 from __future__ import annotations
@@ -73,28 +76,82 @@ def resize_map(anomaly_map: np.ndarray | torch.Tensor, size: tuple[int, int]) ->
     return resized[0, 0].numpy()
 
 
-def _pixels(
-    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], max_pixels: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Flattened scores `(P,)` float32 and global region ids `(P,)` int32 (0 = background)."""
-    total = sum(int(m.size) for m in masks)
-    keep_rate = min(1.0, max_pixels / total)
-    rng = np.random.default_rng(_SUBSAMPLE_SEED)
-    scores, regions = [], []
-    offset = 0
-    for anomaly_map, mask in zip(maps, masks, strict=True):
-        score = np.asarray(anomaly_map, dtype=np.float32)
+class PixelAccumulator:
+    """Pixel AUROC / AUPRO from images added one at a time (`add`), read once at the end (`result`).
+
+    `total_pixels` is the number of pixels of every image that will be added (their masks' sizes):
+    it fixes the sampling rate before the first image arrives, so the sample is the one
+    `pixel_metrics` draws from the same images in the same order. A total that does not come true
+    (an image whose size its header misstates) only changes how many pixels are kept; the result's
+    `pixel_fraction` is what was kept of what was added.
+    """
+
+    def __init__(self, total_pixels: int, max_pixels: int | None = None) -> None:
+        if total_pixels < 0:
+            raise ValueError(f"total_pixels must be at least 0, got {total_pixels}")
+        max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.total_pixels = total_pixels
+        self.keep_rate = min(1.0, max_pixels / total_pixels) if total_pixels else 1.0
+        self._rng = np.random.default_rng(_SUBSAMPLE_SEED)
+        self._scores: list[np.ndarray] = []
+        self._regions: list[np.ndarray] = []
+        self._offset = 0
+        self.n_images = 0
+        self.n_pixels = 0
+        self.n_positive = 0
+
+    def add(self, anomaly_map: np.ndarray, mask: np.ndarray, name: object) -> None:
+        """One image: its map at the mask's size and its bool mask (all False for a normal image).
+        `name` names the image in errors."""
+        anomaly_map, mask = np.asarray(anomaly_map), np.asarray(mask, dtype=bool)
+        if anomaly_map.ndim != 2 or anomaly_map.shape != mask.shape:
+            raise ValueError(
+                f"anomaly map of image {name} has shape {anomaly_map.shape} but its mask {mask.shape}; "
+                "resize maps to image size first (resize_map)"
+            )
+        check_finite(anomaly_map, what=f"anomaly map of image {name}")
         labelled, n_regions = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-        labelled = np.where(labelled > 0, labelled + offset, 0).astype(np.int32).ravel()
-        offset += n_regions
-        score = score.ravel()
-        if keep_rate < 1.0:
-            kept = rng.random(score.size) < keep_rate
+        labelled = np.where(labelled > 0, labelled + self._offset, 0).astype(np.int32).ravel()
+        self._offset += n_regions
+        score = anomaly_map.astype(np.float32, copy=False).ravel()
+        if self.keep_rate < 1.0:
+            kept = self._rng.random(score.size) < self.keep_rate
             score, labelled = score[kept], labelled[kept]
-        scores.append(score)
-        regions.append(labelled)
-    used = sum(s.size for s in scores)
-    return np.concatenate(scores), np.concatenate(regions), used / total
+        self._scores.append(score)
+        self._regions.append(labelled)
+        self.n_images += 1
+        self.n_pixels += mask.size
+        self.n_positive += int(mask.sum())
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept pixels: scores `(P,)` float32 and global region ids `(P,)` int32 (0 = background)."""
+        if not self._scores:
+            return np.zeros(0, np.float32), np.zeros(0, np.int32)
+        return np.concatenate(self._scores), np.concatenate(self._regions)
+
+    def result(self, fpr_limit: float = DEFAULT_FPR_LIMIT) -> PixelMetrics:
+        if not 0.0 < fpr_limit <= 1.0:
+            raise ValueError(f"fpr_limit must lie in (0, 1], got {fpr_limit}")
+        if self.n_images == 0:
+            return _undefined("no ground-truth masks")
+        if self.n_positive == 0:
+            return _undefined("no mask has an anomalous pixel", self.n_images)
+        if self.n_positive == self.n_pixels:
+            return _undefined("every mask pixel is anomalous: no background to measure false positives",
+                              self.n_images)
+        scores, regions = self.sample()
+        anomalous = regions > 0
+        if anomalous.all() or not anomalous.any():
+            return _undefined("the pixel sample lacks one class; raise max_pixels", self.n_images)
+        curves = _pixel_curves(scores, regions)
+        return PixelMetrics(
+            pixel_auroc=float(np.trapezoid(curves.tpr, curves.fpr)),
+            aupro=_area_to_limit(curves.fpr, curves.pro, fpr_limit),
+            n_images=self.n_images,
+            n_regions=int((np.bincount(regions)[1:] > 0).sum()),
+            pixel_fraction=scores.size / self.n_pixels,
+            undefined_reason=None,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +212,7 @@ def pixel_metrics(
     masks: Sequence[np.ndarray | None] | None,
     *,
     fpr_limit: float = DEFAULT_FPR_LIMIT,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
 ) -> PixelMetrics:
     """Pixel AUROC and AUPRO from per-image anomaly maps and boolean ground-truth masks.
 
@@ -170,37 +227,8 @@ def pixel_metrics(
         return _undefined("no anomaly maps" if maps is None else "no ground-truth masks")
     if len(maps) != len(masks):
         raise ValueError(f"{len(maps)} anomaly maps but {len(masks)} masks")
-    if not 0.0 < fpr_limit <= 1.0:
-        raise ValueError(f"fpr_limit must lie in (0, 1], got {fpr_limit}")
     kept = [i for i, m in enumerate(masks) if m is not None]
-    if not kept:
-        return _undefined("no ground-truth masks")
-    kept_maps = [np.asarray(maps[i]) for i in kept]
-    kept_masks = [np.asarray(masks[i], dtype=bool) for i in kept]
-    for index, anomaly_map, mask in zip(kept, kept_maps, kept_masks, strict=True):
-        if anomaly_map.ndim != 2 or anomaly_map.shape != mask.shape:
-            raise ValueError(
-                f"anomaly map of image {index} has shape {anomaly_map.shape} but its mask {mask.shape}; "
-                "resize maps to image size first (resize_map)"
-            )
-        check_finite(anomaly_map, what=f"anomaly map of image {index}")
-    n_positive = sum(int(m.sum()) for m in kept_masks)
-    if n_positive == 0:
-        return _undefined("no mask has an anomalous pixel", len(kept))
-    if n_positive == sum(m.size for m in kept_masks):
-        return _undefined(
-            "every mask pixel is anomalous: no background to measure false positives", len(kept)
-        )
-    scores, regions, fraction = _pixels(kept_maps, kept_masks, max_pixels)
-    anomalous = regions > 0
-    if anomalous.all() or not anomalous.any():
-        return _undefined("the pixel sample lacks one class; raise max_pixels", len(kept))
-    curves = _pixel_curves(scores, regions)
-    return PixelMetrics(
-        pixel_auroc=float(np.trapezoid(curves.tpr, curves.fpr)),
-        aupro=_area_to_limit(curves.fpr, curves.pro, fpr_limit),
-        n_images=len(kept),
-        n_regions=int((np.bincount(regions)[1:] > 0).sum()),
-        pixel_fraction=fraction,
-        undefined_reason=None,
-    )
+    accumulator = PixelAccumulator(sum(int(np.asarray(masks[i]).size) for i in kept), max_pixels)
+    for i in kept:
+        accumulator.add(maps[i], masks[i], i)
+    return accumulator.result(fpr_limit)

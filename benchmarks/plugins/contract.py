@@ -170,6 +170,10 @@ class MethodMeta:
     """The integer options that set the model's input side, each as a multiple of that side
     (PatchCore: `{"image_size": 1.0, "crop_size": 0.875}`): how `bench scaling` grows the input
     resolution. Empty: the input size is fixed by the backbone (no resolution curve)."""
+    preset_schedule: bool = False
+    """True when the method's training work follows the run's preset (`Preset.name`: epochs,
+    synthesised images): its `bench scaling` curves then hold only for the preset they were
+    measured at, and a forecast from another preset's curves says it under-predicts."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from benchmarks import metrics
 from benchmarks.data.cache import cache_root
-from benchmarks.data.images import ImageDecodeError, load_image, load_mask
+from benchmarks.data.images import ImageDecodeError, image_size, load_image, load_mask
 from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
 from benchmarks.plugins.contract import (
@@ -196,16 +196,24 @@ def load_samples(records: Sequence[ImageRecord], with_masks: bool) -> list[Sampl
     return samples
 
 
-def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Prediction:
-    """Run `predict` in batches and concatenate; every batch is checked against the contract."""
-    scores, maps, texts = [], [], []
+def batches_of(samples: Sequence[Sample], size: int = PREDICT_BATCH) -> Iterator[Sequence[Sample]]:
+    """Decoded samples in evaluation batches."""
+    for start in range(0, len(samples), size):
+        yield samples[start : start + size]
+
+
+def predict_all(plugin: Baseline, batches: Iterable[Sequence[Sample]], total: int, desc: str,
+                on_batch: Callable[[Sequence[Sample], Prediction], None] | None = None) -> Prediction:
+    """Run `predict` on every batch and concatenate scores, texts, answers and extras; every batch is
+    checked against the contract. Maps are not kept: `on_batch` sees each checked batch with its
+    whole prediction and keeps what it needs of them (`EvaluationStream`)."""
+    scores, texts = [], []
     decisions: list[bool | None] = []
     locations: list[str | None] = []
     extra: dict[str, list[object]] = {}
     has_maps = has_texts = has_answers = None
-    with tqdm(total=len(samples), desc=desc, unit="img", leave=False) as bar:
-        for start in range(0, len(samples), PREDICT_BATCH):
-            chunk = samples[start : start + PREDICT_BATCH]
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        for chunk in batches:
             pred = plugin.predict([s.image for s in chunk])
             try:
                 pred.check(len(chunk))
@@ -220,9 +228,9 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
                 raise ValueError(
                     f"{plugin.meta.name} returned a bad prediction for images {ids}...: {exc}"
                 ) from None
+            if on_batch is not None:
+                on_batch(chunk, pred)
             scores.append(np.asarray(pred.scores, dtype=np.float64))
-            if pred.maps is not None:
-                maps.extend(np.asarray(pred.maps, dtype=np.float32))
             if pred.texts is not None:
                 texts.extend(pred.texts)
             decisions.extend(pred.decisions or [])
@@ -232,7 +240,6 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
             bar.update(len(chunk))
     return Prediction(
         scores=np.concatenate(scores) if scores else np.zeros(0),
-        maps=np.stack([_resize(m, maps[0].shape) for m in maps]) if maps else None,
         texts=texts or None,
         decisions=decisions if has_answers and has_answers[0] else None,
         locations=locations if has_answers and has_answers[1] else None,
@@ -240,24 +247,85 @@ def predict_all(plugin: Baseline, samples: Sequence[Sample], desc: str) -> Predi
     )
 
 
-def _resize(anomaly_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return anomaly_map if anomaly_map.shape == shape else metrics.resize_map(anomaly_map, shape[-2:])
+def _pixels_of(record: ImageRecord) -> int:
+    """The image's pixel count from its header; a broken file raises naming its row and path."""
+    try:
+        height, width = image_size(record.image)
+    except Exception as exc:
+        raise ImageDecodeError(f"manifest row {record.row} ({record.image_id}): cannot read {record.image}: {exc}"
+                               ) from None
+    return height * width
 
 
-def score_frame(samples: Sequence[Sample], prediction: Prediction, root: Path) -> pd.DataFrame:
+class EvaluationStream:
+    """What a cell keeps of its test set as it streams through `predict` (`on_batch`): the first
+    `keep_images` images (the latency protocol times them), each map at `MAP_STORE_SIZE` (the
+    stored maps), the pixel metrics' sample (`metrics.PixelAccumulator`, when the dataset has masks)
+    and the 3x3 location of each anomaly's mask (the answers' location accuracy). Memory grows with
+    the test set only by the small maps (8 KB an image, float16 as stored)."""
+
+    def __init__(self, records: Sequence[ImageRecord], has_masks: bool, keep_images: int) -> None:
+        self.records = list(records)
+        self.keep_images = keep_images
+        self.decode_s = 0.0
+        self.metrics_s = 0.0
+        self.images: list[np.ndarray] = []
+        self.small_maps: list[np.ndarray] = []
+        self.mask_locations: list[str | None] = []
+        kept = [r for r in records if r.label == 0 or r.mask is not None]
+        self.pixel = metrics.PixelAccumulator(sum(_pixels_of(r) for r in kept)) if has_masks else None
+
+    def batches(self) -> Iterator[list[Sample]]:
+        """The records decoded (with masks) one evaluation batch at a time; decoding time in `decode_s`."""
+        for start in range(0, len(self.records), PREDICT_BATCH):
+            begin = time.perf_counter()
+            chunk = load_samples(self.records[start : start + PREDICT_BATCH], with_masks=True)
+            self.decode_s += time.perf_counter() - begin
+            yield chunk
+
+    def __call__(self, chunk: Sequence[Sample], prediction: Prediction) -> None:
+        begin = time.perf_counter()
+        try:
+            self._keep(chunk, prediction)
+        finally:
+            self.metrics_s += time.perf_counter() - begin
+
+    def _keep(self, chunk: Sequence[Sample], prediction: Prediction) -> None:
+        room = self.keep_images - len(self.images)
+        self.images.extend(s.image for s in chunk[: max(room, 0)])
+        self.mask_locations.extend(grid_location_of_mask(s.mask) if s.label == 1 and s.mask is not None
+                                   and s.mask.any() else None for s in chunk)
+        if prediction.maps is None:
+            return
+        for sample, anomaly_map in zip(chunk, prediction.maps, strict=True):
+            self.small_maps.append(metrics.resize_map(anomaly_map, (MAP_STORE_SIZE, MAP_STORE_SIZE)).astype(np.float16))
+            if self.pixel is None or (sample.label == 1 and sample.mask is None):
+                continue
+            shape = sample.image.shape[:2]
+            mask = sample.mask if sample.mask is not None else np.zeros(shape, dtype=bool)
+            self.pixel.add(metrics.resize_map(anomaly_map, shape), mask, sample.record.image_id)
+
+    def pixel_metrics(self) -> metrics.PixelMetrics:
+        """Pixel AUROC / AUPRO over the test images with ground truth: anomalies with masks, all normals."""
+        if self.pixel is None or not self.small_maps:
+            return metrics.pixel_metrics([], [])
+        return self.pixel.result()
+
+
+def score_frame(records: Sequence[ImageRecord], prediction: Prediction, root: Path) -> pd.DataFrame:
     """One row per image: its manifest fields (paths relative to the dataset `root`) and its outputs."""
     rows = pd.DataFrame(
         {
-            "image_id": [s.record.image_id for s in samples],
-            "image": [s.record.image_id for s in samples],
-            "row": [s.record.row for s in samples],
-            "label": [s.record.label for s in samples],
-            "split": [s.record.split for s in samples],
-            "source": [s.record.source for s in samples],
-            "year": pd.array([s.record.year for s in samples], dtype="Int64"),
-            "group": [s.record.group for s in samples],
-            "defect": [s.record.defect for s in samples],
-            "hard_negative": [s.record.hard_negative for s in samples],
+            "image_id": [r.image_id for r in records],
+            "image": [r.image_id for r in records],
+            "row": [r.row for r in records],
+            "label": [r.label for r in records],
+            "split": [r.split for r in records],
+            "source": [r.source for r in records],
+            "year": pd.array([r.year for r in records], dtype="Int64"),
+            "group": [r.group for r in records],
+            "defect": [r.defect for r in records],
+            "hard_negative": [r.hard_negative for r in records],
             "score": prediction.scores,
         }
     )
@@ -328,7 +396,8 @@ def _run_cell(
             with_masks=spec.protocol is Protocol.SUPERVISED,
         )
         val = load_samples(cap_eval(dataset.split("val"), config.preset.max_eval_images), with_masks=False)
-        test = load_samples(cap_eval(dataset.split("test"), config.preset.max_eval_images), with_masks=True)
+        test = cap_eval(dataset.split("test"), config.preset.max_eval_images)
+        stream = EvaluationStream(test, dataset.has_masks, keep_images=config.preset.latency_images)
 
     _seed_everything(cell.seed)
     with clock("setup"):
@@ -336,28 +405,30 @@ def _run_cell(
     fit_s = latency.time_call(lambda: plugin.fit(train, val or None), config.device)
     clock.add("fitting", fit_s)
     with clock("predicting"):
-        val_pred = predict_all(plugin, val, "val") if val else Prediction(scores=np.zeros(0))
-        start = time.perf_counter()
-        test_pred = predict_all(plugin, test, "test")
-        predict_s = time.perf_counter() - start
-    metrics_start = time.perf_counter()
+        val_pred = predict_all(plugin, batches_of(val), len(val), "val") if val else Prediction(scores=np.zeros(0))
+    start = time.perf_counter()
+    test_pred = predict_all(plugin, stream.batches(), len(test), "test", on_batch=stream)
+    predict_s = time.perf_counter() - start - stream.decode_s - stream.metrics_s
+    clock.add("predicting", predict_s)
+    clock.add("data", stream.decode_s)
+    metrics_start = time.perf_counter() - stream.metrics_s
 
     threshold = metrics.choose_threshold(val_pred.scores, np.array([s.label for s in val], dtype=int))
-    labels = np.array([s.label for s in test], dtype=int)
+    labels = np.array([r.label for r in test], dtype=int)
     image = metrics.image_metrics(
         test_pred.scores, labels, threshold, n_bootstrap=config.preset.bootstrap_samples, seed=cell.seed
     )
-    pixel = _pixel_metrics(test, test_pred, dataset)
+    pixel = stream.pixel_metrics()
     val_labels = np.array([s.label for s in val], dtype=int)
     val_auroc = metrics.auroc_or_none(val_pred.scores, val_labels, what="val") if val else None
-    frame = pd.concat([score_frame(val, val_pred, dataset.root), score_frame(test, test_pred, dataset.root)],
-                      ignore_index=True)
+    frame = pd.concat([score_frame([s.record for s in val], val_pred, dataset.root),
+                       score_frame(test, test_pred, dataset.root)], ignore_index=True)
     breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
     hard = metrics.hard_negative_fpr(frame, threshold.value)
 
     clock.add("metrics", time.perf_counter() - metrics_start)
 
-    timed = [s.image for s in test[: config.preset.latency_images]]
+    timed = stream.images
     # latency always times the whole pipeline: the feature cache would serve these very images
     with context.feature_cache.disabled() if context.feature_cache else contextlib.nullcontext():
         with clock("latency_runs"):
@@ -372,10 +443,8 @@ def _run_cell(
     with clock("saving"):
         fitted, model_note = (_fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models
                               else (None, None))
-        maps = None
-        if test_pred.maps is not None:
-            small = np.stack([metrics.resize_map(m, (MAP_STORE_SIZE, MAP_STORE_SIZE)) for m in test_pred.maps])
-            maps = CellMaps(tuple(s.record.image_id for s in test), small.astype(np.float16))
+        maps = (CellMaps(tuple(r.image_id for r in test), np.stack(stream.small_maps))
+                if stream.small_maps else None)
     floor = (stats.gflop_per_image * (len(val) + len(test)) / stats.gemm_peak_gflops
              if stats.gflop_per_image and stats.gemm_peak_gflops else None)
     return CellOutcome(
@@ -387,7 +456,7 @@ def _run_cell(
         latency=stats,
         breakdowns=breakdowns,
         hard_negative=hard,
-        text_metrics=_text_metrics(test, test_pred, threshold.value),
+        text_metrics=_text_metrics(labels, stream.mask_locations, test_pred),
         counts=CellCounts(n_train=len(train), n_val=len(val), n_test=len(test)),
         timing=clock.timing(predict_floor_s=floor),
         dataset_root=str(dataset.root),
@@ -440,28 +509,14 @@ def _with_compute(stats: CellLatency, plugin: Baseline, timed: Sequence[np.ndarr
                    gemm_efficiency=achieved / peak if achieved and peak else None)
 
 
-def _pixel_metrics(test: Sequence[Sample], prediction: Prediction, dataset: Dataset) -> metrics.PixelMetrics:
-    """Pixel AUROC / AUPRO over test images with ground truth: anomalies with masks, all normals."""
-    if prediction.maps is None or not dataset.has_masks:
-        return metrics.pixel_metrics([], [])
-    maps, masks = [], []
-    for sample, anomaly_map in zip(test, prediction.maps, strict=True):
-        if sample.label == 1 and sample.mask is None:
-            continue
-        shape = sample.image.shape[:2]
-        maps.append(metrics.resize_map(anomaly_map, shape))
-        masks.append(sample.mask if sample.mask is not None else np.zeros(shape, dtype=bool))
-    return metrics.pixel_metrics(maps, masks)
-
-
 def _text_metrics(
-    test: Sequence[Sample], prediction: Prediction, threshold: float | None
+    labels: np.ndarray, mask_locations: Sequence[str | None], prediction: Prediction
 ) -> AnswerMetrics | None:
-    """For methods that answer: decision F1 from the yes/no answers and 3x3 location accuracy against masks."""
+    """For methods that answer: decision F1 from the yes/no answers and 3x3 location accuracy against
+    the masks' locations (`EvaluationStream.mask_locations`: None for normals and unmasked anomalies)."""
     decisions = prediction.decisions
     if decisions is None:
         return None
-    labels = np.array([s.label for s in test])
     valid = np.array([d is not None for d in decisions])
     predicted = np.array([int(bool(d)) for d in decisions])
     tp = int(((predicted == 1) & (labels == 1) & valid).sum())
@@ -470,9 +525,9 @@ def _text_metrics(
     f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None
     locations = prediction.locations or []
     hits = [
-        loc == grid_location_of_mask(s.mask)
-        for s, loc, ok in zip(test, locations, valid, strict=False)
-        if ok and s.label == 1 and s.mask is not None and s.mask.any()
+        loc == truth
+        for truth, loc, ok in zip(mask_locations, locations, valid, strict=False)
+        if ok and truth is not None
     ]
     return AnswerMetrics(
         decision_f1=f1,

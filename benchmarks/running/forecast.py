@@ -3,16 +3,23 @@
 Per cell, with its real counts (the variant's protocol applied to the dataset at the preset's
 scale and caps, exactly as the cell will select them):
 - fit: the `method/variant` fit-time curve at the cell's number of training images;
-- prediction: the per-image predict time (same curve, batch 1) times every image the cell pushes
-  through `predict`: val and test, the latency protocol's warm-up and timed images, its
-  throughput batches (one warm-up batch each) and the FLOP count's profiled call (counted as 2);
+- prediction: every image the cell pushes through `predict`, each at the per-image time of the
+  batch size it goes in (`predict_images_by_batch`): val and test in the evaluation's batches
+  (`PREDICT_BATCH`, feature cache on: the curve's `predict_batch_ms`), the latency protocol's
+  warm-up and timed images and the FLOP count's profiled call (counted as 2) at batch 1 (cache
+  off: `predict_ms`), and the throughput batches (one warm-up batch each) at their sizes, read
+  between batch 1 and `PREDICT_BATCH` in log-log space and held at `PREDICT_BATCH`'s time above it;
 - data: the curve's decode time per image times training and evaluation images;
 - setup: the plugin's construction time at that point;
 - metrics: the stratified bootstrap at the preset's resamples, timed here on the cell's test size;
 - `CELL_OVERHEAD_S` per cell (forking the cell process, writing its files), an estimate.
 Curves are read in log-log space: between measured sizes by interpolation, beyond them along the
 fitted exponent from the nearest measured point (said so in `basis`). A cell whose method has no
-curve is predicted as unknown and the total is then a lower bound.
+curve is predicted as unknown and the total is then a lower bound. A cell of a method whose
+training work follows the preset (`MethodMeta.preset_schedule`) read off curves measured at another
+preset is flagged, and so is the total: `bench scaling --preset P` measures what a `--preset P` run needs.
+A forecast assumes a first run: every feature computed and written to the feature cache. Cells
+that share a backbone's features with an earlier cell (or a re-run) read them back and finish sooner.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmarks.running.cell import PREDICT_BATCH
 from benchmarks.running.scaling import ScalingPoint, ScalingResult, fit_power_law
 
 CELL_OVERHEAD_S = 2.0
@@ -43,6 +51,8 @@ class CellForecast:
     fit_s: float | None
     predict_s: float | None
     basis: str
+    other_preset: bool = False
+    """True when the curve was measured at another preset and the method's training follows the preset."""
 
 
 def curve_value(points: Sequence[ScalingPoint], quantity: str, size: float) -> tuple[float | None, str]:
@@ -78,12 +88,28 @@ def bootstrap_seconds(n_test: int, n_bootstrap: int) -> float:
     return time.perf_counter() - start
 
 
-def predict_calls(n_eval: int, n_test: int, latency_images: int, warmup: int, batch_sizes: Sequence[int]) -> int:
-    """Images a cell pushes through `predict`: evaluation, latency warm-up and timing, throughput
-    batches with one warm-up batch each, and the FLOP count (2)."""
+def predict_images_by_batch(n_eval: int, n_test: int, latency_images: int, warmup: int,
+                            batch_sizes: Sequence[int]) -> dict[int, int]:
+    """Images a cell pushes through `predict`, by the batch size they go in: evaluation (val + test)
+    at `PREDICT_BATCH`; latency warm-up, timing and the FLOP count (2) at 1; throughput batches,
+    with one warm-up batch each, at their sizes."""
     timed = min(latency_images, n_test)
-    throughput = sum(size + (timed // size) * size for size in batch_sizes if size <= timed)
-    return n_eval + min(warmup, timed) + timed + throughput + 2
+    counts = {PREDICT_BATCH: n_eval}
+    counts[1] = counts.get(1, 0) + min(warmup, timed) + timed + 2
+    for size in batch_sizes:
+        if size <= timed:
+            counts[size] = counts.get(size, 0) + size + (timed // size) * size
+    return counts
+
+
+def per_image_seconds(batch1_ms: float, batched_ms: float | None, batch: int) -> float:
+    """Per-image predict time at `batch`: log-log between batch 1 and `PREDICT_BATCH`, flat above."""
+    if batched_ms is None or batch <= 1:
+        return batch1_ms / 1000
+    if batch >= PREDICT_BATCH:
+        return batched_ms / 1000
+    share = math.log(batch) / math.log(PREDICT_BATCH)
+    return math.exp((1 - share) * math.log(max(batch1_ms, 1e-9)) + share * math.log(max(batched_ms, 1e-9))) / 1000
 
 
 def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]:
@@ -96,6 +122,7 @@ def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]
     preset = config.preset  # type: ignore[attr-defined]
     datasets = {name: load_dataset(name, scale=preset.data_scale) for name in config.datasets}  # type: ignore[attr-defined]
     bootstrap: dict[int, float] = {}
+    curve_preset = str(scaling.settings.get("preset", "default"))
     out = []
     for cell in expand_grid(config):  # type: ignore[arg-type]
         dataset = datasets[cell.dataset]
@@ -111,21 +138,26 @@ def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]
         points = scaling.curve(f"{cell.method}/{cell.variant}", "train")
         fit_s, basis = curve_value(points, "fit_s", n_train)
         per_image_ms, _ = curve_value(points, "predict_ms", n_train)
+        batched_ms, _ = curve_value(points, "predict_batch_ms", n_train)
         decode_ms, _ = curve_value(points, "decode_ms", n_train)
         setup_s, _ = curve_value(points, "setup_s", n_train)
         if fit_s is None or per_image_ms is None:
             out.append(CellForecast(cell.method, cell.variant, cell.dataset, cell.seed, n_train, n_val + n_test,
                                     None, None, None, "no curve: run `bench scaling` with this method"))
             continue
-        calls = predict_calls(n_val + n_test, n_test, preset.latency_images, preset.latency_warmup,
-                              preset.throughput_batch_sizes)
-        predict_s = per_image_ms / 1000 * calls
+        by_batch = predict_images_by_batch(n_val + n_test, n_test, preset.latency_images, preset.latency_warmup,
+                                           preset.throughput_batch_sizes)
+        predict_s = sum(count * per_image_seconds(per_image_ms, batched_ms, batch) for batch, count in by_batch.items())
+        other = curve_preset != preset.name and BASELINES.get(cell.method).meta.preset_schedule
+        if other:
+            basis += (f"; curve measured at preset {curve_preset}, but this method's training follows the preset: "
+                      f"its {preset.name} time is not what the curve says")
         if n_test not in bootstrap:
             bootstrap[n_test] = bootstrap_seconds(n_test, preset.bootstrap_samples)
         seconds = (fit_s + predict_s + (decode_ms or 0.0) / 1000 * (n_train + n_val + n_test) + (setup_s or 0.0)
                    + bootstrap[n_test] + CELL_OVERHEAD_S)
         out.append(CellForecast(cell.method, cell.variant, cell.dataset, cell.seed, n_train, n_val + n_test,
-                                seconds, fit_s, predict_s, basis))
+                                seconds, fit_s, predict_s, basis, other))
     return out
 
 
@@ -142,7 +174,11 @@ def format_forecast(cells: Sequence[CellForecast], report: bool, scaling_source:
     known = [c.seconds for c in cells if c.seconds is not None]
     total = sum(known) + (REPORT_S if report else 0.0)
     unknown = len(cells) - len(known)
+    other = sum(c.other_preset for c in cells)
     bound = f" (a lower bound: {unknown} cell(s) without a curve)" if unknown else ""
+    if other:
+        bound += (f" (uncertain: {other} cell(s) of methods that train differently at this preset were read "
+                  "off another preset's curves; `bench scaling --preset` with this run's preset measures them)")
     lines.append(f"predicted wall time: {_duration(total)}{bound}, from {scaling_source}"
                  + (f" (+{REPORT_S:.0f} s for the report and figures)" if report else ""))
     return "\n".join(lines)

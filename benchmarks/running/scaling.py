@@ -11,16 +11,24 @@ measured in a fresh process forked from a warmed fork server (so its peak memory
   to each side in `sides`, fitted on a fixed number of training images; methods whose input size
   the backbone fixes have no resolution curve.
 Each point records fit seconds, the median batch-1 predict time per image (over `predict_images`
-test images, after one warm-up call), the plugin's construction time, the image decode time,
-peak resident memory and its growth during the point, and the memory bank: the fitted state's
+test images, after one warm-up call, the feature cache off: the latency protocol's timing), the
+predict time per image of the same images in one batch of `PREDICT_BATCH` (the batch a cell's
+val/test evaluation uses, with the feature cache on: what a first run's evaluation pays), the
+plugin's construction time, the image decode time, peak resident memory and its growth during
+the point, the feature-cache bytes the point wrote, and the memory bank: the fitted state's
 tensors (`Baseline.fitted_state`) that are not parameters of a module the plugin holds. Every quantity gets a
 power law `a * size ** b` fitted in log-log space (`fit_power_law`): the exponent b says how it grows.
 
 Per-point time is capped (`point_timeout_s`): a point that runs over is recorded as such and the
 larger sizes of that curve are skipped (the curve's fit says where it would go).
-The feature cache is off and the cache folder is a fresh one for the whole bench, so every point
-computes what a first run computes (a method's own disk cache, such as LTFM's trained base, fills
-during the bench exactly as during a run: the first variant that needs it pays for it).
+Every point gets its own empty feature cache (as a run's cells share one, switched on for `fit` and
+evaluation and off for the latency timing), so every point computes and writes what a first run
+computes and writes; a run that finds its features cached is faster than its forecast. The cache
+folder of the whole bench is a fresh one too (a method's own disk cache, such as LTFM's trained
+base, fills during the bench exactly as during a run: the first variant that needs it pays for it).
+Points are measured at one preset (`--preset`, recorded in every point and in the settings):
+methods whose training work follows the preset (`MethodMeta.preset_schedule`) need curves of the
+preset a run uses.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import numpy as np
 
 from benchmarks.data.schema import ImageRecord
 from benchmarks.plugins.contract import Protocol, SavingUnsupported
+from benchmarks.running.cell import PREDICT_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +103,13 @@ class ScalingPoint:
     setup_s: float | None = None
     fit_s: float | None = None
     predict_ms: float | None = None
+    predict_batch_ms: float | None = None
     decode_ms: float | None = None
     peak_rss_mb: float | None = None
     base_rss_mb: float | None = None
     state_mb: float | None = None
+    cache_mb: float | None = None
+    preset: str = "default"
 
     @property
     def rss_growth_mb(self) -> float | None:
@@ -109,8 +121,10 @@ class ScalingPoint:
 QUANTITIES: dict[str, str] = {
     "fit_s": "fit time (s)",
     "predict_ms": "predict time per image, batch 1 (ms)",
+    "predict_batch_ms": f"predict time per image, batch {PREDICT_BATCH} (ms)",
     "rss_growth_mb": "peak memory growth during the point (MB)",
     "state_mb": "memory bank: fitted tensors that are not module parameters (MB)",
+    "cache_mb": "feature cache written to disk (MB)",
 }
 
 
@@ -205,6 +219,7 @@ def measure_point(spec: PointSpec) -> ScalingPoint:
 
     from benchmarks.data.images import load_image
     from benchmarks.plugins.contract import MethodContext
+    from benchmarks.plugins.feature_cache import FeatureCache
     from benchmarks.plugins.weights import WeightsResolver
     from benchmarks.running import compute, latency
     from benchmarks.running.cell import load_samples
@@ -223,28 +238,39 @@ def measure_point(spec: PointSpec) -> ScalingPoint:
     decode_ms = 1000 * (time.perf_counter() - start) / max(1, len(train) + len(val))
     images = [load_image(r.image) for r in spec.predict]
     resolver = WeightsResolver(spec.weights)
+    work_dir = Path(tempfile.mkdtemp(prefix="scaling-"))
+    cache = FeatureCache(work_dir / "features")
     context = MethodContext(variant=spec.variant, seed=spec.seed, device="cpu", weights=resolver,
                             preset=get_preset(spec.preset), class_name=spec.class_name, options=dict(spec.options),
-                            work_dir=Path(tempfile.mkdtemp(prefix="scaling-")), gemm_path=compute.gemm_path().path)
-    torch.manual_seed(spec.seed)
-    start = time.perf_counter()
-    plugin = method(context)
-    setup_s = time.perf_counter() - start
-    fit_s = latency.time_call(lambda: plugin.fit(train, val or None), "cpu")
-    plugin.predict(images[:1])  # warm-up
-    per_image = [latency.time_call(lambda image=image: plugin.predict([image]), "cpu") for image in images]
+                            work_dir=work_dir / "work", feature_cache=cache, gemm_path=compute.gemm_path().path)
     try:
-        frozen = _frozen_tensors(plugin)
-        state = plugin.fitted_state()
-        state_mb = sum(t.numel() * t.element_size() for t in state.tensors.values()
-                       if not any(f.shape == t.shape and f.dtype == t.dtype and torch.equal(f, t)
-                                  for f in frozen.get(tuple(t.shape), []))) / 2**20
-    except SavingUnsupported:
-        state_mb = None
-    peak, _ = latency.peak_memory_mb("cpu")
+        torch.manual_seed(spec.seed)
+        start = time.perf_counter()
+        plugin = method(context)
+        setup_s = time.perf_counter() - start
+        fit_s = latency.time_call(lambda: plugin.fit(train, val or None), "cpu")
+        with cache.disabled():  # the latency protocol times the whole pipeline
+            plugin.predict(images[:1])  # warm-up
+            per_image = [latency.time_call(lambda image=image: plugin.predict([image]), "cpu") for image in images]
+        batched = [latency.time_call(lambda chunk=images[i : i + PREDICT_BATCH]: plugin.predict(chunk), "cpu")
+                   for i in range(0, len(images), PREDICT_BATCH)]
+        try:
+            frozen = _frozen_tensors(plugin)
+            state = plugin.fitted_state()
+            state_mb = sum(t.numel() * t.element_size() for t in state.tensors.values()
+                           if not any(f.shape == t.shape and f.dtype == t.dtype and torch.equal(f, t)
+                                      for f in frozen.get(tuple(t.shape), []))) / 2**20
+        except SavingUnsupported:
+            state_mb = None
+        peak, _ = latency.peak_memory_mb("cpu")
+        cache_mb = sum(f.stat().st_size for f in (work_dir / "features").rglob("*") if f.is_file()) / 2**20
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return ScalingPoint(**common, status="ok", weights=resolver.effective_mode, setup_s=setup_s, fit_s=fit_s,
-                        predict_ms=1000 * statistics.median(per_image), decode_ms=decode_ms,
-                        peak_rss_mb=peak, base_rss_mb=base, state_mb=state_mb)
+                        predict_ms=1000 * statistics.median(per_image),
+                        predict_batch_ms=1000 * sum(batched) / len(images), decode_ms=decode_ms,
+                        peak_rss_mb=peak, base_rss_mb=base, state_mb=state_mb, cache_mb=cache_mb,
+                        preset=spec.preset)
 
 
 def _method(name: str, module: str | None) -> Any:
@@ -298,7 +324,7 @@ def _child(spec: PointSpec, conn: Any) -> None:
         point = measure_point(spec)
     except Exception as exc:  # a failing method fails its point, never the bench
         point = ScalingPoint(spec.label, spec.method, spec.variant, spec.axis, spec.size, len(spec.train), "failed",
-                             f"{type(exc).__name__}: {exc}")
+                             f"{type(exc).__name__}: {exc}", preset=spec.preset)
     conn.send(point)
     conn.close()
 
@@ -318,7 +344,7 @@ def run_point(spec: PointSpec, context: Any, timeout_s: float | None) -> Scaling
         reason = (f"over the point timeout of {timeout_s:.0f} s" if not ready
                   else f"the point's process died (exit code {process.exitcode})")
         return ScalingPoint(spec.label, spec.method, spec.variant, spec.axis, spec.size, len(spec.train),
-                            "timeout" if not ready else "failed", reason)
+                            "timeout" if not ready else "failed", reason, preset=spec.preset)
     return point
 
 
@@ -343,7 +369,7 @@ def grows_with_training(protocol: Protocol) -> bool:
 
 
 def plan_points(methods: Sequence[str], weights: str, train_sizes: Sequence[int], sides: Sequence[int],
-                with_twins: bool, dataset_name: str = DATASET, seed: int = 0) -> list[PointSpec]:
+                with_twins: bool, dataset_name: str = DATASET, seed: int = 0, preset: str = "default") -> list[PointSpec]:
     """Every point of the bench, in measurement order (a curve's sizes ascending)."""
     from benchmarks.data.loaders import load_dataset
     from benchmarks.plugins.registry import BASELINES
@@ -359,7 +385,8 @@ def plan_points(methods: Sequence[str], weights: str, train_sizes: Sequence[int]
         spec = BASELINES.get(method).meta.variants[variant]
         rows = training_rows(dataset.records, spec.protocol, spec.sources, spec.shots, n, seed)
         specs.append(PointSpec(method, variant, axis, size, dict(options), mode, rows, val, predict,
-                               dataset.class_name, seed=seed, label=label, module=BASELINES.get(method).__module__))
+                               dataset.class_name, preset=preset, seed=seed, label=label,
+                               module=BASELINES.get(method).__module__))
 
     for method in methods:
         meta = BASELINES.get(method).meta
@@ -418,14 +445,15 @@ def run_scaling(specs: Sequence[PointSpec], out: Path, timeout_s: float | None =
     context.set_forkserver_preload(["benchmarks.running.scaling", *preload])
     result = ScalingResult([], hardware("cpu"), {
         "point_timeout_s": timeout_s, "predict_images": PREDICT_IMAGES, "dataset": DATASET,
-        "resolution_train_images": RESOLUTION_TRAIN_IMAGES, "threads": _threads(),
+        "resolution_train_images": RESOLUTION_TRAIN_IMAGES, "threads": _threads(), "predict_batch": PREDICT_BATCH,
+        "preset": specs[0].preset if specs else "default",
         "pairs": [list(pair) for pair in pairs]})
     stopped: set[tuple[str, str]] = set()
     try:
         for spec in specs:
             if (spec.label, spec.axis) in stopped:
                 point = ScalingPoint(spec.label, spec.method, spec.variant, spec.axis, spec.size, len(spec.train),
-                                     "skipped", "a smaller size of this curve did not finish")
+                                     "skipped", "a smaller size of this curve did not finish", preset=spec.preset)
             else:
                 point = run_point(spec, context, timeout_s)
                 if point.status != "ok":

@@ -17,11 +17,14 @@ from benchmarks.reporting.plot_style import (
     plain,
     save_figure,
 )
+from benchmarks.running.cell import PREDICT_BATCH
 from benchmarks.running.scaling import QUANTITIES, ScalingResult
 
 AXES = {"train": "training images", "resolution": "input side (px)"}
 PANEL_TITLES = {"fit_s": "fit (s)", "predict_ms": "predict per image, batch 1 (ms)",
-                "rss_growth_mb": "peak memory growth (MB)", "state_mb": "memory bank (MB)"}
+                "predict_batch_ms": f"predict per image, batch {PREDICT_BATCH} (ms)",
+                "rss_growth_mb": "peak memory growth (MB)", "state_mb": "memory bank (MB)",
+                "cache_mb": "feature cache written (MB)"}
 
 
 def draw_scaling(result: ScalingResult, out_dir: Path) -> list[Path]:
@@ -35,8 +38,8 @@ def draw_scaling(result: ScalingResult, out_dir: Path) -> list[Path]:
             curves = {label: points for label, points in curves.items() if len(points) >= 2}
             if not curves:
                 continue
-            fig = new_figure(DOUBLE_COLUMN_IN, 5.4)
-            panels = fig.subplots(2, 2)
+            fig = new_figure(DOUBLE_COLUMN_IN, 7.8)
+            panels = fig.subplots(3, 2)
             for ax, quantity in zip(panels.flat, QUANTITIES, strict=True):
                 name = PANEL_TITLES[quantity]
                 for i, (label, points) in enumerate(curves.items()):
