@@ -44,9 +44,10 @@ def test_power_law_recovers_the_exponent() -> None:
 
 
 def _point(size: int, fit_s: float, predict_ms: float = 10.0, label: str = "m/default",
-           predict_batch_ms: float | None = None) -> ScalingPoint:
+           predict_batch_ms: float | None = None, predict_cached_ms: float | None = None) -> ScalingPoint:
     return ScalingPoint(label, "m", "default", "train", size, size, "ok", fit_s=fit_s, predict_ms=predict_ms,
-                        predict_batch_ms=predict_batch_ms, decode_ms=1.0, setup_s=0.5)
+                        predict_batch_ms=predict_batch_ms, predict_cached_ms=predict_cached_ms, decode_ms=1.0,
+                        setup_s=0.5)
 
 
 def test_curves_are_read_in_log_log_space() -> None:
@@ -111,7 +112,8 @@ def test_a_tiny_bench_end_to_end_and_the_dry_run_it_feeds(tmp_path: Path, capsys
     result = run_scaling(specs, out, timeout_s=120)
     assert [p.status for p in result.points] == ["ok"] * 3, [p.error for p in result.points]
     assert all(p.fit_s is not None and p.fit_s > 0 and p.predict_ms is not None and p.predict_ms > 0
-               and p.predict_batch_ms is not None and p.predict_batch_ms > 0 for p in result.points)
+               and p.predict_batch_ms is not None and p.predict_batch_ms > 0
+               and p.predict_cached_ms is not None and p.predict_cached_ms > 0 for p in result.points)
     assert all(p.preset == "default" for p in result.points) and result.settings["preset"] == "default"
     assert all(p.peak_rss_mb is not None and p.peak_rss_mb >= (p.base_rss_mb or 0) for p in result.points)
     assert result.points[0].weights == "random"
@@ -187,3 +189,18 @@ def test_curves_of_another_preset_flag_the_methods_whose_training_follows_it(tmp
     assert "uncertain: 1 cell(s)" in format_forecast([cell], report=False, scaling_source="x")
     (same,) = forecast_cells(config, ScalingResult(points, {}, {"preset": "smoke"}))
     assert not same.other_preset
+
+
+def test_a_later_cell_of_a_method_pays_the_cached_evaluation(tmp_path: Path) -> None:
+    """Seeds 0 and 1 of one method on one dataset: the second cell's val/test features are in the
+    cache, so its evaluation images cost `predict_cached_ms` instead of `predict_batch_ms`."""
+    from benchmarks.running.config import RunConfig
+
+    manifest = write_tiny_manifest(tmp_path / "data", n_train=6, n_val=4, n_test=6)
+    points = [_point(n, 1.0, 20.0, "mean-brightness/default", predict_batch_ms=5.0, predict_cached_ms=1.0)
+              for n in (2, 8)]
+    config = RunConfig(methods=("mean-brightness",), datasets=(f"manifest:{manifest}",), seeds=(0, 1),
+                       preset=get_preset("smoke"), out=tmp_path / "run")
+    first, second = forecast_cells(config, ScalingResult(points, {}, {}))
+    assert first.predict_s - second.predict_s == pytest.approx(20 * (5.0 - 1.0) / 1000)
+    assert "cached by an earlier cell" in second.basis and "cached" not in first.basis

@@ -8,7 +8,10 @@ scale and caps, exactly as the cell will select them):
   (`PREDICT_BATCH`, feature cache on: the curve's `predict_batch_ms`), the latency protocol's
   warm-up and timed images and the FLOP count's profiled call (counted as 2) at batch 1 (cache
   off: `predict_ms`), and the throughput batches (one warm-up batch each) at their sizes, read
-  between batch 1 and `PREDICT_BATCH` in log-log space and held at `PREDICT_BATCH`'s time above it;
+  between batch 1 and `PREDICT_BATCH` in log-log space and held at `PREDICT_BATCH`'s time above it.
+  A later cell of a method on a dataset an earlier cell of the grid evaluated finds its val/test
+  features in the cache (a method's variants share their backbone features: every built-in's do)
+  and pays the curve's `predict_cached_ms` for them, where the curve has it;
 - data: the curve's decode time per image times training and evaluation images;
 - setup: the plugin's construction time at that point;
 - metrics: the stratified bootstrap at the preset's resamples, timed here on the cell's test size;
@@ -123,6 +126,7 @@ def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]
     datasets = {name: load_dataset(name, scale=preset.data_scale) for name in config.datasets}  # type: ignore[attr-defined]
     bootstrap: dict[int, float] = {}
     curve_preset = str(scaling.settings.get("preset", "default"))
+    evaluated: set[tuple[str, str]] = set()
     out = []
     for cell in expand_grid(config):  # type: ignore[arg-type]
         dataset = datasets[cell.dataset]
@@ -139,6 +143,7 @@ def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]
         fit_s, basis = curve_value(points, "fit_s", n_train)
         per_image_ms, _ = curve_value(points, "predict_ms", n_train)
         batched_ms, _ = curve_value(points, "predict_batch_ms", n_train)
+        cached_ms, _ = curve_value(points, "predict_cached_ms", n_train)
         decode_ms, _ = curve_value(points, "decode_ms", n_train)
         setup_s, _ = curve_value(points, "setup_s", n_train)
         if fit_s is None or per_image_ms is None:
@@ -148,6 +153,10 @@ def forecast_cells(config: object, scaling: ScalingResult) -> list[CellForecast]
         by_batch = predict_images_by_batch(n_val + n_test, n_test, preset.latency_images, preset.latency_warmup,
                                            preset.throughput_batch_sizes)
         predict_s = sum(count * per_image_seconds(per_image_ms, batched_ms, batch) for batch, count in by_batch.items())
+        if (cell.method, cell.dataset) in evaluated and cached_ms is not None and batched_ms is not None:
+            predict_s += (n_val + n_test) * (cached_ms - batched_ms) / 1000
+            basis += "; val/test features cached by an earlier cell"
+        evaluated.add((cell.method, cell.dataset))
         other = curve_preset != preset.name and BASELINES.get(cell.method).meta.preset_schedule
         if other:
             basis += (f"; curve measured at preset {curve_preset}, but this method's training follows the preset: "

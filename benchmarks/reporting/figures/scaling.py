@@ -23,6 +23,7 @@ from benchmarks.running.scaling import QUANTITIES, ScalingResult
 AXES = {"train": "training images", "resolution": "input side (px)"}
 PANEL_TITLES = {"fit_s": "fit (s)", "predict_ms": "predict per image, batch 1 (ms)",
                 "predict_batch_ms": f"predict per image, batch {PREDICT_BATCH} (ms)",
+                "predict_cached_ms": f"predict per image, batch {PREDICT_BATCH}, cached (ms)",
                 "rss_growth_mb": "peak memory growth (MB)", "state_mb": "memory bank (MB)",
                 "cache_mb": "feature cache written (MB)"}
 
@@ -38,9 +39,11 @@ def draw_scaling(result: ScalingResult, out_dir: Path) -> list[Path]:
             curves = {label: points for label, points in curves.items() if len(points) >= 2}
             if not curves:
                 continue
-            fig = new_figure(DOUBLE_COLUMN_IN, 7.8)
-            panels = fig.subplots(3, 2)
-            for ax, quantity in zip(panels.flat, QUANTITIES, strict=True):
+            fig = new_figure(DOUBLE_COLUMN_IN, 9.0)
+            panels = fig.subplots(4, 2)
+            for ax in panels.flat[len(QUANTITIES):]:
+                ax.set_axis_off()
+            for ax, quantity in zip(panels.flat, QUANTITIES, strict=False):
                 name = PANEL_TITLES[quantity]
                 for i, (label, points) in enumerate(curves.items()):
                     xs = [p.size for p in points if (getattr(p, quantity) or 0) > 0]
