@@ -173,7 +173,7 @@ class MethodMeta:
     preset_schedule: bool = False
     """True when the method's training work follows the run's preset (`Preset.name`: epochs,
     synthesised images): its `bench scaling` curves then hold only for the preset they were
-    measured at, and a forecast from another preset's curves says it under-predicts."""
+    measured at, and a forecast read off another preset's curves flags the cell and its total."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]
