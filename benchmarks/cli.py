@@ -20,7 +20,7 @@ log = logging.getLogger("benchmarks")
 
 DEFAULT_DATASET = "smartphone-synth"
 WEIGHT_CHOICES = ("auto", "pretrained", "substitute", "random")
-IMPORT_LAYOUTS = ("per-class", "mvtec-ad", "mvtec-ad2", "visa", "btad", "kolektorsdd2")
+IMPORT_LAYOUTS = ("per-class", "annotated", "mvtec-ad", "mvtec-ad2", "visa", "btad", "kolektorsdd2")
 """`data import --layout` choices besides auto (benchmarks.data.importer.LAYOUTS; a test keeps them equal)."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_sub.add_parser("check", help="validate a manifest and list every problem")
     check.add_argument("manifest", type=Path)
     importer = data_sub.add_parser(
-        "import", help="turn a defect dataset as it is published (MVTec AD / AD 2, VisA, BTAD, KolektorSDD2, "
-                       "class folders) into a manifest with a seeded split (docs/data-import.md)")
+        "import", help="turn a defect dataset as it is published (class folders, COCO / Labelme / YOLO annotations, "
+                       "MVTec AD / AD 2, VisA, BTAD, KolektorSDD2) into a manifest with a seeded split "
+                       "(docs/data-import.md)")
     importer.add_argument("src", type=Path, help="the dataset folder as downloaded")
     importer.add_argument("--out", type=Path, required=True, help="new or empty folder for manifest.csv and images")
     importer.add_argument("--layout", choices=("auto", *IMPORT_LAYOUTS), default="auto")
@@ -102,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--supervised-train", type=float, default=0.0, metavar="FRACTION",
                           help="also put this share of the anomalies in train as label-1 rows (default 0: none)")
     importer.add_argument("--copy", action="store_true", help="copy the files (default: hard links, else copies)")
+    importer.add_argument("--normal", nargs="+", metavar="NAME",
+                          help="the defect-free class folder name(s), ignoring case (default: good, normal, ok, "
+                               "free, defect_free, no_defect, clean, ...)")
+    importer.add_argument("--years", type=Path, metavar="FILE",
+                          help="CSV of folder or model name -> release year (columns name,year)")
+    importer.add_argument("--year-from", metavar="PATTERN",
+                          help="read the year from each image's path: a regex (group 'year', optional group "
+                               "'group') or a folder index (0 = the first folder below SRC)")
+    importer.add_argument("--test-years", metavar="YEARS",
+                          help="cross-generation split: every real image of these release years (e.g. 2024-2025) "
+                               "is test, the other years give train and val")
+    importer.add_argument("--generated", type=Path, action="append", default=[], metavar="DIR",
+                          help="generated images (class folders, masks or annotations as in SRC), added to train "
+                               "only as source=generated rows (repeatable)")
+    importer.add_argument("--hard-negatives", type=Path, action="append", default=[], metavar="DIR",
+                          help="normals that look defective (smudge, dust, reflection), added as hard_negative "
+                               "rows and split like the other normals (repeatable)")
     calibrate = data_sub.add_parser(
         "calibrate", help="how hard a dataset is for its reference detector (AUROC by severity, val-test gap, ...)"
     )
@@ -420,9 +438,20 @@ def cmd_data_import(args: argparse.Namespace) -> int:
         words += ["--supervised-train", f"{args.supervised_train:g}"]
     if args.copy:
         words.append("--copy")
+    if args.normal:
+        words += ["--normal", *args.normal]
+    for flag, value in (("--years", args.years), ("--year-from", args.year_from), ("--test-years", args.test_years)):
+        if value is not None:
+            words += [flag, str(value)]
+    for flag, folders in (("--generated", args.generated), ("--hard-negatives", args.hard_negatives)):
+        for folder in folders:
+            words += [flag, str(folder)]
     result = import_dataset(args.src, args.out, layout=args.layout, category=args.category, seed=args.seed,
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                            supervised_train=args.supervised_train, copy=args.copy, command=shlex.join(words))
+                            supervised_train=args.supervised_train, copy=args.copy, command=shlex.join(words),
+                            normal=args.normal, years=args.years, year_from=args.year_from,
+                            test_years=args.test_years, generated=args.generated,
+                            hard_negatives=args.hard_negatives)
     print("\n".join(describe(result)))
     return 0
 

@@ -321,7 +321,7 @@ def test_unpublished_split_is_stratified_and_normal_only_in_train(tmp_path: Path
         assert set(anomalies[anomalies.defect == defect].split) == {"val", "test"}, defect
     info = json.loads((out / "split.json").read_text())
     assert info["published_split"] is False and info["test_fraction"] == 0.2
-    assert "stratified by (label, defect)" in info["rule"]
+    assert "stratified by (label, defect, hard negative)" in info["rule"]
 
 
 def test_split_is_stratified_by_defect_type(tmp_path: Path) -> None:

@@ -1,0 +1,392 @@
+"""`data import` on a researcher's own data: class folders told which is normal, images at any depth,
+masks by stem; COCO / Labelme / YOLO annotations drawn into masks; the study's cross-generation
+protocol (years, test years, generated and hard-negative folders). Fixtures are drawn here and in
+`phone_study.py`; every mask carries a pattern unique to its image so a mask given to the wrong image,
+or drawn on the wrong axis, is seen pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import phone_study
+import pytest
+from PIL import Image, ImageDraw
+
+from benchmarks.cli import main
+from benchmarks.data.images import load_mask
+from benchmarks.data.importer import import_dataset
+from benchmarks.data.manifest import load_manifest
+
+H, W = 30, 44  # not square: a polygon filled on the wrong axis lands elsewhere
+
+
+def _noise(path: Path, size: tuple[int, int] = (H, W), mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(zlib.crc32(path.as_posix().encode()))
+    pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    image.convert(mode).save(path, **({"quality": 95} if path.suffix == ".jpg" else {}))
+    return path
+
+
+def _pattern(key: str, size: tuple[int, int] = (H, W)) -> np.ndarray:
+    """(H, W) bool: a rectangle whose place and size follow `key` (one per image)."""
+    k = zlib.crc32(key.encode())
+    y0, x0 = 2 + k % (size[0] // 2), 2 + (k // 7) % (size[1] // 2)
+    pixels = np.zeros(size, bool)
+    pixels[y0:y0 + 3 + k % 5, x0:x0 + 4 + (k // 3) % 6] = True
+    return pixels
+
+
+def _write_mask(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8) * 255).save(path)
+    return path
+
+
+def _table(out: Path) -> pd.DataFrame:
+    load_manifest(out / "manifest.csv")
+    return pd.read_csv(out / "manifest.csv", keep_default_na=False)
+
+
+def _mask_of(out: Path, row: pd.Series) -> np.ndarray:
+    return load_mask(out / row["mask"]) > 0
+
+
+def _refusal(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["data", "import", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+# --------------------------------------------------------------------------- class folders, told normal
+
+
+def make_tiles(root: Path) -> Path:
+    """Magnetic-Tile-like: `MT_<class>/Imgs/<stem>.jpg` with the mask `<stem>.png` beside; `MT_Free` the
+    normals (with black masks beside); stems 1 and 10 in two classes (a prefix match would mix them)."""
+    src = root / "tiles"
+    for i in range(7):
+        image = _noise(src / "MT_Free" / "Imgs" / f"free_{i}.jpg")
+        _write_mask(image.with_suffix(".png"), np.zeros((H, W), bool))
+    for cls in ("MT_Crack", "MT_Blowhole"):
+        for stem in ("1", "10", "11", "2"):
+            image = _noise(src / cls / "Imgs" / f"{stem}.jpg")
+            _write_mask(image.with_suffix(".png"), _pattern(f"{cls}/{stem}"))
+    _noise(src / "overview.jpg")  # a README figure at the root, outside every class folder
+    return src
+
+
+def test_class_folders_with_a_named_normal_class_import_with_their_own_masks(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_tiles(tmp_path)
+    err = _refusal(capsys, str(src), "--out", str(tmp_path / "refused"))
+    assert "MT_Free/ (7 images)" in err and "MT_Crack/ (4 images)" in err  # what it saw, with counts
+    assert "--normal MT_Free" in err  # and the one flag that makes it work
+    assert not (tmp_path / "refused").exists()  # nothing written on refusal
+
+    out = tmp_path / "out"
+    assert main(["data", "import", str(src), "--out", str(out), "--normal", "mt_free"]) == 0  # any case
+    table = _table(out)
+    normals = table[table.label == 0]
+    assert sorted(normals.image) == sorted(f"images/MT_Free/Imgs/free_{i}.jpg" for i in range(7))
+    assert set(normals.defect) == {"none"} and (normals["mask"] == "").all()
+    anomalies = table[table.label == 1]
+    assert len(anomalies) == 8 and set(anomalies.defect) == {"crack", "blowhole"}  # the shared MT_ left out
+    assert not table.image.str.endswith(".png").any()  # the masks beside the images are not images
+    for _, row in anomalies.iterrows():  # each mask is its own image's, pixel for pixel
+        cls, stem = row.image.split("/")[1], Path(row.image).stem
+        assert (_mask_of(out, row) == _pattern(f"{cls}/{stem}")).all(), row.image
+    assert set(table[table.split == "train"].label) == {0}
+    info = json.loads((out / "split.json").read_text())
+    assert info["normal_classes"] == ["mt_free"]
+    assert any("overview.jpg" in n for n in info["notes"])  # left out, and said
+
+
+def test_class_folders_below_model_folders_and_parallel_masks(tmp_path: Path) -> None:
+    """`<model>/{ok,dent}/...` at depth 1 (group = model), images nested deeper; masks in a parallel
+    `masks/` folder of each model whose stems repeat across models and classes."""
+    src = tmp_path / "phones"
+    for model in ("m1", "m2"):
+        for i in range(5):
+            _noise(src / model / "ok" / "shots" / f"{i}.png")
+        for cls in ("dent", "scratch"):
+            for i in range(3):
+                _noise(src / model / cls / "shots" / f"{i}.png")
+                _write_mask(src / model / "masks" / cls / f"{i}_mask.png", _pattern(f"{model}/{cls}/{i}"))
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _table(out)
+    assert set(table.group) == {"m1", "m2"}
+    anomalies = table[table.label == 1]
+    assert len(anomalies) == 12 and (anomalies["mask"] != "").all()
+    for _, row in anomalies.iterrows():
+        model, cls, _, name = row.image.split("/")[1:]
+        assert (_mask_of(out, row) == _pattern(f"{model}/{cls}/{Path(name).stem}")).all(), row.image
+    assert (table[table.label == 0].image.str.contains("/ok/")).all()
+
+
+# --------------------------------------------------------------------------------------- annotations
+
+
+def _polygon_truth(polygon: list[float]) -> np.ndarray:
+    canvas = Image.new("L", (W, H), 0)
+    ImageDraw.Draw(canvas).polygon(polygon, fill=255)
+    return np.asarray(canvas) > 0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+TRIANGLE = [30.0, 3.0, 41.0, 20.0, 26.0, 14.0]  # right part of a 44x30 image: transposed it would fall outside
+
+
+def make_coco(root: Path) -> Path:
+    """Flat captures with two COCO files (polygons, one RLE, one bbox-only), an annotation naming an
+    image that is not there and a polygon reaching outside its image."""
+    src = root / "coco"
+    for i in range(10):
+        _noise(src / "captures" / f"cap{i}.jpg")
+    polygon_images = [{"id": k, "file_name": f"cap{k}.jpg", "width": W, "height": H} for k in (0, 1)]
+    first = {"images": [*polygon_images, {"id": 9, "file_name": "gone.jpg", "width": W, "height": H}],
+             "categories": [{"id": 1, "name": "Scratch"}, {"id": 2, "name": "crack"}],
+             "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "segmentation": [TRIANGLE]},
+                             {"id": 2, "image_id": 1, "category_id": 2,
+                              "segmentation": [[40.0, 2.0, 50.0, 2.0, 50.0, 10.0, 40.0, 10.0]]},
+                             {"id": 3, "image_id": 9, "category_id": 1, "segmentation": [TRIANGLE]}]}
+    rle_pixels = _pattern("rle")
+    from pycocotools import mask as coco_mask
+    encoded = coco_mask.encode(np.asfortranarray(rle_pixels.astype(np.uint8)))
+    second = {"images": [{"id": 1, "file_name": "captures/cap2.jpg", "width": W, "height": H},
+                         {"id": 2, "file_name": "cap3.jpg", "width": W, "height": H},
+                         {"id": 3, "file_name": "cap4.jpg", "width": W, "height": H}],
+              "categories": [{"id": 5, "name": "dent"}],
+              "annotations": [{"id": 1, "image_id": 1, "category_id": 5,
+                               "segmentation": {"size": [H, W], "counts": encoded["counts"].decode()}},
+                              {"id": 2, "image_id": 2, "category_id": 5, "bbox": [5, 6, 10, 4]}]}
+    (src / "captures" / "a_ann.json").write_text(json.dumps(first))
+    (src / "captures" / "b_ann.json").write_text(json.dumps(second))
+    return src
+
+
+def test_coco_polygons_rle_and_boxes_become_masks_where_they_were_drawn(tmp_path: Path) -> None:
+    src = make_coco(tmp_path)
+    out = tmp_path / "out"
+    assert main(["data", "import", str(src), "--out", str(out), "--val-fraction", "0.3", "--test-fraction", "0.3"]) == 0
+    table = _table(out).set_index("image")
+    anomalies = table[table.label == 1]
+    assert sorted(anomalies.index) == [f"images/captures/cap{k}.jpg" for k in (0, 1, 2, 3)]
+    assert table.loc["images/captures/cap0.jpg", "defect"] == "scratch"
+    assert table.loc["images/captures/cap2.jpg", "defect"] == "dent"
+    triangle = _mask_of(out, table.loc["images/captures/cap0.jpg"])
+    assert _iou(triangle, _polygon_truth(TRIANGLE)) > 0.8  # on the right axis: transposed it is 0
+    assert (_mask_of(out, table.loc["images/captures/cap2.jpg"]) == _pattern("rle")).all()
+    clipped = _mask_of(out, table.loc["images/captures/cap1.jpg"])
+    assert clipped[2:10, 40:44].mean() > 0.8 and clipped.sum() < 60  # clipped to the image
+    box = _mask_of(out, table.loc["images/captures/cap3.jpg"])
+    assert box[6:10, 5:15].all() and box.sum() == 40
+    info = json.loads((out / "split.json").read_text())
+    assert info["box_masks"] == ["images/captures/cap3.jpg"]
+    assert info["masks"]["drawn"] == {"box": 1, "polygon": 2, "rle": 1}
+    problems = {(p["file"], p["image"]): p for p in info["annotation_problems"]}
+    assert ("captures/a_ann.json", "gone.jpg") in problems  # a missing image, named
+    assert problems[("captures/a_ann.json", "captures/cap1.jpg")]["what"].startswith("region(s) reach outside")
+    assert table.loc["images/captures/cap4.jpg", "label"] == 0  # listed without a region: normal
+    assert any("named in no annotation file" in n for n in info["notes"])  # cap5..cap9, counted
+
+
+def test_coco_size_that_is_not_the_images_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_coco(tmp_path)
+    content = json.loads((src / "captures" / "a_ann.json").read_text())
+    content["images"][0]["width"], content["images"][0]["height"] = H, W  # swapped
+    (src / "captures" / "a_ann.json").write_text(json.dumps(content))
+    err = _refusal(capsys, str(src), "--out", str(tmp_path / "out"))
+    assert "a_ann.json" in err and "cap0.jpg" in err and "misplaced" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelme_shapes_become_masks(tmp_path: Path) -> None:
+    """One Labelme JSON per image in a separate folder (bare imagePath), polygon + rectangle + a mask
+    shape; a line is reported, not drawn; an image in the `good/` folder stays normal."""
+    src = tmp_path / "labelme"
+    for i in range(6):
+        _noise(src / "good" / f"g{i}.jpg")
+    for i in range(4):
+        _noise(src / "defect" / f"d{i}.jpg")
+    patch = Image.fromarray((_pattern("lm-mask")[5:15, 5:20]).astype(np.uint8) * 255)
+    buffer = io.BytesIO()
+    patch.save(buffer, format="PNG")
+    for i in range(4):
+        shapes = [{"label": "chip", "shape_type": "polygon", "points": [TRIANGLE[k:k + 2] for k in range(0, 6, 2)]},
+                  {"label": "chip", "shape_type": "rectangle", "points": [[2, 20], [6, 25]]},
+                  {"label": "chip", "shape_type": "line", "points": [[0, 0], [5, 5]]}]
+        if i == 3:
+            shapes.append({"label": "stain", "shape_type": "mask", "points": [[5, 5], [19, 14]],
+                           "mask": base64.b64encode(buffer.getvalue()).decode()})
+        (src / "json" / f"d{i}.json").parent.mkdir(parents=True, exist_ok=True)
+        (src / "json" / f"d{i}.json").write_text(json.dumps(
+            {"shapes": shapes, "imagePath": f"d{i}.jpg", "imageHeight": H, "imageWidth": W}))
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _table(out).set_index("image")
+    drawn = _mask_of(out, table.loc["images/defect/d0.jpg"])
+    truth = _polygon_truth(TRIANGLE)
+    truth[20:25, 2:6] = True
+    assert _iou(drawn, truth) > 0.8 and drawn[21, 3] and not drawn[3, 21]
+    with_mask = _mask_of(out, table.loc["images/defect/d3.jpg"])
+    assert (with_mask[5:15, 5:20] >= _pattern("lm-mask")[5:15, 5:20]).all()
+    assert table.loc["images/defect/d0.jpg", "defect"] == "chip"  # a generic bad folder: the label names it
+    info = json.loads((out / "split.json").read_text())
+    assert info["annotation_files"] == {"src": {"labelme": 4}}
+    assert sum(p["count"] for p in info["annotation_problems"] if "line shape" in p["what"]) == 4
+
+
+def test_yolo_segmentation_and_boxes_become_masks(tmp_path: Path) -> None:
+    """`images/` + `labels/` with a data.yaml: normalised polygons, a boxes-only file (box mask, marked),
+    an empty label file (a normal image)."""
+    src = tmp_path / "yolo"
+    (src).mkdir()
+    (src / "data.yaml").write_text("names: {0: hairline, 1: burn_in}\n")
+    for i in range(8):
+        _noise(src / "images" / f"p{i}.jpg")
+        (src / "labels").mkdir(exist_ok=True)
+        (src / "labels" / f"p{i}.txt").write_text("")
+    normalised = " ".join(f"{v / (W if k % 2 == 0 else H):.6f}" for k, v in enumerate(TRIANGLE))
+    (src / "labels" / "p0.txt").write_text(f"0 {normalised}\n")
+    (src / "labels" / "p1.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (src / "labels" / "p2.txt").write_text(f"1 {normalised}\n")
+    (src / "labels" / "p3.txt").write_text("0 0.25 0.25 0.1 0.1\n")
+    out = tmp_path / "out"
+    import_dataset(src, out)
+    table = _table(out).set_index("image")
+    assert table.loc["images/images/p0.jpg", "defect"] == "hairline" and table.loc["images/images/p1.jpg", "defect"] == "burn_in"
+    assert _iou(_mask_of(out, table.loc["images/images/p0.jpg"]), _polygon_truth(TRIANGLE)) > 0.8
+    box = _mask_of(out, table.loc["images/images/p1.jpg"])
+    ys, xs = np.nonzero(box)
+    assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (9, 21, 17, 27)  # 0.4*30 tall, 0.2*44 wide
+    info = json.loads((out / "split.json").read_text())
+    assert sorted(info["box_masks"]) == ["images/images/p1.jpg", "images/images/p3.jpg"]
+    assert table.loc["images/images/p5.jpg", "label"] == 0
+
+
+def test_an_annotated_image_in_the_normal_folder_is_refused(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    for i in range(4):
+        _noise(src / "good" / f"g{i}.jpg")
+        _noise(src / "bad" / f"b{i}.jpg")
+    (src / "good" / "g0.json").write_text(json.dumps(
+        {"shapes": [{"label": "x", "shape_type": "polygon", "points": [[1, 1], [9, 1], [9, 9]]}],
+         "imagePath": "g0.jpg", "imageHeight": H, "imageWidth": W}))
+    err = _refusal(capsys, str(src), "--out", str(tmp_path / "out"))
+    assert "normal class folder" in err and "good/g0.jpg" in err
+
+
+# ------------------------------------------------------------------------------------ the study protocol
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return phone_study.write_study(tmp_path_factory.mktemp("study"))
+
+
+def _import_study(study: Path, out: Path, *extra: str) -> int:
+    return main(["data", "import", str(study / "photos"), "--out", str(out), "--years", str(study / "years.csv"),
+                 "--test-years", "2024-2025", "--generated", str(study / "generated"),
+                 "--hard-negatives", str(study / "hard-negatives"), *extra])
+
+
+def test_study_protocol_is_cross_generation_with_generated_and_hard_negative_rows(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _import_study(study, out, "--supervised-train", "0.5") == 0
+    table = _table(out)
+    years = dict(phone_study.MODELS)
+    assert (table.group.map(years) == table.year).all()  # group = the model the years table matched
+    test = table[table.split == "test"]
+    assert set(test.year) == set(phone_study.TEST_YEARS) and (test.source == "real").all()
+    assert len(test) == sum(1 for y in years.values() if y in phone_study.TEST_YEARS) * (
+        phone_study.NORMALS + phone_study.DEFECTS + phone_study.HARD_NEGATIVES)  # every image of those years
+    assert not table[table.split != "test"].year.isin(phone_study.TEST_YEARS).any()
+    generated = table[table.source == "generated"]
+    assert len(generated) == 4 * phone_study.GENERATED and set(generated.split) == {"train"}
+    assert (generated["mask"] != "").all() and set(generated.defect) == set(phone_study.DEFECT_KINDS)
+    hard = table[table.hard_negative.astype(str).str.lower() == "true"]
+    assert len(hard) == 6 * phone_study.HARD_NEGATIVES and set(hard.label) == {0}
+    assert set(hard.split) == {"train", "val", "test"}
+    real_anomalies = table[(table.label == 1) & (table.source == "real")]
+    assert (real_anomalies["mask"] != "").all()  # every annotated defect has its mask
+    val = table[table.split == "val"]
+    assert set(val.label) == {0, 1} and (val.source == "real").all()
+    assert set(real_anomalies[real_anomalies.split == "train"].year) <= {2017, 2019, 2021, 2023}
+    info = json.loads((out / "split.json").read_text())
+    assert info["test_years"] == [2024, 2025] and "cross-generation" in info["rule"]
+    assert info["protocol_counts"]["train"]["by_source"] == {"generated": 16, "real": int((table.split == "train").sum()) - 16}
+    for _, row in real_anomalies.head(4).iterrows():  # the COCO outline is where the defect was drawn
+        model, name = row.image.split("/")[1:]
+        index = int(Path(name).stem.rsplit("_", 1)[1])
+        truth = Image.new("L", (phone_study.WIDTH, phone_study.HEIGHT), 0)
+        ImageDraw.Draw(truth).polygon(phone_study.defect_polygon(model, index), fill=255)
+        assert _iou(_mask_of(out, row), np.asarray(truth) > 0) > 0.6  # thin shapes: edge pixels differ
+
+
+def test_study_protocol_refusals(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = tmp_path / "years.csv"
+    partial.write_text("model,year\naurora-x,2017\nborealis-2,2019\n")
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o1"), "--years", str(partial))
+    assert "no release year for" in err and "cirrus (13)" in err and "fornax-s (13)" in err
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o2"), "--test-years", "2024")
+    assert "--years FILE or --year-from" in err
+
+    leaky = tmp_path / "generated"
+    shutil_copy = (study / "photos" / "aurora-x" / "aurora-x_009.jpg").read_bytes()
+    (leaky / "aurora-x" / "scratch").mkdir(parents=True)
+    (leaky / "aurora-x" / "scratch" / "copy.jpg").write_bytes(shutil_copy)
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o3"), "--years", str(study / "years.csv"),
+                   "--generated", str(leaky))
+    assert "byte-identical to the real image" in err and "aurora-x_009.jpg" in err
+
+    future = tmp_path / "future"
+    _noise(future / "equinox" / "scratch" / "g.png")
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o4"), "--years", str(study / "years.csv"),
+                   "--test-years", "2024-2025", "--generated", str(future))
+    assert "is of 2024, a test year" in err
+    assert not any((tmp_path / f"o{k}").exists() for k in range(1, 5))
+
+
+def test_year_from_a_path_pattern(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for year in (2018, 2020, 2024):
+        for i in range(4):
+            _noise(src / f"model_{year}" / "good" / f"{i}.png")
+        for i in range(3):
+            _noise(src / f"model_{year}" / "crack" / f"{i}.png")
+    out = tmp_path / "out"
+    import_dataset(src, out, year_from=r"model_(?P<year>\d{4})", test_years="2024")
+    table = _table(out)
+    assert set(table[table.split == "test"].year) == {2024}
+    assert set(table[table.split != "test"].year) == {2018, 2020}
+
+
+def test_imported_study_runs_the_ltfm_ablation_with_no_other_step(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "imported"
+    assert _import_study(study, out, "--supervised-train", "0.5") == 0
+    run_dir = tmp_path / "run"
+    assert main(["run", "--methods", "ltfm", "--datasets", f"manifest:{out}/manifest.csv", "--out", str(run_dir),
+                 "--weights", "random", "--no-report", "--option", "ltfm.init=scratch",
+                 "--option", "ltfm.epochs=1", "--option", "ltfm.tower=dinov2-tiny", "--option", "ltfm.dim=64"]) == 0
+    cells = {c["variant"]: c for c in map(json.loads, (run_dir / "runs.jsonl").read_text().splitlines())}
+    assert set(cells) == {"base", "ft-real", "ft-real-gen"}
+    assert all(c["status"] == "ok" for c in cells.values()), [c["error"] for c in cells.values()]
+    assert cells["ft-real-gen"]["counts"]["n_train"] > cells["ft-real"]["counts"]["n_train"]  # + generated rows
+    for cell in cells.values():
+        assert set(cell["breakdowns"]["year"]) == {"2024", "2025"}  # the cross-generation breakdown
+        assert cell["metrics"]["pixel_auroc"] is not None
