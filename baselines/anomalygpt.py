@@ -77,6 +77,7 @@ from benchmarks.api import (
     GRID,
     Baseline,
     FittedState,
+    MapPooling,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -271,6 +272,7 @@ class AnomalyGPT(Baseline):
 
     meta = MethodMeta(
         name="anomalygpt",
+        map_pooling=MapPooling("max"),
         paper="Gu et al., AnomalyGPT: Detecting Industrial Anomalies Using Large Vision-Language Models, AAAI 2024",
         backbone=f"open_clip {DEFAULT_MODEL} (paper: ImageBind-Huge)",
         weights_id=DEFAULT_TAG,

@@ -33,6 +33,7 @@ from benchmarks.api import (
     STAGE_STRIDES,
     Baseline,
     FittedState,
+    MapPooling,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -259,6 +260,7 @@ class DinoKnn(Baseline):
 
     meta: ClassVar[MethodMeta] = MethodMeta(
         name="dino-knn",
+        map_pooling=MapPooling("top_mean", 0.01),
         paper="Damm et al., AnomalyDINO: Boosting Patch-based Few-shot Anomaly Detection with DINOv2, WACV 2025",
         backbone="DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2)",
         weights_id="lvd142m",

@@ -102,6 +102,7 @@ from benchmarks.api import (
     Ablation,
     Baseline,
     FittedState,
+    MapPooling,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -357,6 +358,10 @@ class LTFMBaseline(Baseline):
             locations=list(words),
             extra={"adverb": [adverb(float(s)) for s in scores], "region_box": list(boxes)},
         )
+
+    def map_pooling(self) -> MapPooling | None:
+        """The map's maximum where this cell scores by its map (`score` map); the head's score is no pooling."""
+        return MapPooling("max") if self.score == "map" else None
 
     def provenance(self) -> dict[str, str | bool | None]:
         """Where the fitted LTFM started from: only the authors' expert makes `base` the paper's model."""

@@ -33,6 +33,7 @@ from benchmarks.api import (
     Baseline,
     FittedState,
     LibraryTwin,
+    MapPooling,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -119,6 +120,7 @@ class PatchCore(Baseline):
 
     meta = MethodMeta(
         name="patchcore",
+        map_pooling=MapPooling("max"),
         paper="Towards Total Recall in Industrial Anomaly Detection (Roth et al., CVPR 2022)",
         backbone="wide_resnet50_2",
         weights_id="timm/wide_resnet50_2.racm_in1k",
@@ -230,6 +232,10 @@ class PatchCore(Baseline):
         flat = PatchcoreModel.reshape_embedding(embedding)
         distances = self.index.search(flat, k=1)[:, 0]
         return torch.from_numpy(distances).view(b, h, w), flat
+
+    def map_pooling(self) -> MapPooling | None:
+        """The max, unless anomalib's reweighting forms the score (that is no pooling of the map)."""
+        return None if self.options.reweight else self.meta.map_pooling
 
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         """Scores `(B,)` and maps `(B, image_size, image_size)` in the resized full-image frame."""

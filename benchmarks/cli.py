@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "when it exists, else results/scaling)")
     run.add_argument("--save-models", action="store_true",
                      help="keep each cell's fitted model in <out>/models/ (read by `inspect`)")
+    run.add_argument("--roi", choices=("auto", "on", "off"), default="auto",
+                     help="ROI-guided image scores where the dataset gives a region of interest: the method's "
+                          "map pooled inside it (auto: used where it beats the method's own score on validation; "
+                          "both are measured either way)")
 
     lister = sub.add_parser("list", help="list methods, datasets or weights")
     lister.add_argument("what", nargs="?", choices=("methods", "datasets", "weights"), default="methods")
@@ -169,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--out", type=Path, help="output folder (default: <run_dir>/inspect)")
     inspect.add_argument("--weights-dir", type=Path, help="where real backbone weights are (as for run)")
     inspect.add_argument("--device", default="cpu")
+    inspect.add_argument("--unit", metavar="REGEX",
+                         help="images of one physical unit (a phone) share what this finds in their names (group "
+                              "'unit', else the first group, else the match): the page gives one verdict per unit")
+    inspect.add_argument("--roi", type=Path, metavar="MASK",
+                         help="region of interest of the given image files and folders (a mask of their aspect "
+                              "ratio); manifest rows and --split test bring their own")
     merge = sub.add_parser("merge", help="combine shard run folders into one (cells merge by key)")
     merge.add_argument("sources", type=Path, nargs="+", help="shard run folders")
     merge.add_argument("--out", type=Path, required=True, help="merged run folder")
@@ -238,7 +248,7 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202 - returns RunConfig
         out=(args.out or default_results_root() / args.preset).resolve(), force=args.force,
         executor=args.executor, shard=parse_shard(args.shard) if args.shard else None,
         variants=tuple(_split(args.variants)) or None, method_options=method_options,
-        save_models=args.save_models,
+        save_models=args.save_models, roi=args.roi,
     )
 
 
@@ -519,9 +529,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Load the saved model, read the images, write the QC page; print where and how long it took."""
+    import re
     import time
 
-    from benchmarks.inspection.inputs import images_from_arguments, test_split_images
+    from benchmarks.inspection.inputs import (
+        cell_dataset,
+        images_from_arguments,
+        kind_references,
+        test_split_images,
+    )
     from benchmarks.inspection.qc_page import write_qc_page
     from benchmarks.inspection.readings import read_images
     from benchmarks.inspection.saved_models import load_saved, saved_cell
@@ -533,10 +549,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     cell = saved_cell(args.run_dir, args.method, args.variant, args.seed)
     plugin, stamp = load_saved(args.run_dir, cell, device=args.device, weights_dir=args.weights_dir)
     loaded = time.perf_counter()
-    images = test_split_images(cell) if args.split else images_from_arguments(args.images)
+    try:
+        unit = re.compile(args.unit) if args.unit else None
+    except re.error as exc:
+        raise UsageError(f"--unit {args.unit!r} is not a regular expression: {exc}") from None
+    images = test_split_images(cell, unit) if args.split else images_from_arguments(args.images, unit, args.roi)
     if not images:
         raise UsageError("no images found in the given paths")
-    readings = read_images(plugin, stamp, images)
+    try:
+        references = kind_references(cell_dataset(cell))
+    except (OSError, ValueError) as exc:  # the run's dataset is not on this machine: no kind guesses
+        print(f"note: no defect-kind guesses: the run's dataset {cell.dataset} could not be read ({exc})")
+        references = None
+    readings = read_images(plugin, stamp, images, references)
     read = time.perf_counter()
     source = f"{cell.dataset} test split" if args.split else f"{len(images)} image(s)"
     title = f"QC inspection: {stamp.method} / {stamp.variant} on {source}"

@@ -17,6 +17,8 @@ from benchmarks.plugins.bundled_backbone import (
 )
 from benchmarks.plugins.contract import (
     Baseline,
+    FittedState,
+    MapPooling,
     MethodContext,
     MethodMeta,
     Prediction,
@@ -124,6 +126,27 @@ class MapsSometimes(MeanBrightness):
         return pred if len(images) == 8 else Prediction(scores=pred.scores)
 
 
+class BrightestSpot(Baseline):
+    """Map = pixel brightness (every 2nd pixel); image score = the map's maximum, declared as its
+    pooling: what ROI-guided scoring needs, and nothing else."""
+
+    meta = MethodMeta(name="brightest-spot", paper="test", backbone="none", weights_id="none", input_size=0,
+                      variants=FULL, map_pooling=MapPooling("max"))
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        return None
+
+    def fitted_state(self) -> FittedState:
+        return FittedState(tensors={"nothing": torch.zeros(1)}, info={})
+
+    def load_fitted_state(self, state: FittedState) -> None:
+        return None
+
+    def predict(self, images: Sequence[np.ndarray]) -> Prediction:
+        maps = np.stack([im.mean(axis=2)[::2, ::2] / 255.0 for im in images])
+        return Prediction(scores=maps.reshape(len(images), -1).max(axis=1).astype(np.float64), maps=maps)
+
+
 class OutOfMemory(MeanBrightness):
     """Caps its own address space 256 MiB above what it uses, then asks for 16 GiB: a real MemoryError."""
 
@@ -199,7 +222,7 @@ class SubstituteFeatures(MeanBrightness):
 
 ALL = {"mean-brightness": MeanBrightness, "answering": Answering, "substitute-features": SubstituteFeatures, "crashing": Crashing, "nan-scores": NanScores,
        "hanging": Hanging, "dying": Dying, "flat-maps": FlatMaps, "maps-sometimes": MapsSometimes,
-       "out-of-memory": OutOfMemory, "sentinel": Sentinel, "cache-probe": CacheProbe}
+       "out-of-memory": OutOfMemory, "brightest-spot": BrightestSpot, "sentinel": Sentinel, "cache-probe": CacheProbe}
 
 
 def register_all() -> None:

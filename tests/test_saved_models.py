@@ -121,7 +121,8 @@ def test_inspect_the_test_split_outlines_the_truth(saved_run: Path, tmp_path: Pa
     assert len(labelled) == 12 and page["summary"]["labelled"] == 12
     assert sum(item["correct"] for item in labelled) == page["summary"]["correct"]
     html = (tmp_path / "qc-patchcore-k1.html").read_text()
-    assert html.count("ground truth") == 6  # an outline image beside each anomaly's overlay
+    assert html.count('data-slot="truth"') == 6  # an outline image beside each anomaly's panels
+    assert html.count('data-slot="capture"') == html.count('data-slot="map"') == html.count('data-slot="crop"') == 12
 
 
 def test_inspect_refuses_a_run_without_saved_models(tmp_path: Path, tiny_manifest: Path,
@@ -161,7 +162,7 @@ def test_the_qc_page_renders_in_a_real_headless_browser(saved_run: Path, tmp_pat
     dom = subprocess.run([browser, *CHROMIUM_FLAGS, *profile, "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
     total = int(dom.split('data-images-total="')[1].split('"')[0])
-    assert total == 18  # 12 overlays and 6 ground-truth outlines
+    assert total == 42  # per image the capture, its map and the region's crop; and 6 ground-truth outlines
     assert f'data-images-rendered="{total}"' in dom
     assert dom.count('data-rendered="yes"') == total
     for item in data["images"]:

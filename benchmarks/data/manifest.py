@@ -164,7 +164,7 @@ def _decode_all(records: list[ImageRecord]) -> list[ManifestProblem]:
     Pillow's decoders release the GIL, so a small thread pool keeps this near disk/decode speed.
     """
     jobs = [(r.row, column, path) for r in records
-            for column, path in (("image", r.image), ("mask", r.mask)) if path is not None]
+            for column, path in (("image", r.image), ("mask", r.mask), ("roi", r.roi)) if path is not None]
 
     def decode(job: tuple[int, str, Path]) -> ManifestProblem | None:
         row, column, path = job
@@ -290,6 +290,13 @@ def _check_row(
         if check_files and image is not None and mask is not None:
             _check_mask_size(row, image, mask, problems)
 
+    roi: Path | None = None
+    roi_text = _text(raw.get("roi"))
+    if roi_text:
+        roi = _check_path(roi_text, "roi", row, root, check_files, problems)
+        if check_files and image is not None and roi is not None:
+            _check_roi_shape(row, image, roi, problems)
+
     if image is None or label is None or split not in SPLITS or source not in SOURCES:
         return None
     return ImageRecord(
@@ -304,7 +311,22 @@ def _check_row(
         hard_negative=hard_negative,
         year=year,
         mask=mask,
+        roi=roi,
     )
+
+
+ROI_ASPECT_TOLERANCE = 0.02
+
+
+def _check_roi_shape(row: int, image: Path, roi: Path, problems: list[ManifestProblem]) -> None:
+    """An ROI may have any resolution (it is resized to each map) but the image's aspect ratio."""
+    try:
+        (ih, iw), (rh, rw) = image_size(image), image_size(roi)
+    except (OSError, ImageDecodeError) as exc:
+        problems.append(ManifestProblem(f"cannot read the size of the image or roi: {exc}", row, "roi"))
+        return
+    if abs((rw / rh) / (iw / ih) - 1) > ROI_ASPECT_TOLERANCE:
+        problems.append(ManifestProblem(f"roi is {rw}x{rh}, not the image's aspect ratio ({iw}x{ih})", row, "roi"))
 
 
 _ALLOWED_SUFFIXES = {"PNG", "JPG", "JPEG", "BMP", "TIF", "TIFF", "WEBP"}
@@ -371,7 +393,9 @@ def records_to_table(records: list[ImageRecord], root: Path) -> pd.DataFrame:
             "defect": r.defect,
             "hard_negative": "true" if r.hard_negative else "false",
             "mask": "" if r.mask is None else Path(r.mask).resolve().relative_to(root).as_posix(),
+            "roi": "" if r.roi is None else Path(r.roi).resolve().relative_to(root).as_posix(),
         }
         for r in records
     ]
-    return pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, "year", "mask"])
+    columns = [*REQUIRED_COLUMNS, "year", "mask"] + (["roi"] if any(r.roi is not None for r in records) else [])
+    return pd.DataFrame(rows, columns=columns)[columns]

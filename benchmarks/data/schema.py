@@ -9,7 +9,7 @@ from pathlib import Path
 SPLITS = ("train", "val", "test")
 SOURCES = ("real", "generated")
 REQUIRED_COLUMNS = ("image", "label", "split", "source", "group", "defect", "hard_negative")
-OPTIONAL_COLUMNS = ("year", "mask")
+OPTIONAL_COLUMNS = ("year", "mask", "roi")
 NORMAL_DEFECT = "none"
 
 
@@ -32,6 +32,9 @@ class ImageRecord:
     hard_negative: bool
     year: int | None = None
     mask: Path | None = None
+    roi: Path | None = None
+    """Where inspection happens (a screen outline, a fixture's window): a mask image, any resolution
+    of the image's aspect ratio; the harness forms ROI-guided image scores inside it (SPEC 7)."""
 
     @property
     def is_anomalous(self) -> bool:
@@ -61,3 +64,9 @@ class Dataset:
     @property
     def has_masks(self) -> bool:
         return any(r.mask is not None for r in self.split("test"))
+
+    @property
+    def has_roi(self) -> bool:
+        """True when every val and test image has a region of interest (ROI scoring needs them all)."""
+        evaluated = [r for r in self.records if r.split in ("val", "test")]
+        return bool(evaluated) and all(r.roi is not None for r in evaluated)

@@ -138,6 +138,39 @@ class TinySetup:
 
 
 @dataclass(frozen=True)
+class MapPooling:
+    """How a method forms its image score from its anomaly map, so the harness can form the same
+    score inside a region of interest (SPEC 7, `--roi`) without knowing the method.
+
+    kind "max": the largest map value; "top_mean": the mean of the largest `fraction` of the map's
+    values (at least one). The harness pools the map as the method returns it (upsampled, smoothed);
+    where the method pools another grid (PatchCore's raw patch scores), the run records the map's
+    whole-image pooling beside the method's own score, so the ROI's effect is read apart from that."""
+
+    kind: str
+    fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("max", "top_mean"):
+            raise ValueError(f"map pooling {self.kind!r}: expected max or top_mean")
+        if self.kind == "top_mean" and not 0 < self.fraction <= 1:
+            raise ValueError(f"top_mean pooling needs 0 < fraction <= 1, got {self.fraction}")
+
+    def pool(self, values: np.ndarray) -> float:
+        """The image score of the map values `values` (any shape; an empty selection is NaN)."""
+        flat = np.asarray(values, dtype=np.float64).ravel()
+        if flat.size == 0:
+            return float("nan")
+        if self.kind == "max":
+            return float(flat.max())
+        count = max(1, int(self.fraction * flat.size))
+        return float(np.partition(flat, flat.size - count)[flat.size - count:].mean())
+
+    def describe(self) -> str:
+        return "max of the map" if self.kind == "max" else f"mean of the map's top {self.fraction:.0%}"
+
+
+@dataclass(frozen=True)
 class MethodMeta:
     """Facts about a method, written into every result it produces (timm PretrainedCfg-like)."""
 
@@ -174,6 +207,10 @@ class MethodMeta:
     """True when the method's training work follows the run's preset (`Preset.name`: epochs,
     synthesised images): its `bench scaling` curves then hold only for the preset they were
     measured at, and a forecast read off another preset's curves flags the cell and its total."""
+    map_pooling: MapPooling | None = None
+    """How the image score pools the anomaly map (`MapPooling`); None when the score is not a pooling
+    of the map (a text prototype, a classifier head): the harness then keeps the method's own score
+    under `--roi`. A method whose pooling depends on its options overrides `Baseline.map_pooling`."""
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.default_variants if v not in self.variants]
@@ -209,7 +246,8 @@ class MethodMeta:
         resume) plus the declarations the report reads (published numbers, ablation), which are not
         hashed: correcting a published number does not recompute finished cells."""
         return {**self.to_json(), "published": [entry.to_json() for entry in self.published],
-                "ablation": self.ablation.to_json() if self.ablation else None}
+                "ablation": self.ablation.to_json() if self.ablation else None,
+                "map_pooling": self.map_pooling.describe() if self.map_pooling else None}
 
 
 @dataclass(frozen=True)
@@ -367,6 +405,10 @@ class Baseline(ABC):
     @abstractmethod
     def predict(self, images: Sequence[np.ndarray]) -> Prediction:
         """Score RGB uint8 `(H, W, 3)` images (sizes may differ); see `Prediction`."""
+
+    def map_pooling(self) -> MapPooling | None:
+        """How this fitted instance pools its map into its image score (after `fit`); default the meta's."""
+        return self.meta.map_pooling
 
     def reference_model(self) -> ReferenceModel | None:
         """The wrapped library model, for the wrapper-overhead benchmark (after `fit`); None if none."""

@@ -27,6 +27,8 @@ from benchmarks.reporting.result_tables import (
     latency_section,
     main_table,
     operating_table,
+    roi_defect_table,
+    roi_table,
 )
 from benchmarks.reporting.statistics import SIGNIFICANCE_LEVEL, aggregate_seeds, compare_with_best
 from benchmarks.reporting.tables import WORSE_MARK, md_escape
@@ -104,6 +106,7 @@ def _markdown(results: RunResults, target: Path, slugs: dict[str, str], pngs: di
         tables += breakdown_tables(results, dataset, slug)
         if data["decision_f1"].notna().any() or data["location_accuracy"].notna().any():
             tables.append(answers_table(data, slug, show_seed))
+        tables += [t for t in (roi_table(data, slug, show_seed), roi_defect_table(results, dataset, slug)) if t]
         for table in tables:
             table.write(tables_dir, comments)
             out += [f"### {table.title}", "", table.to_markdown()]
@@ -183,6 +186,7 @@ def _protocol(results: RunResults) -> list[str]:
         "- Threshold sources: `val` = F1-optimal on the validation split; `val-normal-p99` = 99th percentile"
         " of validation normals (validation split without anomalies); `none` = no threshold.",
         "- Breakdowns and hard-negative FPR are on the test split; FPR uses the validation threshold.",
+        *_roi_protocol(results),
         "",
     ]
     for cell in results.cells:
@@ -197,6 +201,22 @@ def _protocol(results: RunResults) -> list[str]:
         lines.append(f"> **Warning:** cell {md_escape(cell.cell_key)} {what}.")
         lines.append("")
     return lines
+
+
+def _roi_protocol(results: RunResults) -> list[str]:
+    """The ROI protocol line: which datasets gave a region of interest, the mode, and what was used."""
+    with_roi = [c for c in results.cells if c.ok and c.roi is not None]
+    if not with_roi:
+        return ["- Image scores: each method's own score over the whole image (no dataset gave a region of"
+                " interest)."]
+    modes = ", ".join(sorted({str(c.roi.mode) for c in with_roi if c.roi is not None}))
+    used = sum(bool(c.roi and c.roi.used) for c in with_roi)
+    datasets = ", ".join(md_escape(d) for d in sorted({c.dataset for c in with_roi}))
+    return [f"- **Image scores, ROI-guided** (`--roi {modes}`) on {datasets}: where a method's image score pools"
+            " its anomaly map, the harness pools the map inside each image's region of interest as well, and"
+            " under `auto` uses that score when it beats the method's own score on the *validation* split. "
+            f"{used} of {len(with_roi)} cells use it; the main table's *Image score* column says which, and"
+            " the *ROI-guided image scores* table gives both scorings side by side with DeLong's paired test."]
 
 
 def _dataset_frame(results: RunResults, frame: pd.DataFrame, dataset: str) -> pd.DataFrame:

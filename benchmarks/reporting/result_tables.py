@@ -74,6 +74,8 @@ def main_table(
         columns.append(Column("Seeds", number("seeds", 0)))
     if show_weights:
         columns.append(Column("Weights", text_of("weights_tag"), text=True))
+    if data["image_score"].notna().any():
+        columns.append(Column("Image score", text_of("image_score"), text=True))
     columns += [
         Column(f"AUROC{spread} (95 % CI)", _mean("image_auroc", ci=True, mark=True), "image_auroc"),
         Column("AUPR", _mean("aupr"), "aupr"),
@@ -98,6 +100,7 @@ def main_table(
         "seeds",
         "weights",
         "weights_tag",
+        "image_score",
         *(
             f"{m}{suffix}"
             for m in ("image_auroc", "aupr", "f1", "f1_max", "pixel_auroc", "aupro", "val_image_auroc")
@@ -462,3 +465,91 @@ def failed_section(frame: pd.DataFrame, tables_dir: Path, comments: Sequence[str
     table = ReportTable("cells_without_results", "Cells without results", data[keep], columns)
     table.write(tables_dir, comments)
     return ["## Cells without results", "", table.to_markdown()]
+
+
+def roi_table(data: pd.DataFrame, slug: str, show_seed: bool) -> ReportTable | None:
+    """ROI-guided image scores beside the method's own score, cell by cell (None without any ROI)."""
+    rows = data[data["roi_mode"].notna()].copy()
+    if rows.empty:
+        return None
+    rows["roi_delta"] = rows["roi_auroc"] - rows["roi_own_auroc"]
+    rows["roi_choice"] = [
+        ("ROI" if used else "own score") + f": {reason}" if isinstance(reason, str) else None
+        for used, reason in zip(rows["roi_used"].fillna(False).astype(bool), rows["roi_reason"], strict=True)
+    ]
+
+    def signed(name: str) -> Callable[[pd.Series], Rendered | None]:
+        def render(row: pd.Series) -> Rendered | None:
+            value = row.get(name)
+            return None if pd.isna(value) else (f"{value:+.3f}", "")
+
+        return render
+
+    columns = [
+        *_key_columns(show_seed),
+        Column("Pooling", text_of("roi_pooling"), text=True),
+        Column("Used for the main table (chosen on val)", text_of("roi_choice"), text=True),
+        Column("Val AUROC own / ROI", _pair("roi_val_auroc_own", "roi_val_auroc_roi")),
+        Column("AUROC own", number("roi_own_auroc"), "roi_own_auroc"),
+        Column("AUROC map, whole image", number("roi_map_auroc"), "roi_map_auroc"),
+        Column("AUROC ROI (95 % CI)", with_ci("roi_auroc"), "roi_auroc"),
+        Column("Δ ROI − own", signed("roi_delta")),
+        Column("DeLong p", number("roi_delong_p", 3)),
+        Column("F1@val own / ROI", _pair("roi_own_f1", "roi_f1")),
+        Column("FPR normals own / ROI", _pair("roi_own_fpr", "roi_fpr")),
+        Column("Normal peaks outside ROI", number("roi_normal_peaks_outside", 2)),
+    ]
+    keep = ["method", "variant", "seed", "roi_mode", "roi_used", "roi_reason", "roi_pooling",
+            "roi_val_auroc_own", "roi_val_auroc_map", "roi_val_auroc_roi", "roi_own_auroc", "roi_map_auroc",
+            "roi_auroc", "roi_auroc_lo", "roi_auroc_hi", "roi_delta", "roi_delong_p", "roi_own_f1", "roi_map_f1",
+            "roi_f1", "roi_own_fpr", "roi_map_fpr", "roi_fpr", "roi_normal_peaks_outside", "roi_n_empty_roi",
+            "roi_choice"]
+    title = ("ROI-guided image scores (test split): the method's own score, its map pooled over the whole "
+             "image, and inside the region of interest; F1 and FPR at each scoring's own validation threshold")
+    return ReportTable(f"roi_{slug}", title, rows[keep], tuple(columns))
+
+
+def _pair(first: str, second: str) -> Callable[[pd.Series], Rendered | None]:
+    def render(row: pd.Series) -> Rendered | None:
+        a, b = row.get(first), row.get(second)
+        if pd.isna(a) and pd.isna(b):
+            return None
+        return ("n/a" if pd.isna(a) else f"{a:.3f}") + " / " + ("n/a" if pd.isna(b) else f"{b:.3f}"), ""
+
+    return render
+
+
+def roi_defect_table(results: RunResults, dataset: str, slug: str) -> ReportTable | None:
+    """Test AUROC per defect type (each against all normals) with the method's own score and inside
+    the ROI, from the per-image scores; None where no cell measured both."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = results.labels()
+    rows: list[dict[str, object]] = []
+    defects: list[str] = []
+    for cell in results.for_dataset(dataset, ok_only=True):
+        if cell.roi is None or cell.roi.roi_auroc is None:
+            continue
+        scores = results.scores(cell)
+        test = scores[scores["split"] == "test"]
+        if not {"score_own", "score_roi"} <= set(test.columns):
+            continue
+        normals = test[test["label"] == 0]
+        row: dict[str, object] = {"cell": labels[cell.cell_key], "method": cell.method, "variant": cell.variant}
+        for defect, group in test[test["label"] == 1].groupby("defect"):
+            both = pd.concat([normals, group])
+            if normals.empty:
+                continue
+            name = str(defect)
+            defects.append(name) if name not in defects else None
+            for column, key in (("score_own", "own"), ("score_roi", "roi")):
+                row[f"{key}[{name}]"] = float(roc_auc_score(both["label"], both[column]))
+        rows.append(row)
+    if not rows or not defects:
+        return None
+    defects = strata_order(defects)
+    data = pd.DataFrame(rows)
+    columns = [Column("Method/variant", text_of("cell"), text=True)]
+    columns += [Column(f"{d} own / ROI", _pair(f"own[{d}]", f"roi[{d}]")) for d in defects]
+    title = "ROI-guided scores by defect type: test AUROC of each defect type against all normals, own score / ROI"
+    return ReportTable(f"roi_by_defect_{slug}", title, data, tuple(columns))

@@ -47,6 +47,7 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
             "weights": "random" if "random" in weights else ", ".join(weights) or None,
             "weights_tag": "random" if "random" in weights else ", ".join(tags) or None,
             "device": ", ".join(sorted(set(group["device"].dropna()))) or None,
+            "image_score": image_score_words(group),
         }
         for name in SEED_METRICS:
             values = group[name].dropna()
@@ -58,10 +59,21 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         for name in SEED_LATENCY:
             row[name] = group[name].median()
         rows.append(row)
-    columns = ["dataset", "method", "variant", "seeds", "weights", "weights_tag", "device"]
+    columns = ["dataset", "method", "variant", "seeds", "weights", "weights_tag", "device", "image_score"]
     columns += [f"{m}{suffix}" for m in SEED_METRICS for suffix in ("", "_sd")]
     columns += [f"{m}_{end}" for m in CI_METRICS for end in ("lo", "hi")]
     return pd.DataFrame(rows, columns=[*columns, *SEED_LATENCY])
+
+
+def image_score_words(cells: pd.DataFrame) -> str | None:
+    """What the cells' image scores are, in the table's words: "ROI: <pooling>" where the ROI scores
+    were used, "whole image" where the dataset has an ROI that was not used, None without any ROI."""
+    if cells["roi_mode"].isna().all():
+        return None
+    used = cells["roi_used"].fillna(False).astype(bool)
+    if used.all():
+        return f"ROI: {cells['roi_pooling'].dropna().iloc[0]}" if cells["roi_pooling"].notna().any() else "ROI"
+    return "whole image" if not used.any() else f"ROI in {int(used.sum())} of {len(used)} seeds"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class SavedModel:
     class_name: str
     description: str
     info: Mapping[str, Any] = field(default_factory=dict)
+    roi_pooling: Mapping[str, Any] | None = None
+    """`{"kind", "fraction"}` of the `MapPooling` when the cell's scores (threshold, validation scale)
+    are ROI-guided: `inspect` then forms each image's score inside its region of interest too."""
     format: str = MODEL_FORMAT
 
     def to_json(self) -> dict[str, Any]:

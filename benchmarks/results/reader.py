@@ -28,6 +28,7 @@ from benchmarks.results.record import (
     CellResult,
     CellTiming,
     HardNegativeRate,
+    RoiScoring,
 )
 from benchmarks.results.stamp import weights_tag
 from benchmarks.results.store import RunStore
@@ -194,7 +195,19 @@ def _flat_columns() -> dict[str, type]:
                 columns[spec.name] = kind
     hints = typing.get_type_hints(HardNegativeRate)
     columns |= {column: typing.get_args(hints[name])[0] for name, column in HARD_NEGATIVE_COLUMNS.items()}
+    hints = typing.get_type_hints(RoiScoring)
+    for spec in fields(RoiScoring):
+        name = roi_column(spec.name)
+        if name.endswith("_ci"):
+            columns |= {f"{name[:-3]}_lo": float, f"{name[:-3]}_hi": float}
+        else:
+            columns[name] = typing.get_args(hints[spec.name])[0]
     return columns | {"duration_s": float} | {name: str for name in FILE_COLUMNS}
+
+
+def roi_column(field_name: str) -> str:
+    """The frame column of a `RoiScoring` field: `roi_` before it (once: `roi_auroc` stays)."""
+    return field_name if field_name.startswith("roi_") else f"roi_{field_name}"
 
 
 FRAME_COLUMN_TYPES = _flat_columns()
@@ -217,6 +230,13 @@ def _flat_row(cell: CellResult) -> dict[str, Any]:
     row["duration_s"] = cell.duration_s
     hard = cell.hard_negative or HardNegativeRate()
     row |= {column: getattr(hard, name) for name, column in HARD_NEGATIVE_COLUMNS.items()}
+    roi = cell.roi or RoiScoring()
+    for spec in fields(RoiScoring):
+        name, value = roi_column(spec.name), getattr(roi, spec.name)
+        if name.endswith("_ci"):
+            row[f"{name[:-3]}_lo"], row[f"{name[:-3]}_hi"] = (value.lo, value.hi) if value else (None, None)
+        else:
+            row[name] = value
     return row
 
 

@@ -174,6 +174,43 @@ class AnswerMetrics(_Flat):
 
 
 @dataclass(frozen=True)
+class RoiScoring(_Flat):
+    """ROI-guided image scores of one cell (SPEC 7, `--roi`): the protocol choice and, side by side on
+    the same test images, what each scoring gives.
+
+    mode: the run's `--roi` (auto, on, off). used: whether the cell's `metrics` come from the ROI
+    scores. reason: why (auto: the validation AUROCs), or why ROI scoring does not apply. pooling: how
+    the method pools its map (`MapPooling.describe`). For each scoring, own (the method's score),
+    map (its map pooled over the whole image, the ROI scores' like-for-like reference) and roi (the
+    map pooled inside the region of interest): val_auroc_*, and on test auroc, f1 at that scoring's
+    own validation threshold and fpr (share of test normals at or above it). roi_auroc_ci: bootstrap
+    95 % CI. delong_p: paired DeLong test, own vs roi scores, on test. normal_peaks_outside: share of
+    test normals whose whole-map peak lies outside their ROI (what the ROI removes).
+    """
+
+    mode: str | None = None
+    used: bool | None = None
+    reason: str | None = None
+    pooling: str | None = None
+    val_auroc_own: float | None = None
+    val_auroc_map: float | None = None
+    val_auroc_roi: float | None = None
+    own_auroc: float | None = None
+    own_f1: float | None = None
+    own_fpr: float | None = None
+    map_auroc: float | None = None
+    map_f1: float | None = None
+    map_fpr: float | None = None
+    roi_auroc: float | None = None
+    roi_auroc_ci: Interval | None = None
+    roi_f1: float | None = None
+    roi_fpr: float | None = None
+    delong_p: float | None = None
+    normal_peaks_outside: float | None = None
+    n_empty_roi: int | None = None
+
+
+@dataclass(frozen=True)
 class CellTiming(_Flat):
     """Where a cell's seconds went, stage by stage, inside its process.
 
@@ -243,6 +280,7 @@ class CellResult:
     text_metrics: AnswerMetrics | None = None
     counts: CellCounts | None = None
     timing: CellTiming | None = None
+    roi: RoiScoring | None = None
     weights_detail: tuple[Mapping[str, Any], ...] = ()
     method_meta: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -322,6 +360,7 @@ class CellResult:
             text_metrics=AnswerMetrics.from_json(obj.get("text_metrics")),
             counts=CellCounts.from_json(obj.get("counts")),
             timing=CellTiming.from_json(obj.get("timing")),
+            roi=RoiScoring.from_json(obj.get("roi")),
             weights_detail=tuple(dict(d) for d in detail if isinstance(d, Mapping)) if isinstance(detail, list) else (),
             method_meta=_mapping(obj.get("method_meta")),
             options=_mapping(obj.get("options")),

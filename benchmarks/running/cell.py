@@ -30,6 +30,7 @@ from benchmarks.data.loaders import load_dataset
 from benchmarks.data.schema import Dataset, ImageRecord
 from benchmarks.plugins.contract import (
     Baseline,
+    MapPooling,
     MethodContext,
     Prediction,
     Protocol,
@@ -48,11 +49,13 @@ from benchmarks.results.record import (
     CellMetrics,
     CellTiming,
     HardNegativeRate,
+    RoiScoring,
     StratumMetrics,
 )
 from benchmarks.results.store import CellMaps
 from benchmarks.running import compute, latency
 from benchmarks.running.config import CellSpec, RunConfig
+from benchmarks.running.roi_scoring import RoiPooler, compare, not_applicable
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class CellOutcome:
     text_metrics: AnswerMetrics | None = None
     counts: CellCounts | None = None
     timing: CellTiming | None = None
+    roi: RoiScoring | None = None
     dataset_root: str | None = None
     provenance: dict[str, Any] | None = None
     scores: pd.DataFrame | None = None
@@ -107,6 +111,8 @@ class FittedModel:
     val_anomaly_scores: tuple[float, ...]
     class_name: str
     description: str
+    roi_pooling: dict[str, Any] | None = None
+    """The `MapPooling` (kind, fraction) when the cell's scores are ROI-guided (`SavedModel.roi_pooling`)."""
 
 
 class StageClock:
@@ -274,6 +280,8 @@ class EvaluationStream:
         self.mask_locations: list[str | None] = []
         kept = [r for r in records if r.label == 0 or r.mask is not None]
         self.pixel = metrics.PixelAccumulator(sum(_pixels_of(r) for r in kept)) if has_masks else None
+        self.roi: RoiPooler | None = None
+        """Set after `fit` where ROI scoring applies: pools each map over the image and inside its ROI."""
 
     def batches(self) -> Iterator[list[Sample]]:
         """The records decoded (with masks) one evaluation batch at a time; decoding time in `decode_s`."""
@@ -297,6 +305,8 @@ class EvaluationStream:
                                    and s.mask.any() else None for s in chunk)
         if prediction.maps is None:
             return
+        if self.roi is not None:
+            self.roi.add(prediction.maps, [s.record.roi for s in chunk])
         for sample, anomaly_map in zip(chunk, prediction.maps, strict=True):
             self.small_maps.append(metrics.resize_map(anomaly_map, (MAP_STORE_SIZE, MAP_STORE_SIZE)).astype(np.float16))
             if self.pixel is None or (sample.label == 1 and sample.mask is None):
@@ -404,8 +414,17 @@ def _run_cell(
         plugin = method(context)
     fit_s = latency.time_call(lambda: plugin.fit(train, val or None), config.device)
     clock.add("fitting", fit_s)
+    pooling = plugin.map_pooling()
+    val_roi = RoiPooler(pooling) if dataset.has_roi and pooling is not None and val else None
+    stream.roi = RoiPooler(pooling) if val_roi is not None else None
+
+    def pool_val(chunk: Sequence[Sample], prediction: Prediction) -> None:
+        if val_roi is not None and prediction.maps is not None:
+            val_roi.add(prediction.maps, [s.record.roi for s in chunk])
+
     with clock("predicting"):
-        val_pred = predict_all(plugin, batches_of(val), len(val), "val") if val else Prediction(scores=np.zeros(0))
+        val_pred = (predict_all(plugin, batches_of(val), len(val), "val", on_batch=pool_val) if val
+                    else Prediction(scores=np.zeros(0)))
     start = time.perf_counter()
     test_pred = predict_all(plugin, stream.batches(), len(test), "test", on_batch=stream)
     predict_s = time.perf_counter() - start - stream.decode_s - stream.metrics_s
@@ -413,8 +432,13 @@ def _run_cell(
     clock.add("data", stream.decode_s)
     metrics_start = time.perf_counter()
 
-    threshold = metrics.choose_threshold(val_pred.scores, np.array([s.label for s in val], dtype=int))
     labels = np.array([r.label for r in test], dtype=int)
+    own_scores = {"val": val_pred.scores, "test": test_pred.scores}
+    roi = _roi_scoring(config, dataset, pooling, val_roi, stream.roi, val_pred, test_pred, val, labels, cell.seed)
+    if roi is not None and roi.used and val_roi is not None and stream.roi is not None:
+        val_pred = replace(val_pred, scores=np.asarray(val_roi.inside))
+        test_pred = replace(test_pred, scores=np.asarray(stream.roi.inside))
+    threshold = metrics.choose_threshold(val_pred.scores, np.array([s.label for s in val], dtype=int))
     image = metrics.image_metrics(
         test_pred.scores, labels, threshold, n_bootstrap=config.preset.bootstrap_samples, seed=cell.seed
     )
@@ -423,6 +447,10 @@ def _run_cell(
     val_auroc = metrics.auroc_or_none(val_pred.scores, val_labels, what="val") if val else None
     frame = pd.concat([score_frame([s.record for s in val], val_pred, dataset.root),
                        score_frame(test, test_pred, dataset.root)], ignore_index=True)
+    if roi is not None and roi.roi_auroc is not None and val_roi is not None and stream.roi is not None:
+        frame["score_own"] = np.concatenate([own_scores["val"], own_scores["test"]])
+        frame["score_map"] = np.concatenate([val_roi.whole, stream.roi.whole])
+        frame["score_roi"] = np.concatenate([val_roi.inside, stream.roi.inside])
     breakdowns = {col: metrics.breakdown(frame, col, threshold.value) for col in BREAKDOWN_COLUMNS}
     hard = metrics.hard_negative_fpr(frame, threshold.value)
 
@@ -443,6 +471,8 @@ def _run_cell(
     with clock("saving"):
         fitted, model_note = (_fitted_model(plugin, val_pred.scores, val_labels, dataset) if config.save_models
                               else (None, None))
+        if fitted is not None and roi is not None and roi.used and pooling is not None:
+            fitted = replace(fitted, roi_pooling={"kind": pooling.kind, "fraction": pooling.fraction})
         maps = (CellMaps(tuple(r.image_id for r in test), np.stack(stream.small_maps))
                 if stream.small_maps else None)
     floor = (stats.gflop_per_image * (len(val) + len(test)) / stats.gemm_peak_gflops
@@ -459,6 +489,7 @@ def _run_cell(
         text_metrics=_text_metrics(labels, stream.mask_locations, test_pred),
         counts=CellCounts(n_train=len(train), n_val=len(val), n_test=len(test)),
         timing=clock.timing(predict_floor_s=floor),
+        roi=roi,
         dataset_root=str(dataset.root),
         provenance=dict(plugin.provenance()),
         scores=frame,
@@ -467,6 +498,23 @@ def _run_cell(
         model_note=model_note,
         gemm_path=gemm.to_json(),
     )
+
+
+def _roi_scoring(config: RunConfig, dataset: Dataset, pooling: MapPooling | None, val_roi: RoiPooler | None,
+                 test_roi: RoiPooler | None, val_pred: Prediction, test_pred: Prediction, val: Sequence[Sample],
+                 test_labels: np.ndarray, seed: int) -> RoiScoring | None:
+    """The cell's ROI record: None for a dataset without regions of interest; else what applies."""
+    if not dataset.has_roi:
+        return None
+    if pooling is None:
+        return not_applicable(config.roi, "the image score is not a pooling of the map: the method's own score")
+    if not val:
+        return not_applicable(config.roi, "no validation images to choose on: the method's own score")
+    if val_roi is None or test_roi is None or len(val_roi.inside) != len(val) or len(test_roi.inside) != len(test_labels):
+        return not_applicable(config.roi, "the method returned no anomaly maps: its own score")
+    return compare(config.roi, pooling, val_roi, test_roi, val_pred.scores,
+                   np.array([s.label for s in val], dtype=int), test_pred.scores, test_labels,
+                   config.preset.bootstrap_samples, seed)
 
 
 def _fitted_model(

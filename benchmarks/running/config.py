@@ -49,6 +49,8 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     save_models: bool = False
     """Keep each cell's fitted model in `<out>/models/` (`inspect` loads it)."""
+    roi: str = "auto"
+    """ROI-guided image scores (`roi_scoring`): auto (chosen per cell on validation), on, off."""
 
     def cell_hash(self, cell: CellSpec, method_meta: dict[str, Any], weights_probe: list[str] | None = None) -> str:
         """Hash of what determines a cell's numbers (not the output folder or the executor).
@@ -67,6 +69,7 @@ class RunConfig:
             "options": self.method_options.get(cell.method, {}),
             # only when asked: a run that saves models recomputes cells finished without saving
             **({"save_models": True} if self.save_models else {}),
+            **({"roi": self.roi} if self.roi != "auto" else {}),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

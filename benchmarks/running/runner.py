@@ -240,6 +240,7 @@ def _result(
         text_metrics=outcome.text_metrics,
         counts=outcome.counts,
         timing=outcome.timing,
+        roi=outcome.roi,
         weights_detail=outcome.weights_detail,
         method_meta=meta.record_json(),
         options=config.method_options.get(cell.method, {}),
@@ -265,6 +266,7 @@ def _saved_model(config: RunConfig, result: CellResult, outcome: CellOutcome) ->
         threshold=result.metrics.threshold, threshold_source=str(result.metrics.threshold_source),
         val_normal_scores=fitted.val_normal_scores, val_anomaly_scores=fitted.val_anomaly_scores,
         class_name=fitted.class_name, description=fitted.description, info=fitted.info,
+        roi_pooling=fitted.roi_pooling,
     )
     return fitted.tensors, stamp
 

@@ -2,10 +2,12 @@
 
 Layout of a generated folder (all paths in the manifest are relative to it):
     manifest.csv      the SPEC 3.1 columns, one row per image
-    annotations.csv   per-image extras: severity, artefact kind, screen, base image of generated rows
+    annotations.csv   per-image extras: severity, artefact kind, screen, base image of generated rows,
+                      the capture's scale (mm_per_px)
     capture.json      how it was captured: protocol, frame size, JPEG quality, renderer version, seed
     images/{split}/{index:04d}.jpg   JPEG captures (file names carry no label)
     masks/{split}/{index:04d}.png    0/255 defect masks, anomalies only
+    roi/{split}/{index:04d}.png      0/255 region of interest: the phone's body as rendered (no background)
     montage.png       a labelled contact sheet to eyeball the data
 
 Every image is rendered from its own seed (dataset seed, image index), so the bytes do not depend
@@ -36,11 +38,11 @@ from benchmarks.data.smartphone.defects import DEFECT_KINDS, HARD_NEGATIVE_KINDS
 from benchmarks.data.smartphone.designs import PhoneDesign, designs_for_years
 from benchmarks.data.smartphone.render import PROTOCOLS, CaptureProtocol, render_capture
 
-RENDERER_VERSION = "v2"  # bump whenever the rendered bytes change, to invalidate caches
+RENDERER_VERSION = "v3"  # bump whenever the rendered bytes change, to invalidate caches
 TRAIN_YEARS = tuple(range(2017, 2024))
 TEST_YEARS = (2024, 2025)
-MANIFEST_COLUMNS = ("image", "label", "split", "source", "year", "group", "defect", "hard_negative", "mask")
-ANNOTATION_COLUMNS = ("image", "severity", "artefact", "screen", "base_image")
+MANIFEST_COLUMNS = ("image", "label", "split", "source", "year", "group", "defect", "hard_negative", "mask", "roi")
+ANNOTATION_COLUMNS = ("image", "severity", "artefact", "screen", "base_image", "mm_per_px")
 DATASET_PROTOCOLS = {"smartphone-synth": "qc", "smartphone-synth-wild": "wild"}  # name -> capture protocol
 _GENERATED = "generated"  # plan marker: the augmenter decides the defect or artefact
 _SMALL_DATASET = 80  # images; below this a process pool costs more than it saves
@@ -104,6 +106,10 @@ class PlannedImage:
     def mask(self) -> str:
         return f"masks/{self.split}/{self.index:04d}.png"
 
+    @property
+    def roi(self) -> str:
+        return f"roi/{self.split}/{self.index:04d}.png"
+
 
 @dataclass(frozen=True)
 class RenderedRow:
@@ -116,6 +122,7 @@ class RenderedRow:
     artefact: str
     screen: str
     region: tuple[int, int, int, int] | None  # x0, y0, x1, y1 of the defect or artefact
+    mm_per_px: float = 0.0  # the capture's scale (render.body_mm over the body's captured height)
 
     @property
     def label(self) -> int:
@@ -133,13 +140,14 @@ class RenderedRow:
             self.defect,
             "true" if self.hard_negative else "false",
             p.mask if self.has_mask else "",
+            p.roi,
         ]
 
     def annotation_row(self) -> list[str]:
         p = self.plan
         severity = f"{p.severity:.3f}" if p.defect in DEFECT_KINDS else ""
         base = f"images/train/{p.base_index:04d}.jpg" if p.base_index is not None else ""
-        return [p.image, severity, self.artefact, self.screen, base]
+        return [p.image, severity, self.artefact, self.screen, base, f"{self.mm_per_px:.5f}"]
 
 
 def _balanced(rng: np.random.Generator, items: Sequence, n: int) -> list:
@@ -235,11 +243,13 @@ def _render_one(job: tuple[PlannedImage, int, str, Path, str]) -> RenderedRow:
             image, mask, defect = augmenter.hard_negative(cap.image, rng), None, "none"
             artefact, region = f"{augmenter_name}:hard_negative", None
     Image.fromarray(image).save(root / item.image, format="JPEG", quality=protocol.jpeg_quality)
+    assert cap.roi is not None and cap.mm_per_px is not None
+    Image.fromarray(cap.roi.astype(np.uint8) * 255, "L").save(root / item.roi, format="PNG")
     if defect != "none":
         assert mask is not None and mask.any(), f"{item.image}: anomaly without mask pixels"
         Image.fromarray(mask.astype(np.uint8) * 255, "L").save(root / item.mask, format="PNG")
     hard = item.hard_negative != "none"
-    return RenderedRow(item, defect, hard, defect != "none", artefact, screen, region)
+    return RenderedRow(item, defect, hard, defect != "none", artefact, screen, region, cap.mm_per_px)
 
 
 def _worker_count(workers: int | None, jobs: int) -> int:
@@ -294,6 +304,7 @@ def generate_smartphone_synth(
         for split in {p.split for p in plan}:
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "masks" / split).mkdir(parents=True)
+            (tmp / "roi" / split).mkdir(parents=True)
         jobs = [(p, seed, augmenter, tmp, protocol) for p in plan]
         n = _worker_count(workers, len(jobs))
         if n == 1:

@@ -233,13 +233,26 @@ class Capture:
 
     image: (height, width, 3) uint8 RGB. mask: (height, width) bool defect pixels (all False
     without a defect). region: the same for the hard-negative artefact, kept for bookkeeping only.
-    screen: which display content was shown (WILD_SCREENS or QC_SCREENS).
+    screen: which display content was shown (WILD_SCREENS or QC_SCREENS). roi: (height, width) bool,
+    the phone's intact body (display, bezel and frame; not the background): where a QC station
+    inspects. mm_per_px: the capture's scale, from the design's body height in mm (`body_mm`).
     """
 
     image: np.ndarray
     mask: np.ndarray
     region: np.ndarray
     screen: str
+    roi: np.ndarray | None = None
+    mm_per_px: float | None = None
+
+
+BODY_WIDTH_MM = 71.5
+"""A phone body's width in mm (a typical 6-inch-class phone); its height follows the design's aspect."""
+
+
+def body_mm(design: PhoneDesign) -> tuple[float, float]:
+    """(width, height) of the design's body in mm: the scale the embedded captures record."""
+    return BODY_WIDTH_MM, BODY_WIDTH_MM * design.aspect
 
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
@@ -304,6 +317,7 @@ class _Pose:
     coeffs: tuple[float, ...]
     window: tuple[int, int, int, int]
     frame: tuple[int, int]
+    body_px: float = 0.0  # the body's height in captured pixels (before tilt)
 
     def apply(self, img: Image.Image) -> np.ndarray:
         """Warp a canvas image, box-average it to capture size: (H, W) or (H, W, C) float32 in [0, 1].
@@ -351,7 +365,8 @@ def _random_pose(
     x1 = min(out_w, (int(math.ceil(dst[:, 0].max())) // s + 2) * s)
     y1 = min(out_h, (int(math.ceil(dst[:, 1].max())) // s + 2) * s)
     src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], float)
-    return _Pose(_homography(src, dst - np.array([x0, y0])), (x0, y0, x1, y1), (protocol.height, protocol.width))
+    return _Pose(_homography(src, dst - np.array([x0, y0])), (x0, y0, x1, y1), (protocol.height, protocol.width),
+                 body_px=scale * body_height / s)
 
 
 def _raking_light(surface: PhoneSurface, rng: np.random.Generator) -> None:
@@ -446,4 +461,6 @@ def render_capture(
     codes = np.clip(img * 4095 + 0.5, 0, 4095).astype(np.uint16)
     curve = np.linspace(0, 1, 4096) ** gamma
     image = (curve * 255 + 0.5).astype(np.uint8)[codes]
-    return Capture(image=image, mask=mask, region=region_mask, screen=screen)
+    roi = pose.mask(intact_alpha > 0.5)
+    return Capture(image=image, mask=mask, region=region_mask, screen=screen, roi=roi,
+                   mm_per_px=body_mm(design)[1] / pose.body_px)

@@ -102,6 +102,12 @@ def figure_captions(results: RunResults) -> dict[str, str]:
                 f" test split, beside the published F1 of the same variants ({ablation.reference_label})")
             captions[f"ablation_{method}_cross_generation"] = (
                 f"{ablation.subject} variants: F1 at the validation threshold per test release year and device group")
+    roi = [c.roi for c in results.cells if c.ok and c.roi is not None]
+    if roi:  # every number a figure shows from image scores follows the run's ROI protocol: say so
+        used = sum(bool(r.used) for r in roi)
+        note = (f"; image scores ROI-guided (--roi {roi[0].mode}) in {used} of {len(roi)} cells with a region of "
+                "interest, the method's own score elsewhere (the report's ROI table)")
+        captions = {kind: text + note if kind not in ("gallery", "pareto") else text for kind, text in captions.items()}
     return captions
 
 
