@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--hard-negatives", type=Path, action="append", default=[], metavar="DIR",
                           help="normals that look defective (smudge, dust, reflection), added as hard_negative "
                                "rows and split like the other normals (repeatable)")
+    importer.add_argument("--roi", type=Path, metavar="MASK_OR_DIR",
+                          help="region of interest (where inspection happens, e.g. the screen on a fixture): one "
+                               "mask for every image, or a folder of <group>.png masks; runs then also score "
+                               "inside it (run --roi)")
     calibrate = data_sub.add_parser(
         "calibrate", help="how hard a dataset is for its reference detector (AUROC by severity, val-test gap, ...)"
     )
@@ -456,12 +460,14 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     for flag, folders in (("--generated", args.generated), ("--hard-negatives", args.hard_negatives)):
         for folder in folders:
             words += [flag, str(folder)]
+    if args.roi is not None:
+        words += ["--roi", str(args.roi)]
     result = import_dataset(args.src, args.out, layout=args.layout, category=args.category, seed=args.seed,
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                             supervised_train=args.supervised_train, copy=args.copy, command=shlex.join(words),
                             normal=args.normal, years=args.years, year_from=args.year_from,
                             test_years=args.test_years, generated=args.generated,
-                            hard_negatives=args.hard_negatives)
+                            hard_negatives=args.hard_negatives, roi=args.roi)
     print("\n".join(describe(result)))
     return 0
 

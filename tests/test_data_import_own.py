@@ -390,3 +390,26 @@ def test_imported_study_runs_the_ltfm_ablation_with_no_other_step(study: Path, t
     for cell in cells.values():
         assert set(cell["breakdowns"]["year"]) == {"2024", "2025"}  # the cross-generation breakdown
         assert cell["metrics"]["pixel_auroc"] is not None
+
+
+def test_roi_per_group_or_one_for_all(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rois = tmp_path / "rois"
+    rois.mkdir()
+    for model in phone_study.MODELS:
+        screen = np.zeros((phone_study.HEIGHT * 2, phone_study.WIDTH * 2), np.uint8)  # any resolution, same aspect
+        screen[30:-30, 16:-16] = 255
+        Image.fromarray(screen).save(rois / f"{model}.png")
+    out = tmp_path / "out"
+    assert _import_study(study, out, "--roi", str(rois)) == 0
+    table = _table(out)
+    assert (table["roi"] == "roi/" + table["group"] + ".png").all()
+    assert load_manifest(out / "manifest.csv").has_roi
+
+    (rois / "cirrus.png").unlink()
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o1"), "--years", str(study / "years.csv"),
+                   "--roi", str(rois))
+    assert "no mask for the group(s) cirrus (13)" in err
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.full((10, 40), 255, np.uint8)).save(wide)
+    err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o2"), "--roi", str(wide))
+    assert "another aspect ratio" in err and not (tmp_path / "o2").exists()

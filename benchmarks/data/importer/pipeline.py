@@ -33,6 +33,7 @@ from benchmarks.data.importer.protocol import (
     hard_negative_items,
     parse_test_years,
     read_years_table,
+    regions_of_interest,
     year_rule_from,
 )
 from benchmarks.data.importer.split_rule import (
@@ -169,7 +170,7 @@ def import_dataset(src: Path, out: Path, layout: str = "auto", category: str | N
                    normal: list[str] | tuple[str, ...] | None = None, years: Path | None = None,
                    year_from: str | None = None, test_years: str | None = None,
                    generated: list[Path] | tuple[Path, ...] = (),
-                   hard_negatives: list[Path] | tuple[Path, ...] = ()) -> ImportResult:
+                   hard_negatives: list[Path] | tuple[Path, ...] = (), roi: Path | None = None) -> ImportResult:
     """Import the published set at `src` into `out` (new or empty); see `split_rule` for the split.
 
     Raises ValueError / FileNotFoundError with a one-line reason for anything that cannot be made sound;
@@ -224,6 +225,7 @@ def import_dataset(src: Path, out: Path, layout: str = "auto", category: str | N
     if repeated:
         raise ValueError(f"two images would be written to images/{repeated[0]}: rename the folder of one "
                          "(SRC and the added folders share that path)")
+    regions = regions_of_interest(items, Path(roi).resolve()) if roi is not None else {}
     checked = check_all(items)
     keep, dropped = deduplicate(items, checked)
     settings = SplitSettings(seed, val_fraction, DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
@@ -239,7 +241,7 @@ def import_dataset(src: Path, out: Path, layout: str = "auto", category: str | N
         return rel(src, item.mask)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = write_items(out, items, split, checked, copy, mask_rel)
+    written = write_items(out, items, split, checked, copy, mask_rel, regions)
     records = written.records
     manifest = out / "manifest.csv"
     records_to_table(records, out).to_csv(manifest, index=False)
@@ -283,6 +285,7 @@ def import_dataset(src: Path, out: Path, layout: str = "auto", category: str | N
         "normal_classes": list(normal_names),
         "rule": describe_rule(scan.published, settings, any(i.source == "generated" for i in items)),
         "test_years": sorted(held_out) if held_out is not None else None,
+        "roi": None if roi is None else {"source": str(roi), "masks": sorted({p.name for p in regions.values()})},
         "years_from": None if rule is None else rule.described,
         "added_folders": {prefix.rstrip("/"): str(root) for prefix, root in roots.items()},
         "counts": counts,

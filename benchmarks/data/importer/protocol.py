@@ -164,3 +164,38 @@ def hard_negative_items(items: Sequence[Item]) -> list[Item]:
 def generated_items(items: Sequence[Item]) -> list[Item]:
     """A generated folder's images as `source=generated` rows (their labels and masks as read)."""
     return [replace(i, source="generated") for i in items]
+
+
+ROI_ASPECT_TOLERANCE = 0.02
+"""An ROI may have any resolution, but its image's aspect ratio within this share (the loader's rule)."""
+
+
+def regions_of_interest(items: Sequence[Item], roi: Path) -> dict[str, Path]:
+    """`--roi`: item rel path -> the ROI mask it is inspected in. `roi` is one mask for every image, or
+    a folder of `<group>.<ext>` masks, one per group (a phone model). Images of a group without a mask
+    and masks of another aspect ratio than their image are refused, listed."""
+    from benchmarks.data.images import image_size
+    from benchmarks.data.loaders import IMAGE_SUFFIXES
+
+    if roi.is_file():
+        chosen = {item.rel: roi for item in items}
+    elif roi.is_dir():
+        masks = {p.stem.lower(): p for p in sorted(roi.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        missing = Counter(item.group for item in items if item.group.lower() not in masks)
+        if missing:
+            listed = ", ".join(f"{g} ({n})" for g, n in missing.most_common(12))
+            raise ValueError(f"--roi {roi}: no mask for the group(s) {listed}; name them <group>.png "
+                             f"(found: {', '.join(sorted(masks)) or 'none'})")
+        chosen = {item.rel: masks[item.group.lower()] for item in items}
+    else:
+        raise FileNotFoundError(f"--roi {roi} does not exist")
+    shapes = {path: image_size(path) for path in set(chosen.values())}
+    wrong: list[str] = []
+    for item in items:
+        (ih, iw), (rh, rw) = image_size(item.image), shapes[chosen[item.rel]]
+        if abs((rw / rh) / (iw / ih) - 1) > ROI_ASPECT_TOLERANCE:
+            wrong.append(f"{item.rel} ({iw}x{ih}) with {chosen[item.rel].name} ({rw}x{rh})")
+    if wrong:
+        raise ValueError(f"--roi: {len(wrong)} image(s) have another aspect ratio than their region of interest "
+                         f"(e.g. {'; '.join(wrong[:3])})")
+    return chosen

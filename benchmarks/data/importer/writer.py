@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,11 +50,19 @@ def place(source: Path, target: Path, copy: bool) -> str:
 
 
 def write_items(out: Path, items: list[Item], split: dict[int, str], checked: list[Checked], copy: bool,
-                mask_rel: Callable[[Item], str]) -> Written:
+                mask_rel: Callable[[Item], str], regions: Mapping[str, Path] | None = None) -> Written:
     """Place every assigned item's image and mask under `out` and return its manifest records (rows in
-    split order, then path). `mask_rel(item)` is the mask file's path below its set's root."""
+    split order, then path). `mask_rel(item)` is the mask file's path below its set's root; `regions`
+    maps an item's rel path to its region-of-interest mask (placed once each under `roi/`)."""
     written = Written()
     masks_written: dict[Path, Path] = {}
+    rois_written: dict[Path, Path] = {}
+    for source in sorted(set((regions or {}).values())):
+        target = out / "roi" / source.name
+        if target.exists():  # two masks of one name from different folders: keep both apart
+            target = out / "roi" / f"{len(rois_written)}-{source.name}"
+        written.files[place(source, target, copy)] += 1
+        rois_written[source] = target
     for row, i in enumerate(sorted(split, key=lambda i: (SPLITS.index(split[i]), items[i].rel)), start=1):
         item = items[i]
         image = out / "images" / item.rel
@@ -83,5 +91,6 @@ def write_items(out: Path, items: list[Item], split: dict[int, str], checked: li
                 written.box_masks.append(image_id)
         written.records.append(ImageRecord(
             row=row, image_id=image_id, image=image, label=item.label, split=split[i], source=item.source,
-            group=item.group, defect=item.defect, hard_negative=item.hard_negative, year=item.year, mask=mask))
+            group=item.group, defect=item.defect, hard_negative=item.hard_negative, year=item.year, mask=mask,
+            roi=rois_written[regions[item.rel]] if regions else None))
     return written
