@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="overhead: also write the results as JSON here; scaling: the "
                                                 "output folder (default: results/scaling, or results/scaling-PRESET "
                                                 "for a preset other than default)")
+    docs = sub.add_parser("docs", help="the docs' numbers from the stored reference run (docs/reference-run)")
+    docs.add_argument("action", choices=("check", "write", "store"),
+                      help="check: list every tagged doc number the reference run does not give; write: rewrite "
+                           "them from it; store RUN_DIR: make RUN_DIR the reference run, then write")
+    docs.add_argument("run_dir", nargs="?", type=Path, help="with store: the run folder to keep")
+    docs.add_argument("--name", help="with store: keep it as docs/reference-run-NAME (a run a page quotes as NAME:)")
     inspect = sub.add_parser("inspect", help="a QC page (HTML + JSON) of what a saved model says about images")
     inspect.add_argument("run_dir", type=Path, help="a run folder written with --save-models")
     inspect.add_argument("images", nargs="*", help="image files, folders of images, or a manifest (.csv/.parquet)")
@@ -198,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handlers = {"run": cmd_run, "list": cmd_list, "weights": cmd_weights, "data": cmd_data,
                 "figures": cmd_figures, "report": cmd_report, "merge": cmd_merge, "bench": cmd_bench,
-                "inspect": cmd_inspect}
+                "inspect": cmd_inspect, "docs": cmd_docs}
     try:
         return handlers[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -580,6 +586,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"reading {1000 * (read - loaded) / len(images):.0f} ms per image, page {done - read:.1f} s "
           f"[{stamp.weights_tag} weights, {cpu_model()}]")
     return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Check, write or re-store the docs' reference-run numbers (benchmarks.reporting.doc_numbers)."""
+    from benchmarks.reporting.doc_numbers import check, count_tags, store, write
+
+    if args.action == "store":
+        if args.run_dir is None:
+            raise UsageError("docs store needs the run folder: docs store RUN_DIR")
+        print(f"stored {store(args.run_dir, REPO_ROOT, args.name)}")
+    elif args.run_dir is not None:
+        raise UsageError(f"docs {args.action} takes no run folder")
+    if args.action in ("write", "store"):
+        print(f"rewrote {write(REPO_ROOT)} number(s)")
+    problems = check(REPO_ROOT)
+    for problem in problems:
+        print(problem)
+    print(f"{count_tags(REPO_ROOT)} tagged number(s) in README.md and docs/*.md, {len(problems)} disagreeing "
+          "with docs/reference-run")
+    return 1 if problems else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -328,19 +328,17 @@ def _map_panel(r: Reading) -> Image.Image:
 
 
 def _crop_panel(r: Reading) -> Image.Image:
-    """A full-resolution crop around the region box with the outline of the map's region (the map
-    above the level that drew the box) on it: the defect itself stays visible."""
+    """A full-resolution crop around the region box with the contour of the map's region on it (the map
+    at half the range it spans inside the box): the defect itself stays visible."""
     assert r.pixels is not None and r.region is not None and r.anomaly_map is not None
     h, w = r.pixels.shape[:2]
     full_map = np.asarray(Image.fromarray(r.anomaly_map.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
     x0, y0, x1, y1 = r.region
     inside_box = full_map[max(0, y0):y1, max(0, x0):x1]
     level = float(inside_box.min()) + 0.5 * float(inside_box.max() - inside_box.min()) if inside_box.size else 0.0
-    region = np.zeros((h, w), bool)
-    region[max(0, y0):y1, max(0, x0):x1] = inside_box >= level
     top, bottom, left, right = crop_bounds((h, w), r.region)
     pixels = r.pixels[top:bottom, left:right].copy()
-    pixels[_outline(region[top:bottom, left:right])] = BOX_COLOR
+    pixels[_outline(full_map[top:bottom, left:right] >= level)] = BOX_COLOR  # the blob's contour, not the box
     image = Image.fromarray(pixels).convert("RGB")
     if max(image.size) > CROP_EDGE:  # only ever shrunk to fit; a small crop keeps its pixels 1:1
         image.thumbnail((CROP_EDGE, CROP_EDGE), Image.Resampling.NEAREST)
