@@ -281,7 +281,7 @@ class AnomalyGPT(Baseline):
             "k1": VariantSpec(Protocol.FEW_SHOT, shots=1, description="1 normal shot; few-shot map"),
             "k4": VariantSpec(Protocol.FEW_SHOT, shots=4, description="4 normal shots; few-shot map"),
             "unsupervised": VariantSpec(Protocol.FULL_SHOT,
-                                        description="decoder trained on synthetic anomalies of all normals"),
+                                        description="decoder trained on synthetic anomalies of the normals (hard negatives left out)"),
         },
         default_variants=("k1", "unsupervised"),
         license="reimplementation; AnomalyGPT reference code CC BY-NC-SA 4.0; LAION CLIP weights MIT",

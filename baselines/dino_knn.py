@@ -268,7 +268,7 @@ class DinoKnn(Baseline):
         variants={
             "k1": VariantSpec(Protocol.FEW_SHOT, shots=1, description="1 normal reference (paper headline)"),
             "k4": VariantSpec(Protocol.FEW_SHOT, shots=4, description="4 normal references"),
-            "full": VariantSpec(Protocol.FULL_SHOT, description="every normal training image"),
+            "full": VariantSpec(Protocol.FULL_SHOT, description="every normal training image but the hard negatives"),
         },
         default_variants=("k1", "full"),
         license="DINOv2 weights Apache-2.0",

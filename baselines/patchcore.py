@@ -126,7 +126,7 @@ class PatchCore(Baseline):
         weights_id="timm/wide_resnet50_2.racm_in1k",
         input_size=224,
         variants={
-            "default": VariantSpec(Protocol.FULL_SHOT, description="memory bank from all normal training images"),
+            "default": VariantSpec(Protocol.FULL_SHOT, description="memory bank from the normal training images (hard negatives left out)"),
             "k1": _few_shot(1),
             "k4": _few_shot(4),
             "k16": _few_shot(16),

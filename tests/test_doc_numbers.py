@@ -22,7 +22,8 @@ def _copy_docs(tmp_path: Path) -> Path:
     shutil.copyfile(REPO_ROOT / "README.md", root / "README.md")
     for page in (REPO_ROOT / "docs").glob("*.md"):
         shutil.copyfile(page, root / "docs" / page.name)
-    shutil.copytree(REPO_ROOT / REFERENCE_RUN, root / REFERENCE_RUN)
+    for stored in (REPO_ROOT / REFERENCE_RUN).parent.glob("reference-run*"):
+        shutil.copytree(stored, root / "docs" / stored.name)
     return root
 
 
