@@ -674,3 +674,31 @@ def test_delong_covariance_diagonal_is_auc_variance() -> None:
 def test_delong_undefined_with_one_class() -> None:
     result = paired_auroc_test([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0, 0, 1])
     assert result.delta is None and result.p_value is None and "at least 2" in str(result.undefined_reason)
+
+
+@pytest.mark.parametrize(("n_normal", "n_anomalous"), [(23, 6), (5, 19)])
+def test_bootstrap_resamples_each_class_from_itself_with_unbalanced_classes(n_normal: int, n_anomalous: int) -> None:
+    """The stratified bootstrap against a plain reference on classes of different sizes: each
+    resample draws n0 of the normals and n1 of the anomalies (with balanced classes an index drawn
+    from the wrong class's range goes unseen)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(11)
+    scores = np.concatenate([rng.normal(0, 1, n_normal), rng.normal(1.2, 1, n_anomalous)])
+    labels = np.array([0] * n_normal + [1] * n_anomalous)
+    result = stratified_bootstrap(scores, labels, 0.6, n_bootstrap=200, seed=5)
+    draws = np.random.default_rng(5)
+    normal_idx = draws.integers(0, n_normal, size=(200, n_normal))
+    anomalous_idx = draws.integers(0, n_anomalous, size=(200, n_anomalous))
+    aurocs, aps, f1s = [], [], []
+    for i in range(200):
+        s = np.concatenate([scores[:n_normal][normal_idx[i]], scores[n_normal:][anomalous_idx[i]]])
+        aurocs.append(roc_auc_score(labels, s))
+        aps.append(average_precision_score(labels, s))
+        flagged = s >= 0.6
+        tp = int((flagged & (labels == 1)).sum())
+        f1s.append(2 * tp / (flagged.sum() + n_anomalous))
+    expected = [np.percentile(v, [2.5, 97.5]) for v in (aurocs, aps, f1s)]
+    for got, want in zip((result.image_auroc, result.aupr, result.f1), expected, strict=True):
+        assert got is not None
+        assert (got.lo, got.hi) == pytest.approx(tuple(want), abs=1e-12)
