@@ -169,7 +169,7 @@ def count_tags(root: Path) -> int:
 STORED = ("runs.jsonl", "run.json", "report.md")
 STORED_FOLDERS = ("scores", "tables", "inspect")
 """What `store` keeps of a run: its records, configuration and hardware, report, per-image scores
-and tables (not the maps or models: the docs quote none of them)."""
+and tables, and `inspect/`'s QC-page JSON (not the maps, models or pages: the docs quote none of them)."""
 
 
 def store(run_dir: Path, root: Path, name: str | None = None) -> Path:
@@ -185,8 +185,8 @@ def store(run_dir: Path, root: Path, name: str | None = None) -> Path:
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, target / name)
     for folder in STORED_FOLDERS:
-        if (run_dir / folder).is_dir():
-            shutil.copytree(run_dir / folder, target / folder)
+        if (run_dir / folder).is_dir():  # the QC page's JSON, not its HTML (every image embedded)
+            shutil.copytree(run_dir / folder, target / folder, ignore=shutil.ignore_patterns("*.html"))
     if (run_dir / "figures").is_dir():
         (target / "figures").mkdir()
         for png in sorted((run_dir / "figures").glob("*.png")):
