@@ -218,3 +218,19 @@ def test_inspect_scores_inside_the_roi_and_gives_units_a_verdict(roi_manifest: P
     html = (tmp_path / "page" / "qc-brightest-spot-default.html").read_text()
     assert "One verdict per unit" in html and "This page's accuracy" in html
     assert html.count('data-slot="capture"') == len(read) and html.count('data-slot="crop"') == len(read)
+
+
+def test_a_reference_image_is_not_its_own_nearest_kind() -> None:
+    """Reading a validation anomaly against the validation references: its own copy is skipped."""
+    from benchmarks.inspection.defect_kinds import KindReferences
+
+    class Fixed:
+        def describe(self, crops: list[np.ndarray]) -> np.ndarray:
+            return np.array([[1.0, 0.0]])
+
+    references = KindReferences(Fixed(), ["dent", "crack"], ["val/a.png", "val/b.png"],  # type: ignore[arg-type]
+                                np.array([[1.0, 0.0], [0.6, 0.8]]))
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    assert references.guess(pixels, (0, 0, 4, 4)).kind == "dent"  # type: ignore[union-attr]
+    guess = references.guess(pixels, (0, 0, 4, 4), name="val/a.png")
+    assert guess is not None and guess.kind == "crack" and guess.reference == "val/b.png"

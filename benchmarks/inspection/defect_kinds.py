@@ -109,11 +109,14 @@ class KindReferences:
     def empty(self) -> bool:
         return not self.kinds
 
-    def guess(self, pixels: np.ndarray, box: tuple[int, int, int, int]) -> KindGuess | None:
-        if self.empty:
+    def guess(self, pixels: np.ndarray, box: tuple[int, int, int, int], name: str | None = None) -> KindGuess | None:
+        """The nearest reference's kind; an image that is itself a reference (`name`) is not its own neighbour."""
+        if self.empty or (len(self.kinds) == 1 and self.names[0] == name):
             return None
         vector = self.describer.describe([square_crop(pixels, box)])[0]
         similarity = self.vectors @ vector
+        if name is not None:
+            similarity = np.where(np.asarray(self.names) == name, -np.inf, similarity)
         best = int(np.argmax(similarity))
         return KindGuess(self.kinds[best], float(similarity[best]), self.names[best])
 

@@ -132,7 +132,7 @@ def _reading(item: InspectedImage, pixels: np.ndarray, truth: np.ndarray | None,
             roi_scored = True
         region = peak_region(values, pixels.shape[:2], inside)
         location = grid_location(np.where(inside, values, values.min()) if inside is not None else values)
-        kind = references.guess(pixels, region) if references is not None else None
+        kind = references.guess(pixels, region, item.name) if references is not None else None
     anomalous = None if stamp.threshold is None else score >= stamp.threshold
     size_px, size_mm = region_size(region, item.mm_per_px) if region is not None else (None, None)
     return Reading(
