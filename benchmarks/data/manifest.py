@@ -316,6 +316,13 @@ def _check_row(
 
 
 ROI_ASPECT_TOLERANCE = 0.02
+"""An ROI may have any resolution (it is resized to each map), but its image's aspect ratio within this share."""
+
+
+def roi_fits(image_hw: tuple[int, int], roi_hw: tuple[int, int]) -> bool:
+    """Whether an ROI of size `roi_hw` (H, W) has the aspect ratio of an image of `image_hw`."""
+    (ih, iw), (rh, rw) = image_hw, roi_hw
+    return abs((rw / rh) / (iw / ih) - 1) <= ROI_ASPECT_TOLERANCE
 
 
 def _check_roi_shape(row: int, image: Path, roi: Path, problems: list[ManifestProblem]) -> None:
@@ -325,7 +332,7 @@ def _check_roi_shape(row: int, image: Path, roi: Path, problems: list[ManifestPr
     except (OSError, ImageDecodeError) as exc:
         problems.append(ManifestProblem(f"cannot read the size of the image or roi: {exc}", row, "roi"))
         return
-    if abs((rw / rh) / (iw / ih) - 1) > ROI_ASPECT_TOLERANCE:
+    if not roi_fits((ih, iw), (rh, rw)):
         problems.append(ManifestProblem(f"roi is {rw}x{rh}, not the image's aspect ratio ({iw}x{ih})", row, "roi"))
 
 

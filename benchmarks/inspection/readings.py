@@ -181,8 +181,8 @@ def peak_region(anomaly_map: np.ndarray, image_hw: tuple[int, int],
 
 
 def _box_area(area: np.ndarray) -> int:
-    ys, xs = np.nonzero(area)
-    return int((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) if len(ys) else 0
+    box = mask_box(area)
+    return 0 if box is None else (box[2] - box[0]) * (box[3] - box[1])
 
 
 def box_hits(box: tuple[int, int, int, int], truth: np.ndarray) -> bool:

@@ -155,7 +155,7 @@ def write(root: Path, files: Iterable[Path] | None = None) -> int:
     changed = 0
     for path in files or doc_files(root):
         text = path.read_text(encoding="utf-8")
-        new, problems = _scan(text, reference, path.name)
+        new, problems = _scan(text, reference, path.relative_to(root).as_posix())
         changed += sum(p.expected is not None for p in problems)
         if new != text:
             path.write_text(new, encoding="utf-8")

@@ -535,13 +535,14 @@ def roi_defect_table(results: RunResults, dataset: str, slug: str) -> ReportTabl
         if not {"score_own", "score_roi"} <= set(test.columns):
             continue
         normals = test[test["label"] == 0]
+        if normals.empty:
+            continue
         row: dict[str, object] = {"cell": labels[cell.cell_key], "method": cell.method, "variant": cell.variant}
         for defect, group in test[test["label"] == 1].groupby("defect"):
             both = pd.concat([normals, group])
-            if normals.empty:
-                continue
             name = str(defect)
-            defects.append(name) if name not in defects else None
+            if name not in defects:
+                defects.append(name)
             for column, key in (("score_own", "own"), ("score_roi", "roi")):
                 row[f"{key}[{name}]"] = float(roc_auc_score(both["label"], both[column]))
         rows.append(row)

@@ -43,6 +43,14 @@ class RoiPooler:
     inside: list[float] = field(default_factory=list)
     peak_outside: list[bool] = field(default_factory=list)
     n_empty: int = 0
+    _last: tuple[Path, tuple[int, int], np.ndarray] | None = field(default=None, repr=False)
+    """The last ROI read, on its map grid: a set whose images share one mask (`data import --roi MASK`)
+    reads and resizes it once, and memory does not grow with the images."""
+
+    def _region(self, roi_path: Path, map_shape: tuple[int, int]) -> np.ndarray:
+        if self._last is None or self._last[:2] != (roi_path, map_shape):
+            self._last = (roi_path, map_shape, roi_on_map(load_mask(roi_path) > 0, map_shape))
+        return self._last[2]
 
     def add(self, maps: Sequence[np.ndarray], rois: Sequence[Path | None]) -> None:
         for anomaly_map, roi_path in zip(maps, rois, strict=True):
@@ -51,7 +59,7 @@ class RoiPooler:
             self.whole.append(whole)
             if roi_path is None:
                 raise ValueError("ROI scoring needs an roi for every val and test image")
-            region = roi_on_map(load_mask(roi_path) > 0, values.shape)
+            region = self._region(roi_path, (values.shape[0], values.shape[1]))
             if not region.any():  # an ROI smaller than one map cell: pool the whole map, and count it
                 self.n_empty += 1
                 self.inside.append(whole)

@@ -472,11 +472,18 @@ def scan_annotated(request: LayoutRequest) -> Scan:
 
 def nothing_recognised(src: Path, request: LayoutRequest, layout: str | None = None) -> str:
     """The refusal when no layout fits: what was looked for, what SRC holds, and the flag that would work."""
-    tops = [p for p in sorted(src.iterdir()) if p.is_dir() and not skipped_folder(p.name)]
-    candidates = [p for p in tops if images_below(p)]
-    if len(candidates) == 1 and any(images_below(p) for p in candidates[0].iterdir() if p.is_dir()):
-        candidates = [p for p in sorted(candidates[0].iterdir()) if p.is_dir() and images_below(p)]
-    seen = ", ".join(f"{rel(src, p)}/ ({len(images_below(p))} images)" for p in candidates[:12]) or "no class folders"
+    def counted(folder: Path, skip: bool) -> dict[Path, int]:
+        """The folder's sub-folders that hold images (mask and annotation folders left out with `skip`),
+        with their image counts, each counted once."""
+        found = {p: len(images_below(p)) for p in sorted(folder.iterdir())
+                 if p.is_dir() and not (skip and skipped_folder(p.name))}
+        return {p: n for p, n in found.items() if n}
+
+    candidates = counted(src, skip=True)
+    if len(candidates) == 1:
+        inner = counted(next(iter(candidates)), skip=False)
+        candidates = inner or candidates
+    seen = ", ".join(f"{rel(src, p)}/ ({n} images)" for p, n in list(candidates.items())[:12]) or "no class folders"
     hint = ""
     if candidates:
         named = [p.name for p in candidates if any(h in p.name.lower() for h in NORMAL_HINTS)]

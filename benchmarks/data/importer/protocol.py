@@ -18,7 +18,10 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from benchmarks.data.images import image_size
 from benchmarks.data.importer.items import Item
+from benchmarks.data.loaders import IMAGE_SUFFIXES
+from benchmarks.data.manifest import roi_fits
 from benchmarks.data.schema import NORMAL_DEFECT
 
 NAME_COLUMNS = ("name", "folder", "model", "device", "group", "phone")
@@ -166,17 +169,10 @@ def generated_items(items: Sequence[Item]) -> list[Item]:
     return [replace(i, source="generated") for i in items]
 
 
-ROI_ASPECT_TOLERANCE = 0.02
-"""An ROI may have any resolution, but its image's aspect ratio within this share (the loader's rule)."""
-
-
 def regions_of_interest(items: Sequence[Item], roi: Path) -> dict[str, Path]:
     """`--roi`: item rel path -> the ROI mask it is inspected in. `roi` is one mask for every image, or
     a folder of `<group>.<ext>` masks, one per group (a phone model). Images of a group without a mask
     and masks of another aspect ratio than their image are refused, listed."""
-    from benchmarks.data.images import image_size
-    from benchmarks.data.loaders import IMAGE_SUFFIXES
-
     if roi.is_file():
         chosen = {item.rel: roi for item in items}
     elif roi.is_dir():
@@ -193,7 +189,7 @@ def regions_of_interest(items: Sequence[Item], roi: Path) -> dict[str, Path]:
     wrong: list[str] = []
     for item in items:
         (ih, iw), (rh, rw) = image_size(item.image), shapes[chosen[item.rel]]
-        if abs((rw / rh) / (iw / ih) - 1) > ROI_ASPECT_TOLERANCE:
+        if not roi_fits((ih, iw), (rh, rw)):  # the loader's rule, checked before anything is written
             wrong.append(f"{item.rel} ({iw}x{ih}) with {chosen[item.rel].name} ({rw}x{rh})")
     if wrong:
         raise ValueError(f"--roi: {len(wrong)} image(s) have another aspect ratio than their region of interest "
