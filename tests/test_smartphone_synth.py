@@ -261,3 +261,31 @@ def test_capture_card_records_the_protocol_and_resolution(dataset: Path, tmp_pat
     assert (card["protocol"], card["width"], card["height"]) == ("wild", WILD.width, WILD.height)
     with pytest.raises(ValueError, match="capture protocol"):
         generate_smartphone_synth(tmp_path / "nope", scale=0.02, protocol="studio")
+
+
+def test_the_data_card_split_table_is_the_generator_plan() -> None:
+    """The protocol's constants (counts per split and source, train and test years, the kinds)
+    as the data card states them are what `plan_dataset` draws: a changed constant fails here."""
+    card = (Path(__file__).resolve().parents[1] / "docs" / "datacard-smartphone-synth.md").read_text(encoding="utf-8")
+    table = card.split("## Splits", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    plan = plan_dataset(seed=0, scale=1.0)
+    assert len(rows) == len({(p.split, p.source) for p in plan}) == 4
+    for split, source, designs, normals, anomalies in rows:
+        mine = [p for p in plan if (p.split, p.source) == (split, source)]
+        normal = [p for p in mine if p.defect == "none"]
+        hard = [p for p in normal if p.hard_negative != "none"]
+        assert normals == f"{len(normal)} ({len(hard)})", (split, source)
+        assert anomalies == str(len(mine) - len(normal)), (split, source)
+        years = sorted({p.design.year for p in mine})
+        assert f"{years[0]}-{years[-1]}" in designs, (split, source, years)
+        assert years == list(range(years[0], years[-1] + 1))
+        assert set(years) <= set(TEST_YEARS if split == "test" else TRAIN_YEARS)
+    stated = sum(int(r[3].split()[0]) + int(r[4]) for r in rows)
+    assert stated == len(plan) == 500
+    assert f"{len(plan)} images" in card
+    assert {p.defect for p in plan if p.split == "test"} - {"none"} == set(DEFECT_KINDS)
+    kinds_table = card.split("| kind | where |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    kinds = {line.strip("|").split("|")[0].strip().replace("-", "_").replace(" ", "_") for line in kinds_table}
+    assert kinds == set(DEFECT_KINDS)
+    assert set(HARD_NEGATIVE_KINDS) == {"smudge", "dust", "reflection", "protector_edge"}  # the card's four, in words

@@ -20,17 +20,23 @@ executes the function) counts as surviving.
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
+import hashlib
 import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVIVORS = Path(__file__).with_name("survivors.toml")
+SCORES = Path(__file__).with_name("scores.json")
+DOCS = ROOT / "docs" / "mutation-testing.md"
+DOCS_START, DOCS_END = "<!-- mutation-scores:start -->", "<!-- mutation-scores:end -->"
 
 KILLED = {1, 3, 24, -24, 36, 152, 255, -11, -9}  # test failure, pytest error, timeouts, a crashed test process
 
@@ -40,6 +46,7 @@ class Scope:
     label: str
     target: float
     patterns: tuple[str, ...]
+    runner: str = "mutmut"  # or "constants": tests/mutation/constants.py measures it
 
 
 def _methods(module: str, cls: str, *names: str) -> tuple[str, ...]:
@@ -77,6 +84,32 @@ SCOPES = (
     Scope("scoring: ltfm", 0.80, _methods("baselines.ltfm_plugin", "LTFMBaseline", "predict", "_region")),
     Scope("scoring: shared map smoothing (gaussian_blur_maps)", 0.80,
           _functions("baselines.common", "gaussian_blur_maps")),
+    # outside the scoring path
+    Scope("importer: split rule (split_rule.py)", 0.80, ("benchmarks.data.importer.split_rule.*",)),
+    Scope("importer: study protocol: years, generated, hard negatives, ROI (protocol.py)", 0.80,
+          ("benchmarks.data.importer.protocol.*",)),
+    Scope("importer: annotation readers and masks (annotations.py)", 0.80, ("benchmarks.data.importer.annotations.*",)),
+    Scope("importer: layouts (layouts.py)", 0.80, ("benchmarks.data.importer.layouts.*",)),
+    Scope("importer: files, checks, writer, pipeline", 0.80,
+          tuple(f"benchmarks.data.importer.{m}.*" for m in ("items", "checking", "writer", "pipeline"))),
+    Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",)),
+    Scope("embedded set's split plan (plan_dataset, scaled_counts)", 0.80,
+          _functions("benchmarks.data.smartphone.generate", "scaled_counts", "plan_dataset", "_balanced",
+                     "_balanced_designs")),
+    Scope("embedded set's protocol constants (years, counts, kinds, body width)", 0.80, (), runner="constants"),
+    Scope("reporting: statistics across seeds and methods (statistics.py)", 0.90,
+          ("benchmarks.reporting.statistics.*",)),
+    Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",)),
+    Scope("reporting: figures' confidence intervals (whiskers, bars, known vs unseen)", 0.80,
+          _functions("benchmarks.reporting.figures.common", "whiskers", "chance_level")
+          + ("benchmarks.reporting.figures.bars.*", "benchmarks.reporting.figures.known_unseen.*")),
+    Scope("weights: resolution order and stamps (weights.py, stamp.py)", 0.80,
+          ("benchmarks.plugins.weights.*", "benchmarks.results.stamp.*")),
+    Scope("latency summaries (latency.py)", 0.90, ("benchmarks.running.latency.*",)),
+    Scope("ltfm trainer: loss, schedule, early stopping (ltfm/trainer.py)", 0.80,
+          _functions("ltfm.trainer", "warmup_cosine", "focal_loss", "ltfm_loss", "image_scores", "evaluate",
+                     "_scores_and_maps", "selection_key", "train_ltfm", "map_targets", "schedule")
+          + _methods("ltfm.trainer", "TrainConfig", "__post_init__")),
 )
 
 
@@ -103,10 +136,14 @@ def results(root: Path | None = None) -> dict[str, int | None]:
     return out
 
 
+def _in_scope(name: str, scope: Scope) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in scope.patterns)
+
+
 def tally(scope: Scope, codes: dict[str, int | None]) -> Tally:
     t = Tally()
     for name, code in sorted(codes.items()):
-        if not any(fnmatch.fnmatchcase(name, p) for p in scope.patterns):
+        if not _in_scope(name, scope):
             continue
         if code is None:
             t.not_checked += 1
@@ -125,19 +162,176 @@ def change(name: str) -> str:
     return " / ".join(line.strip() for line in lines) or "(no diff shown)"
 
 
+def function_of(mutant: str) -> tuple[str, str]:
+    """(module, qualified name) of the function a mutant lives in.
+
+    `a.b.x_f__mutmut_3` -> ("a.b", "f"); `a.b.xǁCǁm__mutmut_1` -> ("a.b", "C.m")."""
+    head = mutant.rpartition("__mutmut_")[0]
+    module, _, name = head.rpartition(".")
+    if name.startswith("xǁ"):
+        return module, ".".join(name[2:].split("ǁ"))
+    return module, name.removeprefix("x_")
+
+
+def _mutant_name(module: str, qualname: str) -> str:
+    """A mutant name of that function, for matching scope patterns."""
+    if "." in qualname:
+        cls, method = qualname.split(".", 1)
+        return f"{module}.xǁ{cls}ǁ{method}__mutmut_1"
+    return f"{module}.x_{qualname}__mutmut_1"
+
+
+def module_path(module: str) -> str:
+    return module.replace(".", "/") + ".py"
+
+
+def functions_in(source: str) -> dict[str, str]:
+    """Qualified name -> source text of every top-level function and method (what mutmut mutates)."""
+    found: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        members = node.body if isinstance(node, ast.ClassDef) else [node]
+        prefix = f"{node.name}." if isinstance(node, ast.ClassDef) else ""
+        for sub in members:
+            if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+                found[prefix + sub.name] = ast.get_source_segment(source, sub) or ""
+    return found
+
+
+def constants_in(source: str) -> dict[str, str]:
+    """Name -> source text of every top-level assignment to an UPPER_CASE name."""
+    found: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.isupper():
+                found[target.id] = ast.get_source_segment(source, node) or ""
+    return found
+
+
+def source_hashes(functions: set[tuple[str, str]], root: Path | None = None) -> dict[str, str]:
+    """`module:qualname` -> short sha256 of the function's (or constant's) source as it is now (missing: "")."""
+    out: dict[str, str] = {}
+    by_module: dict[str, list[str]] = {}
+    for module, name in functions:
+        by_module.setdefault(module, []).append(name)
+    for module, names in by_module.items():
+        path = (root or ROOT) / module_path(module)
+        module_text = path.read_text(encoding="utf-8") if path.exists() else ""
+        sources = constants_in(module_text) | functions_in(module_text) if module_text else {}
+        for name in names:
+            found = sources.get(name)
+            out[f"{module}:{name}"] = hashlib.sha256(found.encode()).hexdigest()[:12] if found is not None else ""
+    return dict(sorted(out.items()))
+
+
+def scope_functions_now(scope: Scope, root: Path | None = None) -> set[tuple[str, str]]:
+    """Every function the scope's patterns match in the current sources."""
+    modules = {p.split(".x")[0].removesuffix(".*") for p in scope.patterns}
+    found: set[tuple[str, str]] = set()
+    for module in modules:
+        path = (root or ROOT) / module_path(module)
+        if not path.exists():
+            continue
+        for name in functions_in(path.read_text(encoding="utf-8")):
+            if any(fnmatch.fnmatchcase(_mutant_name(module, name), p) for p in scope.patterns):
+                found.add((module, name))
+    return found
+
+
+def changed_since(entry: dict[str, Any], scope: Scope, root: Path | None = None) -> list[str]:
+    """Functions of the scope whose source differs from when its score was measured, or that are new."""
+    stored: dict[str, str] = entry.get("functions", {})
+    known = {tuple(key.split(":", 1)) for key in stored}
+    now = source_hashes({(m, n) for m, n in known} | scope_functions_now(scope, root), root)
+    return sorted(key for key, digest in now.items() if stored.get(key) != digest)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
+
+
+def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str]) -> dict[str, Any] | str:
+    """The stored entry for a fully measured scope, or why it cannot be stored."""
+    if t.not_checked or not t.measured:
+        return f"{t.not_checked} mutants not run yet"
+    functions = {function_of(m) for m in mutants}
+    files = sorted({module_path(m) for m, _ in functions})
+    if _git("status", "--porcelain", "--", *files):
+        return "its files have uncommitted changes: commit, run again, then record"
+    return {"killed": t.killed, "measured": t.measured, "equivalent": equivalent, "target": scope.target,
+            "commit": _git("rev-parse", "--short=12", "HEAD"), "date": _git("log", "-1", "--format=%cs"),
+            "mutmut": "3.8.1", "functions": source_hashes(functions)}
+
+
+def load_scores(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    path = path or SCORES
+    return json.loads(path.read_text(encoding="utf-8"))["scopes"] if path.exists() else {}
+
+
+def stored_table(scopes: list[Scope], scores: dict[str, dict[str, Any]]) -> tuple[list[str], bool]:
+    """The stored score of every scope with the commit it was measured at and what changed since."""
+    lines = ["| scope | killed / measured | score | equivalent | score without them | target | measured at | "
+             "code changed since |", "|---|---|---|---|---|---|---|---|"]
+    failed = False
+    for scope in scopes:
+        entry = scores.get(scope.label)
+        if entry is None:
+            lines.append(f"| {scope.label} | not measured | | | | {scope.target:.0%} | | |")
+            failed = True
+            continue
+        killed, measured, equivalent = entry["killed"], entry["measured"], entry["equivalent"]
+        net = killed / (measured - equivalent) if measured > equivalent else 1.0
+        changed = changed_since(entry, scope)
+        failed |= net < scope.target or bool(changed)
+        since = "nothing" if not changed else "**" + ", ".join(f"`{c}`" for c in changed) + "**"
+        lines.append(f"| {scope.label} | {killed} / {measured} | {killed / measured:.1%} | {equivalent} | "
+                     f"{net:.1%} | {scope.target:.0%} | {entry['commit']} ({entry['date']}) | {since} |")
+    return lines, failed
+
+
+def with_score_table(doc: str, table: str) -> str:
+    """`doc` with the text between its score-table markers replaced by `table`."""
+    before, start, rest = doc.partition(DOCS_START)
+    _, end, after = rest.partition(DOCS_END)
+    if not start or not end:
+        raise SystemExit(f"{DOCS}: the markers {DOCS_START} ... {DOCS_END} are missing")
+    return f"{before}{DOCS_START}\n{table}{DOCS_END}{after}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--scope", action="append", help="only scopes whose label contains this")
+    parser.add_argument("--record", action="store_true",
+                        help=f"store each fully measured scope's score, commit and function hashes in {SCORES.name}")
+    parser.add_argument("--stored", action="store_true",
+                        help=f"report the scores stored in {SCORES.name} (no mutmut results needed)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="with --stored: rewrite the score table in docs/mutation-testing.md")
     args = parser.parse_args(argv)
-    codes = results()
-    reasons: dict[str, str] = tomllib.loads(SURVIVORS.read_text(encoding="utf-8")) if SURVIVORS.exists() else {}
     scopes = [s for s in SCOPES if not args.scope or any(x in s.label for x in args.scope)]
+    reasons: dict[str, str] = tomllib.loads(SURVIVORS.read_text(encoding="utf-8")) if SURVIVORS.exists() else {}
+    if args.stored:
+        lines, failed = stored_table(scopes, load_scores())
+        text = "\n".join(lines) + "\n"
+        print(text)
+        if args.write_docs:
+            DOCS.write_text(with_score_table(DOCS.read_text(encoding="utf-8"), text), encoding="utf-8")
+        if args.markdown:
+            args.markdown.write_text(text, encoding="utf-8")
+        return 1 if failed else 0
+    codes = results()
     lines = ["| scope | killed / measured | score | equivalent | score without them | target | not run |",
              "|---|---|---|---|---|---|---|"]
     failed = False
     survivors: dict[str, None] = {}
+    scores = load_scores()
+    recorded: list[str] = []
     for scope in scopes:
+        if scope.runner != "mutmut":
+            lines.append(f"| {scope.label} | measured by tests/mutation/{scope.runner}.py (see --stored) | | | | "
+                         f"{scope.target:.0%} | |")
+            continue
         t = tally(scope, codes)
         if t.measured == 0 and t.not_checked == 0:
             lines.append(f"| {scope.label} | no mutants found | | | | {scope.target:.0%} | |")
@@ -153,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
                      f"{scope.target:.0%} | {partial} |")
         failed |= net is not None and net < scope.target
         survivors |= dict.fromkeys(t.survived)
+        if args.record and t.measured:
+            entry = record(scope, t, equivalent, [m for m in codes if _in_scope(m, scope)])
+            if isinstance(entry, str):
+                recorded.append(f"not recorded: {scope.label}: {entry}")
+            else:
+                scores[scope.label] = entry
+                recorded.append(f"recorded: {scope.label} at {entry['commit']}")
     lines += ["", "| surviving mutant | change | why it survives |", "|---|---|---|"]
     for name in survivors:
         reason = reasons.get(name)
@@ -160,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| `{name}` | `{change(name)}` | {reason or '**no reason recorded**'} |")
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.record:
+        SCORES.write_text(json.dumps({"scopes": dict(sorted(scores.items()))}, indent=1) + "\n", encoding="utf-8")
+        print("\n".join(recorded))
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
     return 1 if failed else 0
