@@ -413,3 +413,144 @@ def test_roi_per_group_or_one_for_all(study: Path, tmp_path: Path, capsys: pytes
     Image.fromarray(np.full((10, 40), 255, np.uint8)).save(wide)
     err = _refusal(capsys, str(study / "photos"), "--out", str(tmp_path / "o2"), "--roi", str(wide))
     assert "another aspect ratio" in err and not (tmp_path / "o2").exists()
+
+
+# --------------------------------------------------------------------------- protocol rules, one by one
+
+from benchmarks.data.importer import protocol  # noqa: E402
+from benchmarks.data.importer.items import Drawing, Item  # noqa: E402
+
+
+def _item(rel: str, image: Path | None = None, **fields: object) -> Item:
+    base: dict[str, object] = {"label": 0, "defect": "none", "group": rel.split("/")[0]}
+    return Item(image=image or Path(rel), rel=rel, **(base | fields))  # type: ignore[arg-type]
+
+
+def test_years_table_columns_rows_and_every_problem_by_line(tmp_path: Path) -> None:
+    table = tmp_path / "years.csv"
+    table.write_text("Notes,Model,Release_Year\nflagship,Aurora-X,2017\n,Borealis,2019.0\nNA,NA,2020\n")
+    rule = protocol.read_years_table(table)
+    assert rule.table == {"aurora-x": 2017, "borealis": 2019, "na": 2020}  # "NA" is a name, not a missing value
+    assert rule.described == str(table) and rule.pattern is None and rule.part is None
+    first = tmp_path / "first.csv"  # no known name column: the first column that is not the year
+    first.write_text("handset,year\nCirrus,2021\n")
+    assert protocol.read_years_table(first).table == {"cirrus": 2021}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,year\na,20x5\nb,1800\n,2020\nc,2019\nC,2020\nd,2021\n")
+    with pytest.raises(ValueError) as refused:
+        protocol.read_years_table(bad)
+    assert str(refused.value) == (f"--years {bad}: line 2: year '20x5' is not a number; line 3: year 1800 is not a "
+                                  "release year; line 4: empty name; line 6: C is given 2020 and 2019")
+    edges = tmp_path / "edges.csv"
+    edges.write_text("model,year\nold,1900\nnew,2100\n")
+    assert protocol.read_years_table(edges).table == {"old": 1900, "new": 2100}
+    one = tmp_path / "one.csv"
+    one.write_text("year\n2020\n")
+    with pytest.raises(ValueError, match=r"needs a name column and a year column \(year, release_year, released\); "
+                                         r"has year$"):
+        protocol.read_years_table(one)
+    no_year = tmp_path / "no_year.csv"
+    no_year.write_text("model,launch\na,2020\n")
+    with pytest.raises(ValueError, match="has model, launch$"):
+        protocol.read_years_table(no_year)
+    with pytest.raises(FileNotFoundError, match=f"--years {tmp_path / 'nope.csv'} does not exist"):
+        protocol.read_years_table(tmp_path / "nope.csv")
+
+
+def test_year_from_a_folder_index_or_a_pattern() -> None:
+    by_part = protocol.year_rule_from(" 1 ")
+    assert by_part.part == 1 and by_part.described == "folder  1  below the root"
+    assert by_part.year_of("phones/pixel-2019/good/a.png") == (2019, None)
+    assert by_part.year_of("phones/pixel/good/a.png") == (None, None)  # no year in that folder's name
+    assert by_part.year_of("a.png") == (None, None)  # not that deep
+    assert protocol.year_rule_from("0").year_of("2021_run/x.png") == (2021, None)
+    by_pattern = protocol.year_rule_from(r"(?P<group>[a-z]+)-(?P<year>\d{4})")
+    assert by_pattern.described == r"(?P<group>[a-z]+)-(?P<year>\d{4})"
+    assert by_pattern.year_of("x/pixel-2022/a.png") == (2022, "pixel")
+    assert protocol.year_rule_from(r"y(\d{4})").year_of("y2020/a.png") == (2020, None)
+    assert protocol.year_rule_from(r"20\d\d").year_of("m/2023/a.png") == (2023, None)
+    with pytest.raises(ValueError, match=r"matched 'abcd' in m/abcd/a.png: not a year"):
+        protocol.year_rule_from(r"m/(\w+)/").year_of("m/abcd/a.png")
+    with pytest.raises(ValueError, match=r"^--year-from '\(' is not a regular expression: "):
+        protocol.year_rule_from("(")
+
+
+def test_years_table_takes_the_deepest_folder_name_as_the_group_and_refuses_two_years() -> None:
+    rule = protocol.YearRule(table={"aurora": 2017, "aurora-x": 2017, "borealis": 2019})
+    assert rule.year_of("Aurora/Aurora-X/good/a.png") == (2017, "Aurora-X")
+    assert rule.year_of("unknown/a.png") == (None, None)
+    with pytest.raises(ValueError, match=r"aurora/borealis/a.png: its folders name different years .*aurora=2017, "
+                                         r"borealis=2019"):
+        rule.year_of("aurora/borealis/a.png")
+
+
+def test_test_years_ranges_lists_and_refusals() -> None:
+    assert protocol.parse_test_years("2024 - 2025") == {2024, 2025}
+    assert protocol.parse_test_years("2021,2023-2024, ") == {2021, 2023, 2024}
+    assert protocol.parse_test_years("2024") == {2024}
+    with pytest.raises(ValueError, match="2025-2024 runs backwards"):
+        protocol.parse_test_years("2025-2024")
+    with pytest.raises(ValueError, match="write years as"):
+        protocol.parse_test_years("24-25")
+    with pytest.raises(ValueError, match="--test-years is empty"):
+        protocol.parse_test_years(" , ")
+
+
+def test_assign_years_strips_the_extra_roots_and_names_every_folder_without_a_year() -> None:
+    rule = protocol.YearRule(table={"aurora": 2017})
+    items = [_item("aurora/a.png"), _item("generated/aurora/g.png", source="generated")]
+    done = protocol.assign_years(items, rule, {"generated/": None}, required=True)
+    assert [(i.year, i.group) for i in done] == [(2017, "aurora"), (2017, "aurora")]
+    many = [_item(f"m{k:02d}/x/{j}.png") for k in range(14) for j in range(k + 1)] + [_item("root.png")]
+    with pytest.raises(ValueError) as refused:
+        protocol.assign_years(many, rule, {}, required=True)
+    text = str(refused.value)
+    assert text.startswith(f"no release year for {len(many)} image(s), in: m13/x (14), m12/x (13), ")
+    assert "m02/x (3) and 3 more folder(s); add their folder or model names to the years table" in text
+    assert "m01/x" not in text
+    few = [_item("z/a.png"), _item("a.png")]
+    with pytest.raises(ValueError, match=r"in: z \(1\), \(the root\) \(1\); --year-from 'folder 0' finds no year"):
+        protocol.assign_years(few, protocol.YearRule(part=0, described="folder 0"), {}, required=True)
+    kept = protocol.assign_years(few + [_item("g/a.png", source="generated")], rule, {}, required=False)
+    assert [i.year for i in kept] == [None, None, None]
+    generated_only = protocol.assign_years([_item("g/a.png", source="generated")], rule, {}, required=True)
+    assert generated_only[0].year is None  # only the real set must have years
+
+
+def test_hard_negative_and_generated_folders_rewrite_their_items() -> None:
+    drawn = _item("hn/smudge/a.png", label=1, defect="smudge", mask=Path("m.png"), drawing=Drawing((), ("a.json",), (H, W), "smudge"))
+    (hard,) = protocol.hard_negative_items([drawn])
+    assert (hard.label, hard.defect, hard.mask, hard.drawing, hard.hard_negative, hard.from_normal_folder) == (
+        0, "none", None, None, True, True)
+    assert hard.rel == drawn.rel and hard.image == drawn.image
+    (gen,) = protocol.generated_items([drawn])
+    assert gen.source == "generated" and (gen.label, gen.defect, gen.mask) == (1, "smudge", Path("m.png"))
+
+
+def test_roi_for_every_image_or_per_group_with_refusals(tmp_path: Path) -> None:
+    one = _write_mask(tmp_path / "roi.png", np.ones((15, 22), bool))  # half of 30 x 44: same aspect ratio
+    images = [_item("a/x.png", _noise(tmp_path / "a" / "x.png"), group="A"),
+              _item("b/y.png", _noise(tmp_path / "b" / "y.png"), group="b")]
+    assert protocol.regions_of_interest(images, one) == {"a/x.png": one, "b/y.png": one}
+    folder = tmp_path / "rois"
+    a = _write_mask(folder / "a.png", np.ones((H, W), bool))
+    b = _write_mask(folder / "B.png", np.ones((H, W), bool))
+    (folder / "notes.txt").write_text("not a mask")
+    assert protocol.regions_of_interest(images, folder) == {"a/x.png": a, "b/y.png": b}
+    groups = [_item(f"g{k}/x.png", images[0].image, group=f"g{k:02d}") for k in range(14) for _ in range(k + 1)]
+    with pytest.raises(ValueError) as refused:
+        protocol.regions_of_interest(groups, folder)
+    assert str(refused.value).startswith(f"--roi {folder}: no mask for the group(s) g13 (14), g12 (13), ")
+    assert "g02 (3); name them <group>.png (found: a, b)" in str(refused.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"\(found: none\)"):
+        protocol.regions_of_interest(images, tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=f"--roi {tmp_path / 'none.png'} does not exist"):
+        protocol.regions_of_interest(images, tmp_path / "none.png")
+    wide = _write_mask(tmp_path / "wide.png", np.ones((H, 2 * W), bool))
+    many = [_item(f"{k}.png", images[0].image) for k in range(4)]
+    with pytest.raises(ValueError) as refused:
+        protocol.regions_of_interest(many, wide)
+    assert str(refused.value) == ("--roi: 4 image(s) have another aspect ratio than their region of interest (e.g. "
+                                  "0.png (44x30) with wide.png (88x30); 1.png (44x30) with wide.png (88x30); "
+                                  "2.png (44x30) with wide.png (88x30))")

@@ -112,3 +112,65 @@ def test_peak_memory_is_the_process_max_rss_in_mib_on_cpu(monkeypatch: pytest.Mo
     assert latency.peak_memory_mb("cpu") == (2048.0, "max_rss")
     monkeypatch.setattr(latency.sys, "platform", "darwin")  # bytes on macOS
     assert latency.peak_memory_mb("cpu") == (2.0, "max_rss")
+
+
+def test_best_throughput_tries_a_batch_of_all_images_and_sizes_in_any_order(clock: FakeClock) -> None:
+    def predict(batch: Sequence[np.ndarray]) -> None:
+        clock.now += {1: 0.10, 4: 0.20}[len(batch)]
+
+    # 4 == len(images) is tried; listing the larger size first does not stop the smaller one
+    assert latency.best_throughput(predict, _images(4), "cpu", batch_sizes=(8, 4, 1)) == (pytest.approx(20.0), 4)
+    assert latency.best_throughput(predict, _images(4), "cpu", batch_sizes=(8, 1)) == (pytest.approx(10.0), 1)
+
+
+def test_best_throughput_keeps_the_first_of_equally_fast_sizes(clock: FakeClock) -> None:
+    def predict(batch: Sequence[np.ndarray]) -> None:
+        clock.now += 0.125 * len(batch)  # exact in binary: every size ties at 8 images/s
+
+    assert latency.best_throughput(predict, _images(4), "cpu", batch_sizes=(1, 2, 4))[1] == 1
+
+
+def test_one_timed_call_is_its_own_percentiles() -> None:
+    summary = latency.summarise("cpu", [0.02], (None, None), fit_s=None, predict_s=None)
+    assert (summary.batch1_p50_ms, summary.batch1_p95_ms, summary.batch1_mean_ms, summary.n_timed) == (
+        pytest.approx(20.0), pytest.approx(20.0), pytest.approx(20.0), 1)
+
+
+class FakeCuda:
+    """torch.cuda as seen from the latency code, on a machine without a GPU."""
+
+    def __init__(self) -> None:
+        self.synchronized: list[object] = []
+        self.asked: list[object] = []
+
+    def is_available(self) -> bool:
+        return True
+
+    def synchronize(self, device: object) -> None:
+        self.synchronized.append(device)
+
+    def max_memory_allocated(self, device: object) -> int:
+        self.asked.append(device)
+        return 3 * 2**20
+
+
+def test_on_a_gpu_calls_are_synchronised_and_memory_is_cuda_max_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    cuda = FakeCuda()
+    monkeypatch.setattr(latency.torch, "cuda", cuda)
+    assert latency.peak_memory_mb("cuda:1") == (3.0, "cuda_max_allocated")
+    assert cuda.asked == [torch.device("cuda:1")]
+    latency.time_call(lambda: None, "cuda:1")
+    assert cuda.synchronized == [torch.device("cuda:1")] * 2  # before and after the timed call
+    cuda.synchronized.clear()
+    latency.synchronize("cpu")  # a CPU cell never waits on the GPU, even where one exists
+    assert latency.peak_memory_mb("cpu")[1] == "max_rss" and cuda.synchronized == []
+
+
+def test_without_a_gpu_a_cuda_device_falls_back_to_max_rss(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = FakeCuda()
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    monkeypatch.setattr(latency.torch, "cuda", cuda)
+    latency.synchronize("cuda")
+    assert latency.peak_memory_mb("cuda")[1] == "max_rss" and cuda.synchronized == [] and cuda.asked == []

@@ -7,13 +7,23 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fake_run import DATASET, FAILED_ERROR, GROUPS, write_fake_run
 
+from benchmarks.metrics import paired_auroc_test
 from benchmarks.reporting import figures
 from benchmarks.reporting.report import write_report
-from benchmarks.reporting.statistics import compare_with_best, holm
+from benchmarks.reporting.statistics import (
+    SEED_LATENCY,
+    SEED_METRICS,
+    BestComparison,
+    aggregate_seeds,
+    compare_with_best,
+    holm,
+    image_score_words,
+)
 from benchmarks.reporting.tables import WORSE_MARK, Column, ReportTable, md_escape, tex_escape
 from benchmarks.results.reader import RunStoreWarning, dataset_slugs, load_run
 
@@ -409,3 +419,164 @@ def test_time_table_sums_the_cells_beside_their_floor(tmp_path: Path) -> None:
     startup = wall - n * (1 + 2 + 3 + 5 + 6 + 7) - predict
     assert f"| {wall:.1f} | {startup:.1f} | {n * 1.0:.1f} |" in total
     assert f"| {predict:.1f} | {n * 10.0:.2f} |" in total
+
+
+# --- statistics over a run's cells (benchmarks.reporting.statistics) ---------------------------------
+# Checked against the same numbers computed independently from the stored cells: the mean, SD, CI
+# envelope and latency median over seeds; paired DeLong tests against the best method per seed, on
+# unbalanced test sets (40 normals, 24 anomalies), with Holm's correction; the image-score words.
+
+PROFILES = {"patchcore": (3.0, 1.0, 45.0), "dino-knn": (1.5, 5.0, 70.0), "winclip": (0.4, 0.01, 130.0)}
+
+
+@pytest.fixture(scope="module")
+def stats_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_run(tmp_path_factory.mktemp("stats") / "run", methods=("patchcore", "dino-knn", "winclip"),
+                          seeds=(0, 1, 2), profiles=PROFILES, failed_method="anomalygpt",
+                          weights={"patchcore": "pretrained", "dino-knn": "substitute", "winclip": "random"})
+
+
+def test_aggregate_seeds_is_the_mean_sd_envelope_and_median_of_the_ok_cells(stats_run: Path) -> None:
+    frame = load_run(stats_run).frame()
+    frame.loc[(frame["method"] == "dino-knn") & (frame["seed"] == 2), "weights"] = "random"  # one seed random
+    frame.loc[(frame["method"] == "patchcore") & (frame["seed"] == 1), "aupr"] = np.nan  # one seed undefined
+    agg = aggregate_seeds(frame).set_index("method")
+    assert list(agg.index) == ["dino-knn", "patchcore", "winclip"]  # the failed anomalygpt cell is left out
+    for method, row in agg.iterrows():
+        cells = frame[(frame["method"] == method) & (frame["status"] == "ok")]
+        assert row["seeds"] == 3 and row["variant"] == "default" and row["dataset"] == DATASET
+        for name in SEED_METRICS:
+            values = cells[name].dropna()
+            if len(values) == 0:
+                assert np.isnan(row[name]) and np.isnan(row[f"{name}_sd"]), name
+                continue
+            assert row[name] == pytest.approx(values.mean()), (method, name)
+            if len(values) > 1:
+                assert row[f"{name}_sd"] == pytest.approx(values.std(ddof=1)), (method, name)
+            else:
+                assert np.isnan(row[f"{name}_sd"])
+        assert row["image_auroc_lo"] == pytest.approx(cells["image_auroc_lo"].min())
+        assert row["image_auroc_hi"] == pytest.approx(cells["image_auroc_hi"].max())
+        assert row["f1_lo"] == pytest.approx(cells["f1_lo"].min()) and row["f1_hi"] == pytest.approx(cells["f1_hi"].max())
+        for name in SEED_LATENCY:
+            assert row[name] == pytest.approx(cells[name].median()), (method, name)
+    assert agg.loc["patchcore", "aupr"] == pytest.approx(
+        frame[(frame["method"] == "patchcore") & (frame["seed"] != 1)]["aupr"].mean())
+    assert agg.loc["patchcore", "aupr_sd"] == pytest.approx(
+        frame[(frame["method"] == "patchcore") & (frame["seed"] != 1)]["aupr"].std(ddof=1))
+    assert agg.loc["patchcore", "weights"] == "pretrained"
+    assert agg.loc["dino-knn", "weights"] == "random" and agg.loc["dino-knn", "weights_tag"] == "random"
+    assert agg.loc["winclip", "weights"] == "random"
+    assert agg.loc["patchcore", "device"] == ", ".join(sorted(set(frame["device"].dropna()))) or None
+
+
+def test_aggregate_seeds_of_one_seed_keeps_its_own_ci_and_has_no_sd(stats_run: Path) -> None:
+    frame = load_run(stats_run).frame()
+    one = frame[frame["seed"] == 0]
+    agg = aggregate_seeds(one).set_index("method")
+    cell = one[one["method"] == "patchcore"].iloc[0]
+    row = agg.loc["patchcore"]
+    assert row["seeds"] == 1 and row["image_auroc"] == pytest.approx(cell["image_auroc"])
+    assert np.isnan(row["image_auroc_sd"])
+    assert (row["image_auroc_lo"], row["image_auroc_hi"]) == pytest.approx((cell["image_auroc_lo"], cell["image_auroc_hi"]))
+    weights = set(agg["weights"])
+    assert weights == {"pretrained", "substitute", "random"}
+    assert agg.loc["dino-knn", "weights_tag"] == cell_tag(one, "dino-knn")
+
+
+def cell_tag(frame: pd.DataFrame, method: str) -> str:
+    return str(frame[frame["method"] == method]["weights_tag"].iloc[0])
+
+
+def _test_scores(run: Path, method: str, seed: int) -> pd.DataFrame:
+    scores = pd.read_parquet(run / "scores" / f"{method}__default__{DATASET}__s{seed}.parquet")
+    return scores[scores["split"] == "test"]
+
+
+def test_each_method_is_compared_with_the_best_seed_by_seed(stats_run: Path) -> None:
+    comparisons = {c.method: c for c in compare_with_best(load_run(stats_run), DATASET)}
+    assert set(comparisons) == {"dino-knn", "winclip"}  # patchcore has the highest mean AUROC
+    raw = []
+    for method, comparison in comparisons.items():
+        assert (comparison.best_method, comparison.best_variant, comparison.n_pairs) == ("patchcore", "default", 3)
+        tests = []
+        for seed in (0, 1, 2):
+            mine, best = _test_scores(stats_run, method, seed), _test_scores(stats_run, "patchcore", seed)
+            shared = mine.merge(best, on="image_id", suffixes=("_a", "_b"))
+            assert (shared["label_a"] == 0).sum() == 40 and (shared["label_a"] == 1).sum() == 24  # unbalanced
+            tests.append(paired_auroc_test(shared["score_a"], shared["score_b"], shared["label_a"]))
+        assert comparison.delta == pytest.approx(np.mean([t.delta for t in tests]))
+        assert comparison.p_value == pytest.approx(max(t.p_value for t in tests))  # must hold in every seed
+        assert comparison.n_images == 64 and comparison.undefined_reason is None
+        raw.append(comparison.p_value)
+    adjusted = holm(raw)
+    assert [comparisons[m].p_holm for m in comparisons] == pytest.approx(adjusted)
+    assert comparisons["winclip"].delta < comparisons["dino-knn"].delta < 0
+
+
+def test_a_seed_the_best_did_not_run_is_compared_with_its_first_seed(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", methods=("patchcore", "winclip"), seeds=(0, 1), profiles=PROFILES,
+                         failed_method=None)
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    kept = [line for line in lines if not (line["method"] == "patchcore" and line["seed"] == 1)]
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept))
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    expected = []
+    for seed in (0, 1):
+        mine, best = _test_scores(run, "winclip", seed), _test_scores(run, "patchcore", 0)
+        shared = mine.merge(best, on="image_id", suffixes=("_a", "_b"))
+        expected.append(paired_auroc_test(shared["score_a"], shared["score_b"], shared["label_a"]).delta)
+    assert comparison.n_pairs == 2 and comparison.delta == pytest.approx(np.mean(expected))
+
+
+def test_score_files_that_disagree_on_labels_are_not_tested(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", methods=("patchcore", "winclip"), profiles=PROFILES, failed_method=None)
+    path = run / "scores" / f"winclip__default__{DATASET}__s0.parquet"
+    scores = pd.read_parquet(path)
+    first_test = scores.index[scores["split"] == "test"][0]
+    scores.loc[first_test, "label"] = 1 - scores.loc[first_test, "label"]
+    scores.to_parquet(path)
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    assert comparison.delta is None and comparison.p_value is None and comparison.p_holm is None
+    assert comparison.n_images is None
+    assert comparison.undefined_reason is not None and "disagree on the labels" in comparison.undefined_reason
+    assert not comparison.significantly_worse
+
+
+def test_fewer_than_two_methods_are_not_compared(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", methods=("patchcore",), failed_method="winclip")
+    assert compare_with_best(load_run(run), DATASET) == []
+
+
+def _comparison(delta: float | None, p_holm: float | None) -> BestComparison:
+    return BestComparison("m", "v", "b", "bv", delta, p_holm, p_holm, 10, 1)
+
+
+def test_significantly_worse_needs_a_lower_auroc_and_holm_p_below_five_percent() -> None:
+    assert _comparison(-0.1, 0.049).significantly_worse
+    assert not _comparison(-0.1, 0.05).significantly_worse
+    assert not _comparison(0.1, 0.001).significantly_worse
+    assert not _comparison(0.0, 0.001).significantly_worse
+    assert not _comparison(None, 0.001).significantly_worse
+    assert not _comparison(-0.1, None).significantly_worse
+
+
+def test_holm_is_step_down_monotone_and_capped_at_one() -> None:
+    assert holm([0.04, 0.01, 0.03, None]) == pytest.approx([0.06, 0.03, 0.06, None])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([0.001, 0.04, 0.03]) == pytest.approx([0.003, 0.06, 0.06])  # 0.04 raised to the running 0.06
+    assert holm([None, 0.02]) == pytest.approx([None, 0.02])  # one real test: no correction
+
+
+def _roi(mode: list[object], used: list[object], pooling: list[object]) -> pd.DataFrame:
+    return pd.DataFrame({"roi_mode": mode, "roi_used": used, "roi_pooling": pooling})
+
+
+def test_image_score_words() -> None:
+    assert image_score_words(_roi([None, None], [None, None], [None, None])) is None
+    assert image_score_words(_roi(["auto", "auto"], [True, True], ["max", "max"])) == "ROI: max"
+    assert image_score_words(_roi(["on"], [True], [None])) == "ROI"
+    assert image_score_words(_roi(["auto", "auto"], [False, None], [None, None])) == "whole image"
+    assert image_score_words(_roi(["auto", "auto", "auto"], [True, False, True], ["top 1 %", None, "top 1 %"])) == (
+        "ROI in 2 of 3 seeds")
+    assert image_score_words(_roi([None, "auto"], [None, True], [None, "max"])) == "ROI in 1 of 2 seeds"

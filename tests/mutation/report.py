@@ -24,6 +24,8 @@ import ast
 import fnmatch
 import hashlib
 import json
+import math
+import random
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class Scope:
     target: float
     patterns: tuple[str, ...]
     runner: str = "mutmut"  # or "constants": tests/mutation/constants.py measures it
+    sample: int = 0  # 0: every mutant; else a seeded random sample of this many (large modules)
 
 
 def _methods(module: str, cls: str, *names: str) -> tuple[str, ...]:
@@ -84,32 +87,35 @@ SCOPES = (
     Scope("scoring: ltfm", 0.80, _methods("baselines.ltfm_plugin", "LTFMBaseline", "predict", "_region")),
     Scope("scoring: shared map smoothing (gaussian_blur_maps)", 0.80,
           _functions("baselines.common", "gaussian_blur_maps")),
+    Scope("metrics: pixel accumulator and pixel_metrics (changed since the metrics scope's run)", 0.90,
+          _methods("benchmarks.metrics.pixel", "PixelAccumulator", "__init__", "add", "sample", "result")
+          + _functions("benchmarks.metrics.pixel", "pixel_metrics")),
     # outside the scoring path
-    Scope("importer: split rule (split_rule.py)", 0.80, ("benchmarks.data.importer.split_rule.*",)),
+    Scope("importer: split rule (split_rule.py)", 0.80, ("benchmarks.data.importer.split_rule.*",), sample=200),
     Scope("importer: study protocol: years, generated, hard negatives, ROI (protocol.py)", 0.80,
           ("benchmarks.data.importer.protocol.*",)),
-    Scope("importer: annotation readers and masks (annotations.py)", 0.80, ("benchmarks.data.importer.annotations.*",)),
-    Scope("importer: layouts (layouts.py)", 0.80, ("benchmarks.data.importer.layouts.*",)),
+    Scope("importer: annotation readers and masks (annotations.py)", 0.80, ("benchmarks.data.importer.annotations.*",), sample=150),
+    Scope("importer: layouts (layouts.py)", 0.80, ("benchmarks.data.importer.layouts.*",), sample=150),
     Scope("importer: files, checks, writer, pipeline", 0.80,
-          tuple(f"benchmarks.data.importer.{m}.*" for m in ("items", "checking", "writer", "pipeline"))),
-    Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",)),
+          tuple(f"benchmarks.data.importer.{m}.*" for m in ("items", "checking", "writer", "pipeline")), sample=150),
+    Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",), sample=150),
     Scope("embedded set's split plan (plan_dataset, scaled_counts)", 0.80,
           _functions("benchmarks.data.smartphone.generate", "scaled_counts", "plan_dataset", "_balanced",
                      "_balanced_designs")),
     Scope("embedded set's protocol constants (years, counts, kinds, body width)", 0.80, (), runner="constants"),
     Scope("reporting: statistics across seeds and methods (statistics.py)", 0.90,
           ("benchmarks.reporting.statistics.*",)),
-    Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",)),
+    Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",), sample=150),
     Scope("reporting: figures' confidence intervals (whiskers, bars, known vs unseen)", 0.80,
           _functions("benchmarks.reporting.figures.common", "whiskers", "chance_level")
-          + ("benchmarks.reporting.figures.bars.*", "benchmarks.reporting.figures.known_unseen.*")),
+          + ("benchmarks.reporting.figures.bars.*", "benchmarks.reporting.figures.known_unseen.*"), sample=150),
     Scope("weights: resolution order and stamps (weights.py, stamp.py)", 0.80,
-          ("benchmarks.plugins.weights.*", "benchmarks.results.stamp.*")),
+          ("benchmarks.plugins.weights.*", "benchmarks.results.stamp.*"), sample=200),
     Scope("latency summaries (latency.py)", 0.90, ("benchmarks.running.latency.*",)),
     Scope("ltfm trainer: loss, schedule, early stopping (ltfm/trainer.py)", 0.80,
           _functions("ltfm.trainer", "warmup_cosine", "focal_loss", "ltfm_loss", "image_scores", "evaluate",
                      "_scores_and_maps", "selection_key", "train_ltfm", "map_targets", "schedule")
-          + _methods("ltfm.trainer", "TrainConfig", "__post_init__")),
+          + _methods("ltfm.trainer", "TrainConfig", "__post_init__"), sample=200),
 )
 
 
@@ -140,11 +146,29 @@ def _in_scope(name: str, scope: Scope) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in scope.patterns)
 
 
+def scope_mutants(scope: Scope, codes: dict[str, int | None]) -> list[str]:
+    """The scope's mutants that count: all of them, or its seeded random sample (seeded by the label,
+    so the same code gives the same sample)."""
+    names = sorted(name for name in codes if _in_scope(name, scope))
+    if scope.sample and len(names) > scope.sample:
+        names = sorted(random.Random(scope.label).sample(names, scope.sample))
+    return names
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson interval of a proportion k / n (the score of a sampled scope)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def tally(scope: Scope, codes: dict[str, int | None]) -> Tally:
     t = Tally()
-    for name, code in sorted(codes.items()):
-        if not _in_scope(name, scope):
-            continue
+    for name in scope_mutants(scope, codes):
+        code = codes[name]
         if code is None:
             t.not_checked += 1
         elif code in KILLED:
@@ -250,7 +274,7 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
 
 
-def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str]) -> dict[str, Any] | str:
+def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str], population: int) -> dict[str, Any] | str:
     """The stored entry for a fully measured scope, or why it cannot be stored."""
     if t.not_checked or not t.measured:
         return f"{t.not_checked} mutants not run yet"
@@ -260,7 +284,7 @@ def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str]) -> dict[
         return "its files have uncommitted changes: commit, run again, then record"
     return {"killed": t.killed, "measured": t.measured, "equivalent": equivalent, "target": scope.target,
             "commit": _git("rev-parse", "--short=12", "HEAD"), "date": _git("log", "-1", "--format=%cs"),
-            "mutmut": "3.8.1", "functions": source_hashes(functions)}
+            "population": population, "mutmut": "3.8.1", "functions": source_hashes(functions)}
 
 
 def load_scores(path: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -284,8 +308,15 @@ def stored_table(scopes: list[Scope], scores: dict[str, dict[str, Any]]) -> tupl
         changed = changed_since(entry, scope)
         failed |= net < scope.target or bool(changed)
         since = "nothing" if not changed else "**" + ", ".join(f"`{c}`" for c in changed) + "**"
-        lines.append(f"| {scope.label} | {killed} / {measured} | {killed / measured:.1%} | {equivalent} | "
-                     f"{net:.1%} | {scope.target:.0%} | {entry['commit']} ({entry['date']}) | {since} |")
+        population = entry.get("population", measured)
+        counted = f"{killed} / {measured}"
+        net_text = f"{net:.1%}"
+        if population > measured:  # a random sample: the score is an estimate, with its interval
+            lo, hi = wilson(killed, measured - equivalent)
+            counted += f" (random sample of {population:,})"
+            net_text += f" [{lo:.1%}, {hi:.1%}]"
+        lines.append(f"| {scope.label} | {counted} | {killed / measured:.1%} | {equivalent} | "
+                     f"{net_text} | {scope.target:.0%} | {entry['commit']} ({entry['date']}) | {since} |")
     return lines, failed
 
 
@@ -306,10 +337,21 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"store each fully measured scope's score, commit and function hashes in {SCORES.name}")
     parser.add_argument("--stored", action="store_true",
                         help=f"report the scores stored in {SCORES.name} (no mutmut results needed)")
+    parser.add_argument("--names", metavar="SCOPE",
+                        help="print the mutant names of the scopes whose label contains SCOPE (their sample where "
+                             "sampled), for `mutmut run`")
+    parser.add_argument("--pending", action="store_true", help="with --names: only mutants not run yet")
     parser.add_argument("--write-docs", action="store_true",
                         help="with --stored: rewrite the score table in docs/mutation-testing.md")
     args = parser.parse_args(argv)
     scopes = [s for s in SCOPES if not args.scope or any(x in s.label for x in args.scope)]
+    if args.names:
+        codes = results()
+        for scope in SCOPES:
+            if args.names in scope.label and scope.runner == "mutmut":
+                names = [n for n in scope_mutants(scope, codes) if not args.pending or codes[n] is None]
+                print("\n".join(names))
+        return 0
     reasons: dict[str, str] = tomllib.loads(SURVIVORS.read_text(encoding="utf-8")) if SURVIVORS.exists() else {}
     if args.stored:
         lines, failed = stored_table(scopes, load_scores())
@@ -348,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         failed |= net is not None and net < scope.target
         survivors |= dict.fromkeys(t.survived)
         if args.record and t.measured:
-            entry = record(scope, t, equivalent, [m for m in codes if _in_scope(m, scope)])
+            every = [m for m in codes if _in_scope(m, scope)]
+            entry = record(scope, t, equivalent, every, len(every))
             if isinstance(entry, str):
                 recorded.append(f"not recorded: {scope.label}: {entry}")
             else:

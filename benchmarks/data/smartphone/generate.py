@@ -76,6 +76,9 @@ def scaled_counts(scale: float) -> dict[tuple[str, str], SplitCounts]:
     counts = {}
     for (split, source), c in DEFAULT_COUNTS.items():
         test, generated = split == "test", source == _GENERATED
+        if generated and c.normal != c.hard_negative:  # the generator makes no plain generated normals
+            raise ValueError(f"DEFAULT_COUNTS[{split}, {source}]: every generated normal is a hard negative, "
+                             f"so normal ({c.normal}) must equal hard_negative ({c.hard_negative})")
         hard = round(c.hard_negative * scale)
         if test or generated:
             hard = max(1, hard)
