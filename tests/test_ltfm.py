@@ -308,3 +308,166 @@ def test_an_anomaly_without_a_mask_pushes_its_map_peak_up() -> None:
     assert loss(0.9, False) == pytest.approx(bce_head - weight * np.log(0.9), rel=1e-5)
     # with a mask (here all zero) the focal map loss applies instead, and rises with the peak
     assert loss(0.9, True) > loss(0.1, True)
+
+
+# --- the trainer: early stopping, epoch ranking, schedule, losses -----------------------------------
+
+from ltfm import trainer  # noqa: E402
+
+
+def _feature_set(model: LTFM, n: int = 6, seed: int = 1) -> trainer.FeatureSet:
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 1, cfg.num_levels, cfg.num_tokens, cfg.padded_width, generator=g).half()
+    labels = torch.tensor([0.0, 1.0] * (n // 2))
+    targets = torch.zeros(n, 1, *cfg.grid)
+    targets[1::2, 0, 2:4, 2:4] = 1.0
+    has_map = torch.tensor([True, True] * (n // 2))
+    has_map[-1] = False  # one anomaly without a mask: the weak (peak) loss
+    return trainer.FeatureSet(features, labels, targets, has_map, AnyResGrid.global_only(64), [(64, 64)] * n)
+
+
+def test_early_stopping_restores_the_best_epoch_and_stops_after_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted validation: AUROC 0.6, 0.9, 0.9 (higher loss), 0.7, 0.8 ... with patience 3, epoch 2 is the
+    best, epochs 3-5 do not beat it, training stops after epoch 5 and the model holds epoch 2's weights."""
+    model = tiny_ltfm()
+    data = _feature_set(model)
+    script = [(0.6, 1.0), (0.9, 0.5), (0.9, 0.6), (0.7, 0.4), (0.8, 0.3), (0.95, 0.1), (0.99, 0.1)]
+    states: list[dict[str, torch.Tensor]] = []
+
+    def scripted(model_: LTFM, val: trainer.FeatureSet, config: trainer.TrainConfig, device: str) -> dict[str, float]:
+        states.append({k: v.detach().clone() for k, v in model_.state_dict().items()})
+        auroc, loss = script[len(states) - 1]
+        return {"auroc": auroc, "loss": loss}
+
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+    result = trainer.train_ltfm(model, data, data, trainer.TrainConfig(epochs=7, patience=3, batch_size=4, lr=1e-2))
+    assert (result.epochs_run, result.best_epoch) == (5, 2)
+    assert [r["val_auroc"] for r in result.history] == [0.6, 0.9, 0.9, 0.7, 0.8]
+    assert result.best == result.history[1] and result.best["epoch"] == 2.0
+    restored = model.state_dict()
+    assert all(torch.equal(restored[k], states[1][k]) for k in restored)  # epoch 2's weights, not the last
+    assert any(not torch.equal(restored[k], states[4][k]) for k in restored)
+    assert not model.training
+    assert [r["epoch"] for r in result.history] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert all(r["train_loss"] > 0 for r in result.history)
+    seconds = [r["seconds"] for r in result.history]
+    assert seconds == sorted(seconds) and result.seconds >= seconds[-1]
+
+
+def test_without_validation_every_epoch_runs_and_the_last_is_kept() -> None:
+    model = tiny_ltfm()
+    data = _feature_set(model)
+    result = trainer.train_ltfm(model, data, None, trainer.TrainConfig(epochs=3, patience=1, batch_size=4))
+    assert (result.epochs_run, result.best_epoch) == (3, 3)
+    assert all("val_loss" not in r for r in result.history)
+    empty = trainer.FeatureSet(data.features[:0], data.labels[:0], data.map_targets[:0], data.has_map[:0],
+                               data.crops, [])
+    result = trainer.train_ltfm(tiny_ltfm(), data, empty, trainer.TrainConfig(epochs=2, patience=1, batch_size=4))
+    assert result.epochs_run == 2 and result.best_epoch == 2  # an empty validation set is no validation
+
+
+def test_training_is_deterministic_per_seed() -> None:
+    a, b, c = tiny_ltfm(), tiny_ltfm(), tiny_ltfm()
+    data = _feature_set(a)
+    config = trainer.TrainConfig(epochs=2, patience=2, batch_size=2, seed=3)
+    la = trainer.train_ltfm(a, data, data, config).history
+    lb = trainer.train_ltfm(b, data, data, config).history
+    lc = trainer.train_ltfm(c, data, data, trainer.TrainConfig(epochs=2, patience=2, batch_size=2, seed=4)).history
+    assert [r["train_loss"] for r in la] == [r["train_loss"] for r in lb]
+    assert [r["train_loss"] for r in la] != [r["train_loss"] for r in lc]
+
+
+def test_epochs_rank_by_val_auroc_then_lower_val_loss_else_later_epoch() -> None:
+    key = trainer.selection_key
+    assert key({"epoch": 1.0, "val_loss": 0.5, "val_auroc": 0.9}) > key({"epoch": 2.0, "val_loss": 0.1, "val_auroc": 0.8})
+    assert key({"epoch": 1.0, "val_loss": 0.4, "val_auroc": 0.9}) > key({"epoch": 2.0, "val_loss": 0.5, "val_auroc": 0.9})
+    assert key({"epoch": 1.0, "val_loss": 0.4}) == (0.0, -0.4)  # one class in val: loss alone
+    assert key({"epoch": 3.0, "train_loss": 1.0}) == (3.0, 0.0)
+
+
+def test_schedules_per_preset_and_config_checks() -> None:
+    assert (trainer.schedule("smoke").epochs, trainer.schedule("smoke").patience) == (4, 2)
+    assert (trainer.schedule("paper").epochs, trainer.schedule("paper").patience) == (60, 10)
+    assert (trainer.schedule("unknown").epochs, trainer.schedule("unknown").patience) == (15, 4)
+    assert trainer.schedule("default", lr=5e-4, patience=2) == trainer.TrainConfig(epochs=15, patience=2, lr=5e-4)
+    with pytest.raises(ValueError, match="map_loss must be one of"):
+        trainer.TrainConfig(map_loss="dice")
+    with pytest.raises(ValueError, match="score must be one of"):
+        trainer.TrainConfig(score="max")
+    for bad in ({"epochs": 0}, {"patience": 0}, {"batch_size": 0}):
+        with pytest.raises(ValueError, match="epochs, patience and batch_size must be >= 1"):
+            trainer.TrainConfig(**bad)  # type: ignore[arg-type]
+    trainer.TrainConfig(epochs=1, patience=1, batch_size=1)
+
+
+def test_warmup_then_cosine_decay() -> None:
+    steps = 100  # warm-up over 5 steps
+    factors = [trainer.warmup_cosine(s, steps) for s in range(steps + 1)]
+    assert factors[0] == pytest.approx(0.2 * 0.5 * (1 + np.cos(0)))
+    assert factors[4] == pytest.approx(0.5 * (1 + np.cos(np.pi * 4 / 100)))
+    assert factors[50] == pytest.approx(0.5) and factors[100] == pytest.approx(0.0)
+    assert trainer.warmup_cosine(150, steps) == pytest.approx(0.0)  # past the end: stays at 0
+    assert trainer.warmup_cosine(0, 10) == pytest.approx(1.0)  # fewer than 20 steps: one warm-up step
+
+
+def test_focal_loss_matches_its_formula_and_ignores_easy_pixels() -> None:
+    prob = torch.tensor([0.9, 0.2, 0.6, 0.0])
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    pt = torch.tensor([0.9, 0.8, 0.4, 1e-6])
+    expected = (-((1 - pt) ** 2) * torch.log(pt)).mean()
+    assert float(trainer.focal_loss(prob, target, 2.0)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(trainer.focal_loss(prob, target, 0.0)) == pytest.approx(float(-torch.log(pt).mean()), rel=1e-5)
+
+
+def test_ltfm_loss_adds_map_and_weak_terms_only_where_they_apply() -> None:
+    model = tiny_ltfm()
+    data = _feature_set(model)
+    out = model(data.features.float())
+    labels, targets, has_map = data.labels, data.map_targets, data.has_map
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    none = trainer.ltfm_loss(out, labels, targets, has_map, trainer.TrainConfig(map_loss="none"))
+    assert float(none) == pytest.approx(float(bce(out.logit, labels)))
+    weight = torch.tensor(2.0)
+    assert float(trainer.ltfm_loss(out, labels, targets, has_map, trainer.TrainConfig(map_loss="none"), weight)) == (
+        pytest.approx(float(bce(out.logit, labels, pos_weight=weight))))
+    config = trainer.TrainConfig(map_loss="focal", map_loss_weight=0.5, focal_gamma=1.0)
+    prob = out.significance_map
+    focal = trainer.focal_loss(prob[has_map], targets[has_map], 1.0)
+    weak = (labels > 0.5) & ~has_map
+    peak = prob[weak].flatten(1).max(dim=1).values.clamp(1e-6, 1 - 1e-6)
+    weak_term = torch.nn.functional.binary_cross_entropy(peak, torch.ones_like(peak))
+    expected = bce(out.logit, labels) + 0.5 * focal + 0.5 * weak_term
+    assert float(trainer.ltfm_loss(out, labels, targets, has_map, config)) == pytest.approx(float(expected), rel=1e-5)
+    config = trainer.TrainConfig(map_loss="bce", map_loss_weight=1.0)
+    plain = torch.nn.functional.binary_cross_entropy(prob[has_map].clamp(1e-6, 1 - 1e-6), targets[has_map])
+    expected = bce(out.logit, labels) + plain + weak_term
+    assert float(trainer.ltfm_loss(out, labels, targets, has_map, config)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_image_scores_head_map_or_their_mean() -> None:
+    head = np.array([0.2, 0.8], dtype=np.float32)
+    maps = [np.array([[0.1, 0.6]]), np.array([[0.3, 0.2]])]
+    assert trainer.image_scores(head, maps, "head") is head
+    assert trainer.image_scores(head, maps, "map") == pytest.approx([0.6, 0.3])
+    assert trainer.image_scores(head, maps, "mean") == pytest.approx([0.4, 0.55])
+    assert trainer.image_scores(head, maps, "map").dtype == np.float32
+
+
+def test_evaluate_reports_mean_loss_and_auroc_of_the_configured_score() -> None:
+    model = tiny_ltfm()
+    data = _feature_set(model, n=6)
+    config = trainer.TrainConfig(batch_size=4, score="map")
+    result = trainer.evaluate(model, data, config)
+    parts = []
+    for idx in (torch.arange(4), torch.arange(4, 6)):  # batches of 4 + 2, weighted by their size
+        out = model(data.features[idx].float())
+        parts.append(float(trainer.ltfm_loss(out, data.labels[idx], data.map_targets[idx], data.has_map[idx],
+                                             config)) * len(idx))
+    assert result["loss"] == pytest.approx(sum(parts) / 6, rel=1e-5)
+    scores, _ = trainer.predict_features(model, data, score="map")
+    from sklearn.metrics import roc_auc_score
+    assert result["auroc"] == pytest.approx(roc_auc_score(data.labels.numpy(), scores))
+    one_class = trainer.FeatureSet(data.features[::2], data.labels[::2], data.map_targets[::2], data.has_map[::2],
+                                   data.crops, data.sizes[::2])
+    assert set(trainer.evaluate(model, one_class, config)) == {"loss"}

@@ -11,7 +11,7 @@ and the test proves, through the method's own loading code:
 
 These are the suite's largest tests: they build the real networks (SigLIP so400m: 428 M vision
 parameters, 3.5 GB file). Each writes into its own temporary cache, deleted afterwards, and
-they run in the default test run (about 90 s here together; see docs/weights.md).
+they run in the default test run (their time on the project's machine: docs/weights.md).
 """
 
 from __future__ import annotations

@@ -210,13 +210,14 @@ def module_path(module: str) -> str:
 
 
 def functions_in(source: str) -> dict[str, str]:
-    """Qualified name -> source text of every top-level function and method (what mutmut mutates)."""
+    """Qualified name -> source text of every top-level function and method that mutmut mutates (it leaves
+    decorated ones alone)."""
     found: dict[str, str] = {}
     for node in ast.parse(source).body:
         members = node.body if isinstance(node, ast.ClassDef) else [node]
         prefix = f"{node.name}." if isinstance(node, ast.ClassDef) else ""
         for sub in members:
-            if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+            if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef) and not sub.decorator_list:
                 found[prefix + sub.name] = ast.get_source_segment(source, sub) or ""
     return found
 
@@ -311,7 +312,9 @@ def stored_table(scopes: list[Scope], scores: dict[str, dict[str, Any]]) -> tupl
         population = entry.get("population", measured)
         counted = f"{killed} / {measured}"
         net_text = f"{net:.1%}"
-        if population > measured:  # a random sample: the score is an estimate, with its interval
+        if entry.get("not_run"):  # an earlier report's partial run
+            counted += f" ({entry['not_run']} not run)"
+        elif population > measured:  # a random sample: the score is an estimate, with its interval
             lo, hi = wilson(killed, measured - equivalent)
             counted += f" (random sample of {population:,})"
             net_text += f" [{lo:.1%}, {hi:.1%}]"
