@@ -310,3 +310,126 @@ def test_the_base_is_named_by_its_stored_provenance_everywhere(tmp_path: Path, o
     if origin:
         cross = titled(kept, "LTFM F1 by test release year")
         assert f"base ({origin})" in [t.get_text() for t in cross.legends[0].get_texts()]
+
+
+# --- confidence intervals drawn on the figures -------------------------------------------------------
+
+import numpy as np  # noqa: E402
+from matplotlib.container import ErrorbarContainer  # noqa: E402
+
+from benchmarks.metrics.bootstrap import stratified_bootstrap  # noqa: E402
+from benchmarks.reporting.figures import known_unseen  # noqa: E402
+from benchmarks.reporting.figures.common import chance_level, whiskers  # noqa: E402
+
+
+def _segments(container: ErrorbarContainer) -> list[tuple[float, float, float]]:
+    """(y, left end, right end) of each horizontal error bar in the container."""
+    (bars,) = container.lines[2]
+    return [(float(s[0][1]), float(s[0][0]), float(s[1][0])) for s in bars.get_segments()]
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Figure]]:
+    run = write_fake_run(tmp_path_factory.mktemp("ci"), ("patchcore", "winclip", "dino-knn"), failed_method=None)
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    for line in lines:  # CIs that are not symmetric, one that excludes its estimate
+        m = line["metrics"]
+        m["image_auroc_ci"] = [m["image_auroc"] - 0.07, min(1.0, m["image_auroc"] + 0.02)]
+        m["f1_ci"] = [m["f1"] - 0.03, m["f1"] + 0.09]
+    lines[-1]["metrics"]["f1_ci"] = [lines[-1]["metrics"]["f1"] + 0.01, lines[-1]["metrics"]["f1"] + 0.05]
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    kept: list[Figure] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_figure", keeping(kept, write=False))
+        write_figures(run)
+    return run, kept
+
+
+def _figure(kept: list[Figure], title_start: str) -> Figure:
+    return next(f for f in kept if f.axes and f.axes[0].get_title().startswith(title_start))
+
+
+def test_bars_draw_each_cells_stored_ci_and_the_chance_line(ci_run: tuple[Path, list[Figure]]) -> None:
+    run, kept = ci_run
+    cells = load_run(run).for_dataset(SLUG, ok_only=True)
+    for metric, ci_name, title in (("image_auroc", "image_auroc_ci", "Image AUROC"), ("f1", "f1_ci", "F1 at")):
+        ax = _figure(kept, title).axes[0]
+        rows = sorted(cells, key=lambda c: getattr(c.metrics, metric))  # drawn bottom-up, best on top
+        (container,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        drawn = _segments(container)
+        for y, cell in enumerate(rows):
+            value, ci = getattr(cell.metrics, metric), getattr(cell.metrics, ci_name)
+            assert drawn[y][0] == pytest.approx(y)
+            assert drawn[y][1] == pytest.approx(min(ci.lo, value)) and drawn[y][2] == pytest.approx(max(ci.hi, value))
+        assert [t.get_text() for t in ax.texts] == [f"{getattr(c.metrics, metric):.3f}" for c in rows]
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert len(labels) == len(rows) and all(c.method in label for c, label in zip(rows, labels, strict=True))
+        chance, _ = chance_level(metric, rows)
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1 and dashed[0].get_xdata()[0] == pytest.approx(chance)
+        assert ax.get_xlim() == (0.0, 1.0)
+
+
+def test_whiskers_clip_at_zero_where_a_ci_excludes_its_estimate() -> None:
+    assert whiskers(0.8, 0.7, 0.85) == pytest.approx((0.1, 0.05))
+    assert whiskers(0.8, 0.82, 0.9) == pytest.approx((0.0, 0.1))
+    assert whiskers(0.8, 0.6, 0.79) == pytest.approx((0.2, 0.0))
+
+
+def test_chance_levels_are_half_for_auroc_and_flag_all_f1_from_the_class_counts(
+    ci_run: tuple[Path, list[Figure]]
+) -> None:
+    run, _ = ci_run
+    cells = list(load_run(run).for_dataset(SLUG, ok_only=True))
+    assert chance_level("image_auroc", cells) == (0.5, "chance (0.500)")
+    m = cells[0].metrics
+    prevalence = m.n_anomalous / (m.n_normal + m.n_anomalous)
+    value, label = chance_level("f1", cells)
+    assert value == pytest.approx(2 * prevalence / (1 + prevalence)) and label == f"chance: flag all ({value:.3f})"
+    assert (m.n_normal, m.n_anomalous) == (40, 24)  # unbalanced: flag-all F1 is not 2/3
+    from dataclasses import replace
+    unknown = replace(cells[0], metrics=replace(m, n_normal=None))
+    assert chance_level("f1", [unknown]) == (None, "")
+    assert chance_level("f1", [replace(cells[0], metrics=replace(m, n_anomalous=0))]) == (None, "")
+
+
+def test_known_vs_unseen_draws_the_val_bootstrap_and_the_stored_test_ci(ci_run: tuple[Path, list[Figure]]) -> None:
+    run, kept = ci_run
+    results = load_run(run)
+    cells = sorted(results.for_dataset(SLUG, ok_only=True), key=lambda c: c.metrics.image_auroc)
+    ax = _figure(kept, "Known vs unseen").axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 * len(cells)
+    for y, cell in enumerate(cells):
+        scores = results.scores(cell)
+        val = scores[scores["split"] == "val"]
+        val_ci = stratified_bootstrap(val["score"].to_numpy(float), val["label"].to_numpy(int), None,
+                                      n_bootstrap=known_unseen.VAL_BOOTSTRAP, seed=cell.seed or 0).image_auroc
+        test_ci = cell.metrics.image_auroc_ci
+        ((vy, vlo, vhi),) = _segments(bars[2 * y])
+        ((ty, tlo, thi),) = _segments(bars[2 * y + 1])
+        assert (vy, ty) == (pytest.approx(y + 0.12), pytest.approx(y - 0.12))
+        v = cell.metrics.val_image_auroc
+        assert (vlo, vhi) == (pytest.approx(min(val_ci.lo, v)), pytest.approx(max(val_ci.hi, v)))
+        t = cell.metrics.image_auroc
+        assert (tlo, thi) == (pytest.approx(min(test_ci.lo, t)), pytest.approx(max(test_ci.hi, t)))
+    legend = [t.get_text() for t in kept[kept.index(ax.figure)].legends[0].get_texts()]
+    assert legend == ["validation split", "test split", "chance (0.5)"]  # the fake manifest lists test rows only
+    lows = [min(c.metrics.image_auroc_ci.lo, 1.0) for c in cells]
+    assert ax.get_xlim()[0] <= min(lows) and ax.get_xlim()[1] == 1.0
+    assert np.isclose(ax.get_ylim(), (-0.6, len(cells) - 0.4)).all()
+
+
+def test_known_vs_unseen_names_the_splits_by_their_years_only_when_test_is_later(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = object()
+    for years, expected in (
+        ({"val": [2020, 2023], "test": [2024, 2025]},
+         ("val: held-out images of known designs (2020-2023)", "test: unseen designs (2024-2025)")),
+        ({"val": [2019], "test": [2024]}, ("val: held-out images of known designs (2019)", "test: unseen designs (2024)")),
+        ({"val": [2020, 2024], "test": [2024, 2025]}, ("validation split", "test split")),
+        ({"test": [2024]}, ("validation split", "test split")),
+    ):
+        monkeypatch.setattr(known_unseen, "_split_years", lambda v, years=years: years)
+        assert known_unseen._split_names(view) == expected  # type: ignore[arg-type]
