@@ -554,3 +554,124 @@ def test_roi_for_every_image_or_per_group_with_refusals(tmp_path: Path) -> None:
     assert str(refused.value) == ("--roi: 4 image(s) have another aspect ratio than their region of interest (e.g. "
                                   "0.png (44x30) with wide.png (88x30); 1.png (44x30) with wide.png (88x30); "
                                   "2.png (44x30) with wide.png (88x30))")
+
+
+# --------------------------------------------------------------------------- annotation readers, unit by unit
+
+from benchmarks.data.importer import annotations as ann  # noqa: E402
+
+
+def _labelme(path: Path, image_path: str | None, shapes: list[dict[str, object]], **declared: int) -> Path:
+    content: dict[str, object] = {"shapes": shapes, **({"imagePath": image_path} if image_path is not None else {})}
+    content |= {f"image{k.capitalize()}": v for k, v in declared.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_labelme_circle_is_a_64_gon_of_the_radius_to_its_edge_point() -> None:
+    points = ann._circle((10.0, 20.0), (13.0, 24.0))
+    xs, ys = np.array(points[0::2]), np.array(points[1::2])
+    assert len(xs) == 64 and np.allclose(np.hypot(xs - 10, ys - 20), 5.0)
+    assert (xs[0], ys[0]) == pytest.approx((15.0, 20.0))  # angle 0 first
+    assert len({(round(x, 6), round(y, 6)) for x, y in zip(xs, ys, strict=True)}) == 64  # no repeated closing point
+    assert ann._circle((0.0, 0.0), (0.0, 2.0), sides=4) == pytest.approx((2.0, 0.0, 0.0, 2.0, -2.0, 0.0, 0.0, -2.0))
+
+
+def test_labelme_mask_shape_lands_at_its_box_and_is_clipped(tmp_path: Path) -> None:
+    patch = np.zeros((4, 6), np.uint8)
+    patch[1:3, 2:5] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(patch).save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    shape = ann._labelme_mask(encoded, [(40.0, 20.0), (45.0, 23.0)], "stain", (H, W))
+    pixels = ann.shape_pixels(shape, (H, W))
+    expected = np.zeros((H, W), bool)
+    expected[21:23, 42:44] = True  # the patch's columns 2-4 from x 40 are clipped at W = 44
+    assert (pixels == expected).all() and shape.category == "stain" and shape.kind == "rle"
+    corner = ann._labelme_mask(encoded, [(0.0, 0.0), (5.0, 3.0)], "stain", (H, W))
+    expected = np.zeros((H, W), bool)
+    expected[1:3, 2:5] = True
+    assert (ann.shape_pixels(corner, (H, W)) == expected).all()
+    outside = ann._labelme_mask(encoded, [(50.0, 40.0), (55.0, 43.0)], "stain", (H, W))
+    assert not ann.shape_pixels(outside, (H, W)).any()
+
+
+def test_labelme_files_find_their_image_and_read_every_shape_kind(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    a = _noise(root / "imgs" / "A.png")
+    b = _noise(root / "other" / "b.jpg")
+    c = _noise(root / "third" / "c.png")
+    _labelme(root / "labels" / "a.json", "..\\imgs\\A.png", [  # Windows separators, resolved beside the JSON
+        {"shape_type": "polygon", "label": "scratch", "points": [[1, 1], [9, 1], [9, 6]]},
+        {"shape_type": "rectangle", "label": "", "points": [[20, 12], [14, 8]]},  # corners in any order
+        {"shape_type": "circle", "label": "dent", "points": [[30, 15], [33, 15]]},
+        {"shape_type": "line", "label": "x", "points": [[1, 1], [5, 5]]},
+        {"shape_type": "point", "label": "x", "points": [[1, 1]]},
+        {"shape_type": "circle", "label": "x", "points": [[1, 1]]},
+    ], height=H, width=W)
+    _labelme(root / "other" / "b.json", None, [{"label": "crack", "points": [[1, 1], [8, 1], [8, 8]]}])  # by stem
+    _labelme(root / "elsewhere" / "c.json", "c.png", [{"label": "crack", "points": [[1, 1], [8, 1], [8, 8]]}])
+    _labelme(root / "orphans" / "z.json", None, [{"label": "crack", "points": [[1, 1], [8, 1], [8, 8]]}])
+    found = ann.read_annotations(root, [a, b, c])
+    assert found.files == {"labelme": 4}
+    drawing = found.drawings[a]
+    assert [s.kind for s in drawing.shapes] == ["polygon", "box", "polygon"]
+    assert [s.category for s in drawing.shapes] == ["scratch", "defect", "dent"]  # an empty label is "defect"
+    assert drawing.shapes[1].points == (14.0, 8.0, 20.0, 12.0)
+    assert len(drawing.shapes[2].points) == 128 and drawing.files == ("labels/a.json",)
+    assert set(found.drawings) == {a, b, c}
+    problems = {(p.file, p.image, p.count, p.what) for p in found.problems}
+    assert ("labels/a.json", "imgs/A.png", 1, "line shape(s) without an area: not drawn") in problems
+    assert ("labels/a.json", "imgs/A.png", 1, "point shape(s) without an area: not drawn") in problems
+    assert ("labels/a.json", "imgs/A.png", 1, "circle shape(s) without an area: not drawn") in problems
+    assert ("orphans/z.json", "z", 1, "names no image (no imagePath, no image of its stem): not used") in problems
+    assert len(problems) == 4
+
+
+def test_labelme_declared_size_must_be_the_images(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    a = _noise(root / "a.png")
+    _labelme(root / "a.json", "a.png", [], height=H, width=W + 1)
+    with pytest.raises(ValueError, match=rf"a.json: declares a.png as {W + 1}x{H} but the image is {W}x{H}"):
+        ann.read_annotations(root, [a])
+    _labelme(root / "a.json", "a.png", [], height=W, width=H)
+    with pytest.raises(ValueError, match="the annotation follows the stored pixels; the image has an EXIF rotation"):
+        ann.read_annotations(root, [a])
+    _labelme(root / "a.json", "a.png", [], height=H, width=W)
+    assert ann.read_annotations(root, [a]).unannotated == {a}  # listed with no region: an annotated normal
+
+
+def test_yolo_names_from_the_nearest_name_file_up_to_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    labels = root / "train" / "labels"
+    labels.mkdir(parents=True)
+    label = labels / "x.txt"
+    label.write_text("")
+    assert ann._yolo_names(label, root) is None
+    (tmp_path / "classes.txt").write_text("above-the-root\n")
+    assert ann._yolo_names(label, root) is None  # not read above the set's root
+    (root / "data.yml").write_text("names:\n  10: ten\n  2: two\n  1: one\n")
+    assert ann._yolo_names(label, root) == ["one", "two", "ten"]  # keys in numeric order, not text order
+    (root / "train" / "obj.names").write_text("a\n\n b \n")
+    assert ann._yolo_names(label, root) == ["a", "b"]  # the nearest folder wins, blank lines dropped
+    (labels / "dataset.yaml").write_text("names: [p, q]\n")
+    assert ann._yolo_names(label, root) == ["p", "q"]
+    (labels / "data.yaml").write_text("nc: 2\n")  # no names: the next name file of that folder
+    assert ann._yolo_names(label, root) == ["p", "q"]
+
+
+def test_yolo_boxes_and_polygons_scale_to_the_image(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    image = _noise(root / "images" / "x.png")
+    (root / "labels").mkdir()
+    (root / "labels" / "x.txt").write_text("0 0.5 0.5 0.25 0.2\n1 0.1 0.1 0.3 0.1 0.3 0.4\n\n7 0.5 0.5\nq 1 2 3 4\n")
+    (root / "classes.txt").write_text("scratch\ncrack\n")
+    found = ann.read_annotations(root, [image])
+    shapes = found.drawings[image].shapes
+    assert [(s.kind, s.category) for s in shapes] == [("box", "scratch"), ("polygon", "crack")]
+    assert shapes[0].points == pytest.approx((0.375 * W, 0.4 * H, 0.625 * W, 0.6 * H))
+    assert shapes[1].points == pytest.approx((0.1 * W, 0.1 * H, 0.3 * W, 0.1 * H, 0.3 * W, 0.4 * H))
+    (problem,) = found.problems
+    assert (problem.file, problem.image, problem.count) == ("labels/x.txt", "images/x.png", 2)
+    assert found.files == {"yolo": 1}

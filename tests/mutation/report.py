@@ -25,7 +25,6 @@ import fnmatch
 import hashlib
 import json
 import math
-import random
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -147,11 +146,14 @@ def _in_scope(name: str, scope: Scope) -> bool:
 
 
 def scope_mutants(scope: Scope, codes: dict[str, int | None]) -> list[str]:
-    """The scope's mutants that count: all of them, or its seeded random sample (seeded by the label,
+    """The scope's mutants that count: all of them, or its pseudo-random sample (by hash with the label,
     so the same code gives the same sample)."""
     names = sorted(name for name in codes if _in_scope(name, scope))
     if scope.sample and len(names) > scope.sample:
-        names = sorted(random.Random(scope.label).sample(names, scope.sample))
+        # a mutant is in the sample when its hash with the label is among the `sample` smallest: a
+        # pseudo-random choice that stays put when mutants elsewhere in the scope appear or vanish
+        names = sorted(sorted(names, key=lambda n: hashlib.sha256(f"{scope.label}:{n}".encode()).digest())
+                       [:scope.sample])
     return names
 
 
