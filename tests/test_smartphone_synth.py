@@ -289,3 +289,19 @@ def test_the_data_card_split_table_is_the_generator_plan() -> None:
     kinds = {line.strip("|").split("|")[0].strip().replace("-", "_").replace(" ", "_") for line in kinds_table}
     assert kinds == set(DEFECT_KINDS)
     assert set(HARD_NEGATIVE_KINDS) == {"smudge", "dust", "reflection", "protector_edge"}  # the card's four, in words
+
+
+def test_the_data_card_capture_table_is_each_datasets_protocol() -> None:
+    """The card's capture table (frame size, JPEG quality, phone height) per dataset name is the
+    protocol `generate.DATASET_PROTOCOLS` gives that name: the default set is the QC station."""
+    card = (Path(__file__).resolve().parents[1] / "docs" / "datacard-smartphone-synth.md").read_text(encoding="utf-8")
+    header, *body = [line for line in card.splitlines() if line.startswith("| ")][:9]
+    names = [cell.strip().strip("`").split("`")[0] for cell in header.strip("|").split("|")[1:]]
+    rows = {r.strip("|").split("|")[0].strip(): [c.strip() for c in r.strip("|").split("|")[1:]] for r in body}
+    assert names == ["smartphone-synth", "smartphone-synth-wild"] and set(names) == set(generate.DATASET_PROTOCOLS)
+    for column, name in enumerate(names):
+        protocol = PROTOCOLS[generate.DATASET_PROTOCOLS[name]]
+        assert rows["frame"][column].startswith(f"{protocol.width} x {protocol.height} px, JPEG q{protocol.jpeg_quality}")
+        low, high = (round(100 * v) for v in protocol.phone_height)
+        assert rows["phone height"][column].startswith(f"{low}-{high} %"), (name, rows["phone height"][column])
+    assert generate.DATASET_PROTOCOLS["smartphone-synth"] == QC.name and rows["capture"][0].startswith("QC station")
