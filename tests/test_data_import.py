@@ -218,9 +218,24 @@ def _assert_sound(out: Path, supervised: bool = False) -> pd.DataFrame:
     return table
 
 
-def test_every_layout_imports_with_one_call_and_runs_end_to_end(tmp_path: Path) -> None:
+# layout -> (group, defects, normals, anomalies, published split, train images start with)
+LAYOUT_CONTENT = {
+    "per-class": ("phones", {"crack", "scratch"}, 11, 9, False, "images/good/"),
+    "flat": ("flat", {"defect"}, 6, 4, False, "images/ok/"),
+    "mvtec-ad": ("bottle", {"broken", "crack"}, 10, 6, True, "images/bottle/train/good/"),
+    "mvtec-ad2": ("can", {"defect"}, 13, 4, True, "images/can/train/good/"),
+    "visa": ("candle", {"chunk_of_wax_missing", "wax_melded_out_of_the_candle"}, 10, 6, True,
+             "images/candle/Data/Images/Normal/"),
+    "visa-raw": ("candle", {"chunk_of_wax_missing", "wax_melded_out_of_the_candle"}, 10, 6, False,
+                 "images/Data/Images/Normal/"),
+    "btad": ("01", {"defect"}, 10, 4, True, "images/01/train/ok/"),
+    "kolektorsdd2": ("KolektorSDD2", {"defect"}, 9, 5, True, "images/train/"),
+}
+
+
+def _layout_sources(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     src = tmp_path / "src"
-    imports = {
+    return {
         "per-class": (make_per_class(src), ()),
         "flat": (make_flat(src), ()),
         "mvtec-ad": (make_mvtec(src), ("--category", "bottle")),
@@ -230,6 +245,46 @@ def test_every_layout_imports_with_one_call_and_runs_end_to_end(tmp_path: Path) 
         "btad": (make_btad(src), ("--category", "01")),
         "kolektorsdd2": (make_ksdd2(src), ()),
     }
+
+
+def test_every_layout_reads_its_fixtures_groups_defects_splits_and_masks(tmp_path: Path) -> None:
+    """What each layout's scanner reads from its fixture, exactly: the group, the defect names, every
+    image once with its label, the published train kept as train, and each anomaly's own mask (the
+    fixture's rectangle at the image's displayed size, 0/255 even where the set ships 0/1 masks)."""
+    for name, (source, args) in _layout_sources(tmp_path).items():
+        group, defects, normals, anomalies, published, train_prefix = LAYOUT_CONTENT[name]
+        out = tmp_path / "imported" / name
+        _import(source, out, *args)
+        table = _table(out)
+        info = json.loads((out / "split.json").read_text())
+        assert set(table.group) == {group}, name
+        assert set(table[table.label == 1].defect) == defects and set(table[table.label == 0].defect) == {"none"}, name
+        assert ((table.label == 0).sum(), (table.label == 1).sum()) == (normals, anomalies), name
+        assert info["published_split"] is published, name
+        assert info["rule"].startswith("train = the published train normals" if published else "no published split")
+        train = table[table.split == "train"]
+        assert train.image.str.startswith(train_prefix).all() and (train.label == 0).all(), name
+        for row in table[table.label == 1].itertuples():
+            mask = np.asarray(Image.open(out / row.mask))  # as written: 0/255 PNG
+            shape = load_image(out / row.image).shape[:2]
+            expected = np.zeros(shape, bool)
+            expected[shape[0] // 4: shape[0] // 2, shape[1] // 4: shape[1] // 2] = True
+            assert mask.shape == shape and ((mask > 0) == expected).all() and set(np.unique(mask)) == {0, 255}, \
+                (name, row.image)
+    notes = json.loads((tmp_path / "imported" / "mvtec-ad2" / "split.json").read_text())["notes"]
+    assert notes == ["ignored test_private/: no published labels", "ignored test_private_mixed/: no published labels"]
+    visa = json.loads((tmp_path / "imported" / "visa" / "split.json").read_text())["notes"]
+    assert visa == ["rewrote 6 mask(s) with defect pixels at or below 127 as 0/255"]
+    published = _table(tmp_path / "imported" / "visa")
+    assert set(published[published.split == "train"].image) == {  # the 1cls.csv train rows, exactly
+        f"images/candle/Data/Images/Normal/{i:04d}.JPG" for i in range(6)}
+    ksdd2 = _table(tmp_path / "imported" / "kolektorsdd2")
+    assert set(ksdd2[ksdd2.split != "train"].image.str.split("/").str[1]) == {"train", "test"}  # train positives
+    assert set(ksdd2[ksdd2.image.str.startswith("images/test/")].split) <= {"val", "test"}  # go to evaluation
+
+
+def test_every_layout_imports_with_one_call_and_runs_end_to_end(tmp_path: Path) -> None:
+    imports = _layout_sources(tmp_path)
     manifests = []
     for name, (source, args) in imports.items():
         out = tmp_path / "imported" / name
