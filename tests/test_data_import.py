@@ -570,3 +570,181 @@ def test_refusals_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture
     out.mkdir()
     (out / "old.csv").write_text("x")
     assert "not an empty folder" in _refusal(make_flat(tmp_path / "fine"), out, capsys)
+
+
+# --------------------------------------------------------------------------- the split rule, unit by unit
+
+from collections import Counter  # noqa: E402
+
+from benchmarks.data.importer import split_rule  # noqa: E402
+from benchmarks.data.importer.checking import Checked  # noqa: E402
+from benchmarks.data.importer.items import Item  # noqa: E402
+
+
+def _items(spec: list[tuple[int, int, int | None, str | None]], defect: str = "scratch") -> list[Item]:
+    """(count, label, year, published) -> items named by their position."""
+    out: list[Item] = []
+    for count, label, year, published in spec:
+        for _ in range(count):
+            rel = f"img/{len(out):03d}.png"
+            out.append(Item(Path("/set") / rel, rel, label, defect if label else "none", "g", published=published,
+                            year=year))
+    return out
+
+
+def _assign(items: list[Item], published: bool = False, **settings: object) -> dict[int, str]:
+    return split_rule.assign(items, list(range(len(items))), published, split_rule.SplitSettings(**settings))
+
+
+def test_cross_generation_test_is_the_test_years_and_val_spreads_over_the_known_years() -> None:
+    items = _items([(5, 0, year, None) for year in range(2017, 2022)] + [(2, 1, year, None) for year in range(2017, 2022)]
+                   + [(3, 0, 2024, None), (2, 1, 2025, None)])
+    split = _assign(items, test_years=frozenset({2024, 2025}), seed=4)
+    assert {i for i, s in split.items() if s == "test"} == {i for i, it in enumerate(items) if it.year in (2024, 2025)}
+    val_normals = [items[i].year for i, s in split.items() if s == "val" and items[i].label == 0]
+    assert sorted(val_normals) == list(range(2017, 2022))  # 0.2 of 25 normals: one per known year
+    assert Counter(s for i, s in split.items() if items[i].label == 1 and items[i].year < 2024) == {"val": 10}
+    sup = _assign(items, test_years=frozenset({2024, 2025}), seed=4, supervised=0.5)
+    trained = [items[i].year for i, s in sup.items() if s == "train" and items[i].label == 1]
+    assert sorted(trained) == list(range(2017, 2022))  # half of the known anomalies, one per year
+    assert Counter(s for i, s in sup.items() if items[i].label == 1 and items[i].year < 2024) == {"train": 5, "val": 5}
+
+
+def test_cross_generation_refusals_name_the_years_and_the_counts() -> None:
+    items = _items([(2, 0, 2018, None), (1, 1, 2018, None), (1, 0, 2024, None), (1, 1, 2024, None)])
+    assert Counter(_assign(items, test_years=frozenset({2024})).values()) == {"train": 1, "val": 2, "test": 2}
+    few = _items([(1, 0, 2018, None), (1, 1, 2018, None), (1, 0, 2024, None), (1, 1, 2024, None)])
+    with pytest.raises(ValueError, match=r"^too few images outside the test years 2024 to give train normals and val "
+                                         r"both classes: have 1 normal and 1 anomalous image\(s\)$"):
+        _assign(few, test_years=frozenset({2024}))
+    with pytest.raises(ValueError, match=r"^--test-years 2021,2024: no anomalous image of those years \(1 normal and 0 "
+                                         r"anomalous image\(s\) in them\)"):
+        _assign(_items([(3, 0, 2018, None), (2, 1, 2018, None), (1, 0, 2024, None)]),
+                test_years=frozenset({2021, 2024}))
+    with pytest.raises(ValueError, match=r"^--test-years 2023-2024: no normal image"):
+        _assign(_items([(3, 0, 2018, None), (2, 1, 2018, None), (1, 1, 2024, None)]), test_years=frozenset({2023, 2024}))
+
+
+def test_unpublished_split_counts_and_the_smallest_set_it_accepts() -> None:
+    items = _items([(10, 0, None, None), (6, 1, None, None)])
+    split = _assign(items)
+    assert Counter((items[i].label, s) for i, s in split.items()) == {
+        (0, "train"): 6, (0, "val"): 2, (0, "test"): 2, (1, "val"): 3, (1, "test"): 3}
+    sup = _assign(items, supervised=0.5)
+    assert Counter((items[i].label, s) for i, s in sup.items() if items[i].label == 1) == {
+        (1, "train"): 3, (1, "val"): 2, (1, "test"): 1}
+    smallest = _items([(3, 0, None, None), (2, 1, None, None)])
+    assert Counter(_assign(smallest).values()) == {"train": 1, "val": 2, "test": 2}
+    with pytest.raises(ValueError, match=r"have 2 normal and 2 anomalous image\(s\), need at least 3 normal and 2 "
+                                         r"anomalous \(more with small fractions\)$"):
+        _assign(_items([(2, 0, None, None), (2, 1, None, None)]))
+    with pytest.raises(ValueError, match="need at least 3 normal and 3 anomalous"):
+        _assign(_items([(3, 0, None, None), (1, 1, None, None)]), supervised=0.5)
+    with pytest.raises(ValueError, match="need at least 3 normal and 2 anomalous"):
+        _assign(_items([(3, 0, None, None), (1, 1, None, None)]))
+
+
+def test_published_split_keeps_train_carves_val_from_test_and_moves_train_anomalies_first() -> None:
+    items = _items([(4, 0, None, "train"), (2, 1, None, "train"), (3, 0, None, "test"), (4, 1, None, "test")])
+    split = _assign(items, published=True, val_fraction=0.9)
+    assert [split[i] for i in range(6)] == ["train"] * 4 + ["val"] * 2  # the published train anomalies: val
+    test_normals = [split[i] for i in range(6, 9)]
+    assert Counter(test_normals) == {"val": 2, "test": 1}  # 0.9 of 3, but one is left for test
+    assert Counter(split[i] for i in range(9, 13)) == {"test": 4}  # val already holds anomalies
+    sup = _assign(items, published=True, supervised=0.25)
+    assert sorted(i for i, s in sup.items() if s == "train" and items[i].label == 1) in ([4, 5], [4], [5])
+    assert sum(1 for i, s in sup.items() if s == "train" and items[i].label == 1) == 2  # 0.25 of 6: the two train ones
+    none = _assign(items, published=True, supervised=0.0)
+    assert not any(s == "train" and items[i].label == 1 for i, s in none.items())
+    with pytest.raises(ValueError, match=r"--supervised-train 0.99 leaves no anomalies for val and test \(6 "):
+        _assign(items, published=True, supervised=0.99)
+
+
+def test_published_split_refusals_say_what_is_missing() -> None:
+    with pytest.raises(ValueError, match=r"^too few images: the published test has 1 anomalous image\(s\) left, need 2 to "
+                                         r"give val and test one each \(6 normal and 1 anomalous image\(s\) in all\)$"):
+        _assign(_items([(4, 0, None, "train"), (2, 0, None, "test"), (1, 1, None, "test")]), published=True)
+    with pytest.raises(ValueError, match=r"^too few images: no normal image is left for train \(2 normal and 2 "):
+        _assign(_items([(2, 0, None, "test"), (2, 1, None, "test")]), published=True)
+    with pytest.raises(ValueError, match=r"^too few images: no normal image is left for test \(3 normal and 3 "):
+        _assign(_items([(2, 0, None, "train"), (1, 0, None, "val"), (1, 1, None, "val"), (2, 1, None, "test")]),
+                published=True)
+
+
+def test_generated_rows_go_to_train_and_never_of_a_test_year() -> None:
+    items = _items([(3, 0, 2018, None), (2, 1, 2018, None), (1, 0, 2024, None), (1, 1, 2024, None)])
+    generated = [Item(Path("/gen/a.png"), "generated/a.png", 1, "scratch", "g", year=2018, source="generated")]
+    split = _assign(items + generated, test_years=frozenset({2024}))
+    assert split[len(items)] == "train"
+    late = [Item(Path("/gen/b.png"), "generated/b.png", 1, "scratch", "g", year=2024, source="generated")]
+    with pytest.raises(ValueError, match=r"generated image /gen/b.png is of 2024, a test year"):
+        _assign(items + late, test_years=frozenset({2024}))
+    plain = _items([(3, 0, None, None), (2, 1, None, None)])
+    assert _assign(plain + late)[len(plain)] == "train"  # no test years: any year is fine
+
+
+def test_deduplicate_keeps_real_then_the_earliest_split_then_the_path() -> None:
+    items = [Item(Path("/s/b.png"), "b.png", 0, "none", "g", published="test"),
+             Item(Path("/s/a.png"), "a.png", 0, "none", "g", published="test"),
+             Item(Path("/s/c.png"), "c.png", 0, "none", "g", published="train"),
+             Item(Path("/s/d.png"), "d.png", 1, "scratch", "g")]
+    checked = [Checked("same", None), Checked("same", None), Checked("same", None), Checked("other", None)]
+    keep, dropped = split_rule.deduplicate(items, checked)
+    assert keep == [2, 3] and dropped == [{"image": "a.png", "same_as": "c.png"}, {"image": "b.png", "same_as": "c.png"}]
+    keep, dropped = split_rule.deduplicate(items[:2], checked[:2])
+    assert keep == [1] and dropped == [{"image": "b.png", "same_as": "a.png"}]
+    mixed = [Item(Path("/s/x.png"), "x.png", 0, "none", "g"), Item(Path("/s/y.png"), "y.png", 1, "scratch", "g")]
+    with pytest.raises(ValueError, match=r"/s/y.png and /s/x.png are byte-identical but labelled anomalous and normal"):
+        split_rule.deduplicate(mixed, [Checked("same", None)] * 2)
+    generated = [Item(Path("/g/z.png"), "generated/z.png", 0, "none", "g", source="generated"), mixed[0]]
+    with pytest.raises(ValueError, match=r"generated image /g/z.png is byte-identical to the real image /s/x.png"):
+        split_rule.deduplicate(generated, [Checked("same", None)] * 2)
+
+
+def test_assert_sound_catches_each_broken_guarantee() -> None:
+    items = _items([(2, 0, 2018, None), (2, 1, 2018, None), (1, 0, 2024, None), (1, 1, 2024, None)])
+    checked = [Checked(str(i), None) for i in range(len(items))]
+    good = {0: "train", 1: "val", 2: "val", 3: "val", 4: "test", 5: "test"}
+    split_rule.assert_sound(items, checked, good, split_rule.SplitSettings(test_years=frozenset({2024})))
+    cases = [
+        ({**good, 2: "train"}, split_rule.SplitSettings(), "anomalous /set/img/002.png assigned to train"),
+        ({**good, 4: "val", 0: "test"}, split_rule.SplitSettings(test_years=frozenset({2024})), r"/set/img/000.png of 2018 assigned to test \(test years \[2024\]\)"),
+        ({**good, 1: "train"}, split_rule.SplitSettings(),
+         "the val split does not hold both classes"),
+    ]
+    for split, settings, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            split_rule.assert_sound(items, checked, split, settings)
+    split_rule.assert_sound(items, checked, {**good, 2: "train", 3: "val"}, split_rule.SplitSettings(supervised=0.5))
+    twins = [Checked("same" if i in (0, 4) else str(i), None) for i in range(len(items))]
+    with pytest.raises(RuntimeError, match=r"/set/img/004.png is in test and its content in train"):
+        split_rule.assert_sound(items, twins, good, split_rule.SplitSettings())
+    generated = items + [Item(Path("/g/a.png"), "generated/a.png", 1, "scratch", "g", source="generated")]
+    with pytest.raises(RuntimeError, match="generated /g/a.png assigned to val"):
+        split_rule.assert_sound(generated, checked + [Checked("g", None)], {**good, 6: "val"}, split_rule.SplitSettings())
+
+
+def test_the_rule_in_words() -> None:
+    settings = split_rule.SplitSettings(val_fraction=0.25, test_fraction=0.3, supervised=0.1)
+    assert split_rule.describe_rule(False, settings, generated=True) == (
+        "no published split: seeded and stratified by (label, defect, hard negative), 0.25 of the normals go to val, "
+        "0.3 to test and the rest to train; the anomalies go to val and test in the ratio 0.25:0.3. Train also holds "
+        "a seeded 0.1 of the anomalies (label 1, stratified by defect type; --supervised-train). Generated images "
+        "(--generated) are in train only, as source=generated rows. Byte-identical images are kept once, in the "
+        "earliest of train, val, test.")
+    assert split_rule.describe_rule(True, split_rule.SplitSettings(), generated=False) == (
+        "train = the published train normals; val = what the set publishes as validation, plus its published train "
+        "anomalies, plus, for each class val still lacks, a seeded 0.2 of the published test images of that class "
+        "stratified by defect type; test = the rest of the published test (so test is smaller than the published "
+        "one). Train holds normals only. Byte-identical images are kept once, in the earliest of train, val, test.")
+    assert "(label 1, stratified by defect type, the published train anomalies first; --supervised-train)" in (
+        split_rule.describe_rule(True, settings, generated=False))
+    assert split_rule.describe_rule(False, split_rule.SplitSettings(test_years=frozenset({2025, 2024})), False) == (
+        "cross-generation: test = every real image of the release years 2024,2025 (--test-years); of the other years, "
+        "a seeded 0.2 of the normals (stratified by defect, hard negative and year) go to val and the rest to train, "
+        "and the anomalies go to val. Train holds normals only. Byte-identical images are kept once, in the earliest "
+        "of train, val, test.")
+    assert split_rule.counts_text(_items([(2, 0, None, None), (3, 1, None, None)]), [0, 1, 2, 3, 4]) == (
+        "2 normal and 3 anomalous image(s)")
+    assert split_rule.at_least_one(0.2, 2) == 1 and split_rule.at_least_one(0.5, 5) == 2
+    assert split_rule.at_least_one(0.0, 9) == 0 and split_rule.at_least_one(0.3, 10) == 3

@@ -354,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = results()
         for scope in SCOPES:
             if args.names in scope.label and scope.runner == "mutmut":
-                names = [n for n in scope_mutants(scope, codes) if not args.pending or codes[n] is None]
-                print("\n".join(names))
+                for name in scope_mutants(scope, codes):
+                    if not args.pending or codes[name] is None:
+                        print(name)
         return 0
     reasons: dict[str, str] = tomllib.loads(SURVIVORS.read_text(encoding="utf-8")) if SURVIVORS.exists() else {}
     if args.stored:

@@ -142,7 +142,8 @@ def _split_cross_generation(items: list[Item], keep: list[int], rng: np.random.G
     years = settings.test_years
     test = [i for i in keep if items[i].year in years]
     known = [i for i in keep if items[i].year not in years]
-    shown = f"{min(years)}-{max(years)}" if max(years) - min(years) + 1 == len(years) else ",".join(map(str, sorted(years)))
+    shown = (str(min(years)) if len(years) == 1 else f"{min(years)}-{max(years)}"
+             if max(years) - min(years) + 1 == len(years) else ",".join(map(str, sorted(years))))
     for label, word in ((0, "normal"), (1, "anomalous")):
         if not any(items[i].label == label for i in test):
             raise ValueError(f"--test-years {shown}: no {word} image of those years ({counts_text(items, test)} in "
