@@ -748,3 +748,27 @@ def test_the_rule_in_words() -> None:
         "2 normal and 3 anomalous image(s)")
     assert split_rule.at_least_one(0.2, 2) == 1 and split_rule.at_least_one(0.5, 5) == 2
     assert split_rule.at_least_one(0.0, 9) == 0 and split_rule.at_least_one(0.3, 10) == 3
+
+
+def test_writer_orders_rows_by_split_then_path_and_keeps_same_named_rois_apart(tmp_path: Path) -> None:
+    from benchmarks.data.importer.writer import write_items
+
+    src = tmp_path / "src"
+    names = ["b/z.png", "a/y.png", "c/x.png", "a/w.png"]
+    items = [Item(_image(src / n), n, int(n.startswith("c")), "scratch" if n.startswith("c") else "none", "g")
+             for n in names]
+    roi_a, roi_b = _mask(src / "rois" / "one" / "roi.png"), _mask(src / "rois" / "two" / "roi.png")
+    regions = {"b/z.png": roi_a, "a/y.png": roi_b, "c/x.png": roi_a, "a/w.png": roi_b}
+    split = {0: "test", 1: "train", 2: "test", 3: "val"}
+    checked = [Checked(str(i), None) for i in range(4)]
+    out = tmp_path / "out"
+    written = write_items(out, items, split, checked, copy=True, mask_rel=lambda item: item.rel, regions=regions)
+    rows = [(r.row, r.image_id, r.split) for r in written.records]
+    assert rows == [(1, "images/a/y.png", "train"), (2, "images/a/w.png", "val"), (3, "images/b/z.png", "test"),
+                    (4, "images/c/x.png", "test")]
+    rois = {r.image_id: r.roi for r in written.records}
+    assert rois["images/b/z.png"] == out / "roi" / "roi.png" and rois["images/a/y.png"] == out / "roi" / "1-roi.png"
+    assert (out / "roi" / "1-roi.png").read_bytes() == roi_b.read_bytes()
+    assert written.files == {"copied": 6}  # 4 images and 2 ROI masks, copied as asked
+    assert all((out / r.image_id).read_bytes() == items[names.index(r.image_id[7:])].image.read_bytes()
+               for r in written.records)

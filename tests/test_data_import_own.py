@@ -675,3 +675,22 @@ def test_yolo_boxes_and_polygons_scale_to_the_image(tmp_path: Path) -> None:
     (problem,) = found.problems
     assert (problem.file, problem.image, problem.count) == ("labels/x.txt", "images/x.png", 2)
     assert found.files == {"yolo": 1}
+
+
+def test_the_printed_summary_gives_each_splits_counts_years_and_notes(tmp_path: Path) -> None:
+    from benchmarks.data.importer.pipeline import describe
+
+    src = tmp_path / "src"
+    for year in (2018, 2020, 2024):
+        for i in range(4):
+            _noise(src / f"model_{year}" / "good" / f"{i}.png")
+        for i in range(3):
+            _noise(src / f"model_{year}" / "crack" / f"{i}.png")
+    out = tmp_path / "out"
+    result = import_dataset(src, out, year_from=r"model_(?P<year>\d{4})", test_years="2024")
+    lines = describe(result)
+    assert lines[0] == f"imported per-class: 21 images into {result.manifest}"
+    assert lines[1].startswith("  train      6 normal      0 anomalous; years 2018-2020")
+    assert lines[3] == "  test       4 normal      3 anomalous (crack 3); year 2024"
+    assert lines[-2:] == [f"split rule, seed, counts and content hashes: {result.split_file}",
+                          f"next: python -m benchmarks run --all --datasets manifest:{result.manifest}"]

@@ -127,3 +127,53 @@ def test_folder_masks_match_their_own_image_only(tmp_path: Path) -> None:
     masks = {r.image_id: r.mask.name if r.mask else None for r in dataset.records if r.label == 1}
     assert masks == {"val/scratch/1.png": None, "val/scratch/10.png": "10_mask.png",
                      "test/scratch/1.png": None, "test/scratch/10.png": "10_mask.png"}
+
+
+def test_problems_and_errors_read_as_the_user_sees_them(tmp_path: Path) -> None:
+    from benchmarks.data.manifest import ManifestProblem
+
+    assert str(ManifestProblem("the test split is empty")) == "error: table: the test split is empty"
+    assert str(ManifestProblem("odd", 3, "year", "warning")) == "warning: row 3 [year]: odd"
+    error = ManifestError("m.csv", [ManifestProblem("a", 2, "label"), ManifestProblem("b", None, None, "warning")])
+    assert str(error) == "m.csv: 1 error(s) in the dataset table:\n  error: row 2 [label]: a\n  warning: table: b"
+
+
+def _sound(root: Path) -> Path:
+    for i in range(3):
+        _png(root / f"n{i}.png")
+    _png(root / "a.png", value=200)
+    _png(root / "b.png", value=210)
+    _png(root / "m.png", value=255)
+    return _write(root, ["n0.png,0,train,real,2019,g,none,false,", "n1.png,0,val,real,2019,g,none,false,",
+                         "a.png,1,val,real,2019,g,scratch,false,m.png", "n2.png,0,test,real,2024,g,none,false,",
+                         "b.png,1,test,real,2024,g,scratch,false,m.png"])
+
+
+def test_load_manifest_reads_its_sidecar_and_names_its_source(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    manifest = _sound(root)
+    plain = load_manifest(manifest)
+    assert (plain.class_name, plain.description, plain.name) == ("object", "", f"manifest:{manifest.resolve()}")
+    assert plain.extra["manifest"] == str(manifest.resolve()) and plain.root == root.resolve()
+    (root / "dataset.json").write_text('{"class_name": "phone", "description": "QC line 3"}')
+    named = load_manifest(manifest, name="mine")
+    assert (named.class_name, named.description, named.name) == ("phone", "QC line 3", "mine")
+    (root / "dataset.json").write_text('["not", "a", "mapping"]')
+    assert load_manifest(manifest).class_name == "object"
+
+
+def test_roi_column_is_checked_for_aspect_ratio_and_readability(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _sound(root)
+    _png(root / "roi_half.png", size=(8, 8))  # any resolution of the image's aspect ratio
+    _png(root / "roi_wide.png", size=(8, 16))
+    (root / "roi_broken.png").write_bytes(b"not a png")
+    lines = (root / "manifest.csv").read_text().splitlines()
+    table_text = "\n".join([lines[0] + ",roi", lines[1] + ",roi_half.png", lines[2] + ",roi_wide.png",
+                            lines[3] + ",roi_broken.png", *(line + "," for line in lines[4:])]) + "\n"
+    (root / "manifest.csv").write_text(table_text)
+    _, problems = validate_table(read_table(root / "manifest.csv"), root)
+    roi = [p for p in problems if p.column == "roi"]
+    assert [(p.row, p.severity) for p in roi] == [(2, "error"), (3, "error")]
+    assert roi[0].message == "roi is 16x8, not the image's aspect ratio (16x16)"
+    assert roi[1].message.startswith("cannot read the size of the image or roi: ")

@@ -96,25 +96,25 @@ SCOPES = (
     Scope("importer: annotation readers and masks (annotations.py)", 0.80, ("benchmarks.data.importer.annotations.*",), sample=150),
     Scope("importer: layouts (layouts.py)", 0.80, ("benchmarks.data.importer.layouts.*",), sample=150),
     Scope("importer: files, checks, writer, pipeline", 0.80,
-          tuple(f"benchmarks.data.importer.{m}.*" for m in ("items", "checking", "writer", "pipeline")), sample=150),
-    Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",), sample=150),
+          tuple(f"benchmarks.data.importer.{m}.*" for m in ("items", "checking", "writer", "pipeline")), sample=100),
+    Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",), sample=100),
     Scope("embedded set's split plan (plan_dataset, scaled_counts)", 0.80,
           _functions("benchmarks.data.smartphone.generate", "scaled_counts", "plan_dataset", "_balanced",
-                     "_balanced_designs")),
+                     "_balanced_designs"), sample=150),
     Scope("embedded set's protocol constants (years, counts, kinds, body width)", 0.80, (), runner="constants"),
     Scope("reporting: statistics across seeds and methods (statistics.py)", 0.90,
           ("benchmarks.reporting.statistics.*",)),
-    Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",), sample=150),
+    Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",), sample=100),
     Scope("reporting: figures' confidence intervals (whiskers, bars, known vs unseen)", 0.80,
           _functions("benchmarks.reporting.figures.common", "whiskers", "chance_level")
-          + ("benchmarks.reporting.figures.bars.*", "benchmarks.reporting.figures.known_unseen.*"), sample=150),
+          + ("benchmarks.reporting.figures.bars.*", "benchmarks.reporting.figures.known_unseen.*"), sample=100),
     Scope("weights: resolution order and stamps (weights.py, stamp.py)", 0.80,
-          ("benchmarks.plugins.weights.*", "benchmarks.results.stamp.*"), sample=200),
+          ("benchmarks.plugins.weights.*", "benchmarks.results.stamp.*"), sample=100),
     Scope("latency summaries (latency.py)", 0.90, ("benchmarks.running.latency.*",)),
     Scope("ltfm trainer: loss, schedule, early stopping (ltfm/trainer.py)", 0.80,
           _functions("ltfm.trainer", "warmup_cosine", "focal_loss", "ltfm_loss", "image_scores", "evaluate",
                      "_scores_and_maps", "selection_key", "train_ltfm", "map_targets", "schedule")
-          + _methods("ltfm.trainer", "TrainConfig", "__post_init__"), sample=200),
+          + _methods("ltfm.trainer", "TrainConfig", "__post_init__"), sample=100),
 )
 
 
