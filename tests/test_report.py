@@ -580,3 +580,72 @@ def test_image_score_words() -> None:
     assert image_score_words(_roi(["auto", "auto", "auto"], [True, False, True], ["top 1 %", None, "top 1 %"])) == (
         "ROI in 2 of 3 seeds")
     assert image_score_words(_roi([None, "auto"], [None, True], [None, "max"])) == "ROI in 1 of 2 seeds"
+
+
+# --- the result tables' columns, cell by cell ---------------------------------------------------------
+
+from benchmarks.reporting import result_tables  # noqa: E402
+
+
+def test_main_table_columns_are_the_seed_statistics_rendered(stats_run: Path) -> None:
+    """Every column of the main table against the aggregate computed here: mean ± seed sd [envelope],
+    the significance mark, val AUROC with its gap, p50 / p95, throughput, memory; headers in order."""
+    results = load_run(stats_run)
+    summary = aggregate_seeds(results.frame())
+    summary.loc[summary["method"] == "winclip", "image_score"] = "ROI: max"
+    comparisons = compare_with_best(results, DATASET)
+    table = result_tables.main_table(summary, comparisons, "slug", show_seeds=True, show_weights=True)
+    assert [c.header for c in table.columns] == [
+        "Method", "Variant", "Seeds", "Weights", "Image score", "AUROC ± seed sd (95 % CI)", "AUPR", "F1@val",
+        "F1-max", "Pixel AUROC", "AUPRO", "Val AUROC (val − test)", "p50 / p95 (ms)", "Throughput (img/s)",
+        "Peak mem (MB)"]
+    cells = table.cells()
+    worse = {c.method: c for c in comparisons}
+    for row_cells, (_, row) in zip(cells, summary.iterrows(), strict=True):
+        texts = {c.header: (None if cell is None else cell[0] + cell[1]) for c, cell in zip(table.columns, row_cells,
+                                                                                             strict=True)}
+        mark = WORSE_MARK if row["method"] in worse and worse[row["method"]].significantly_worse else ""
+        assert texts["AUROC ± seed sd (95 % CI)"] == (
+            f"{row['image_auroc']:.3f}{mark} ± {row['image_auroc_sd']:.3f} "
+            f"[{row['image_auroc_lo']:.3f}, {row['image_auroc_hi']:.3f}]")
+        assert texts["F1@val"] == f"{row['f1']:.3f} ± {row['f1_sd']:.3f}"
+        assert texts["AUPR"] == f"{row['aupr']:.3f} ± {row['aupr_sd']:.3f}"
+        assert texts["Val AUROC (val − test)"] == (
+            f"{row['val_image_auroc']:.3f} ({row['val_image_auroc'] - row['image_auroc']:+.3f})")
+        p50, p95 = row["batch1_p50_ms"], row["batch1_p95_ms"]
+        assert texts["p50 / p95 (ms)"] == f"{result_tables.milliseconds(p50)} / {result_tables.milliseconds(p95)}"
+        assert texts["Throughput (img/s)"] == (None if pd.isna(row["throughput_ips"]) else f"{row['throughput_ips']:.1f}")
+        assert texts["Peak mem (MB)"] == (None if pd.isna(row["peak_mem_mb"]) else f"{row['peak_mem_mb']:.0f}")
+        assert texts["Seeds"] == "3" and texts["Weights"] == row["weights_tag"]
+        assert texts["Image score"] == ("ROI: max" if row["method"] == "winclip" else None)
+    assert any(WORSE_MARK in (cell[1] if cell else "") for row in cells for cell in row)
+    best_auroc = summary["image_auroc"].round(3).max()
+    bold = [row[5][2] for row in cells]
+    assert bold == list(summary["image_auroc"].round(3) == best_auroc)
+    fastest = summary["batch1_p50_ms"].round(2).min()
+    assert [row[12][2] for row in cells] == list(summary["batch1_p50_ms"].round(2) == fastest)
+    one_seed = result_tables.main_table(summary.assign(device=["cpu", "cuda", "cpu"]), comparisons, "s", False, False)
+    assert [c.header for c in one_seed.columns][:3] == ["Method", "Variant", "Image score"]
+    assert not any(cell[2] for row in one_seed.cells() for cell in row[-3:] if cell)  # devices differ: no ranking
+
+
+def test_small_renderers_of_the_tables() -> None:
+    row = pd.Series({"batch1_p50_ms": 5.123, "batch1_p95_ms": float("nan"), "peak_mem_mb": 812.4,
+                     "peak_mem_kind": "max_rss", "val_image_auroc": 0.9, "image_auroc": float("nan")})
+    assert result_tables._latency_pair(row) == ("5.12", "")
+    assert result_tables._latency_pair(pd.Series({"batch1_p50_ms": 150.0, "batch1_p95_ms": 12.0})) == (
+        "150", " / 12.0")
+    assert result_tables._latency_pair(pd.Series({"batch1_p50_ms": float("nan")})) is None
+    assert result_tables._memory(row) == ("812", " (max_rss)")
+    assert result_tables._memory(pd.Series({"peak_mem_mb": 1.0, "peak_mem_kind": None})) == ("1", "")
+    assert result_tables._memory(pd.Series({"peak_mem_mb": float("nan")})) is None
+    assert result_tables._val_gap(row) == ("0.900", "")
+    assert result_tables._val_gap(pd.Series({"val_image_auroc": float("nan")})) is None
+    assert [c.header for c in result_tables._key_columns(True, True)] == ["Method", "Variant", "Seed", "Weights"]
+    assert [c.header for c in result_tables._key_columns(False)] == ["Method", "Variant"]
+    mean = result_tables._mean("f1", ci=True, mark=True)
+    assert mean(pd.Series({"f1": 0.5, "significance": "†", "f1_sd": float("nan"), "f1_lo": 0.4, "f1_hi": 0.6})) == (
+        "0.500", "† [0.400, 0.600]")
+    assert mean(pd.Series({"f1": 0.5, "f1_lo": 0.4, "f1_hi": float("nan")})) == ("0.500", "")
+    assert result_tables._mean("f1")(pd.Series({"f1": 0.5, "significance": "†", "f1_lo": 0.4, "f1_hi": 0.6})) == (
+        "0.500", "")
