@@ -702,3 +702,20 @@ def test_bootstrap_resamples_each_class_from_itself_with_unbalanced_classes(n_no
     for got, want in zip((result.image_auroc, result.aupr, result.f1), expected, strict=True):
         assert got is not None
         assert (got.lo, got.hi) == pytest.approx(tuple(want), abs=1e-12)
+
+
+def test_pixel_accumulator_rate_sample_and_refusal() -> None:
+    from benchmarks.metrics.pixel import PixelAccumulator
+
+    empty = PixelAccumulator(100, max_pixels=1000)
+    assert (empty.total_pixels, empty.keep_rate) == (100, 1.0)  # room for every pixel: keep all
+    scores, regions = empty.sample()
+    assert (scores.shape, scores.dtype, regions.shape, regions.dtype) == ((0,), np.float32, (0,), np.int32)
+    assert PixelAccumulator(0).keep_rate == 1.0 and PixelAccumulator(400, max_pixels=100).keep_rate == 0.25
+    with pytest.raises(ValueError, match=r"^total_pixels must be at least 0, got -1$"):
+        PixelAccumulator(-1)
+    acc = PixelAccumulator(8, max_pixels=100)
+    acc.add(np.arange(8, dtype=np.float64).reshape(2, 4), np.eye(2, 4, dtype=bool), "a")
+    scores, regions = acc.sample()
+    assert scores.dtype == np.float32 and list(scores) == list(range(8))  # every pixel, in order
+    assert list(regions) == [1, 0, 0, 0, 0, 1, 0, 0]  # the diagonal pair touches: one 8-connected region
