@@ -694,3 +694,63 @@ def test_the_printed_summary_gives_each_splits_counts_years_and_notes(tmp_path: 
     assert lines[3] == "  test       4 normal      3 anomalous (crack 3); year 2024"
     assert lines[-2:] == [f"split rule, seed, counts and content hashes: {result.split_file}",
                           f"next: python -m benchmarks run --all --datasets manifest:{result.manifest}"]
+
+
+def test_coco_file_names_are_matched_by_tail_folder_or_identical_bytes_and_problems_counted(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    a1 = _noise(root / "lot1" / "a.png")
+    a2 = _noise(root / "lot2" / "a.png")
+    b1 = _noise(root / "lot1" / "b.png")
+    b2 = root / "lot2" / "b.png"
+    b2.write_bytes(b1.read_bytes())  # byte-identical copies: both get the regions
+    c1 = _noise(root / "x" / "c.png")
+    c2 = _noise(root / "y" / "c.png")
+    d = _noise(root / "d.png")
+    coco = {"images": [{"id": 1, "file_name": "LOT2\\A.png"}, {"id": 2, "file_name": "b.png"},
+                       {"id": 3, "file_name": "c.png"}, {"id": 4, "file_name": "gone.png"},
+                       {"id": 5, "file_name": "d.png", "height": H}],
+            "categories": [{"id": 7, "name": "Scratch Mark"}],
+            "annotations": [{"image_id": 1, "category_id": 7, "bbox": [1, 2, 5, 4]},
+                            {"image_id": 2, "category_id": 9, "segmentation": [[1, 1, 9, 1, 9, 6]]},
+                            {"image_id": 3, "bbox": [1, 1, 3, 3]},
+                            {"image_id": 5, "segmentation": {"size": [H, W], "counts": [0, 3, H * W - 3]}},
+                            {"image_id": 5, "category_id": 7},
+                            {"image_id": 99, "bbox": [0, 0, 1, 1]}, {"image_id": 99, "bbox": [0, 0, 1, 1]},
+                            {"image_id": 2, "segmentation": [[1, 1, 2, 2]]}]}
+    (root / "ann.json").write_text(json.dumps(coco))
+    found = ann.read_annotations(root, [a1, a2, b1, b2, c1, c2, d])
+    assert set(found.drawings) == {a2, b1, b2, d}  # lot2's a by its tail; c is ambiguous; gone is absent
+    assert [(s.kind, s.category, s.points) for s in found.drawings[a2].shapes] == [
+        ("box", "Scratch Mark", (1.0, 2.0, 6.0, 6.0))]
+    assert found.drawings[b1].shapes == found.drawings[b2].shapes
+    assert found.drawings[b1].shapes[0].category == "9"  # an unknown category id is named by its number
+    rle = found.drawings[d].shapes[0]
+    assert rle.kind == "rle" and ann.shape_pixels(rle, (H, W)).sum() == 3
+    problems = {(p.file, p.image, p.count, p.what) for p in found.problems}
+    assert ("ann.json", "image_id 99", 2, "annotation(s) name an image id not in 'images'") in problems
+    assert ("ann.json", "gone.png", 1, "names an image that is not in the set: its regions are not used") in problems
+    assert ("ann.json", "c.png", 1, "names an image that matches 2 different files (x/c.png, y/c.png): its "
+            "regions are not used") in problems
+    assert ("ann.json", "d.png", 1, "annotation(s) with neither segmentation nor bbox: not drawn") in problems
+    for copy in ("lot1/b.png", "lot2/b.png"):
+        assert ("ann.json", copy, 1, "polygon(s) with fewer than 3 points: no area, not drawn") in problems
+    assert len(problems) == 6
+    (root / "bad.json").write_text("{not json")
+    broken = ann.read_annotations(root, [d])
+    assert any(p.file == "bad.json" and p.what.startswith("not readable as JSON (") for p in broken.problems)
+
+
+def test_regions_reaching_outside_are_counted_and_clipped_and_the_main_category_is_the_largest() -> None:
+    shape = ann.Shape("polygon", "a", (0.0, -0.5, 10.0, -0.5, 10.0, 5.0))
+    assert not ann._reaches_outside(shape, H, W)  # within the one-pixel tolerance
+    assert ann._reaches_outside(ann.Shape("polygon", "a", (0.0, -2.0, 10.0, 0.0, 10.0, 5.0)), H, W)
+    assert ann._reaches_outside(ann.Shape("polygon", "a", (0.0, 0.0, 10.0, H + 2.0, 10.0, 5.0)), H, W)
+    assert ann._reaches_outside(ann.Shape("rle", "a", rle_size=(H, W + 1), rle_counts=(0, 1)), H, W)
+    assert not ann._reaches_outside(ann.Shape("rle", "a", rle_size=(H, W), rle_counts=(0, 1)), H, W)
+    box = ann.shape_pixels(ann.Shape("box", "a", (1.5, 2.5, 4.2, 3.1)), (H, W))
+    expected = np.zeros((H, W), bool)
+    expected[2:4, 1:5] = True  # floor of the start, ceil of the end
+    assert (box == expected).all()
+    big, small = ann.Shape("box", "zeta", (0, 0, 10, 10)), ann.Shape("box", "alpha", (0, 0, 2, 2))
+    assert ann._main_category([small, big], (H, W)) == "zeta"
+    assert ann._main_category([ann.Shape("box", "zeta", (0, 0, 2, 2)), small], (H, W)) == "alpha"  # a tie: by name
