@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from pathlib import Path
@@ -649,3 +650,55 @@ def test_small_renderers_of_the_tables() -> None:
     assert mean(pd.Series({"f1": 0.5, "f1_lo": 0.4, "f1_hi": float("nan")})) == ("0.500", "")
     assert result_tables._mean("f1")(pd.Series({"f1": 0.5, "significance": "†", "f1_lo": 0.4, "f1_hi": 0.6})) == (
         "0.500", "")
+
+
+SNAPSHOTS = Path(__file__).with_name("data") / "report_tables"
+
+
+def _tables_run(root: Path) -> Path:
+    """A fixed two-seed run with a failed cell, a substitute stamp, timings and ROI blocks: every table kind."""
+    run = write_fake_run(root / "run", ("patchcore", "winclip", "anomalygpt"), failed_method="dino-knn", seeds=(0, 1),
+                         weights={"patchcore": "substitute"})
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    for k, line in enumerate(lines):
+        if line["status"] != "ok":
+            continue
+        line["duration_s"] = 50.0 + k
+        line["timing"] = {"startup_s": 1.5, "data_s": 1.0 + k, "setup_s": 2.0, "fitting_s": 3.0 + k,
+                          "predicting_s": 20.0 + k, "metrics_s": 4.0, "latency_runs_s": 5.0, "flop_count_s": 0.5,
+                          "saving_s": 0.0, "predict_floor_s": 9.0}
+        auroc = line["metrics"]["image_auroc"]
+        line["roi"] = {"mode": "auto", "used": k % 2 == 0, "reason": f"val AUROC {0.8 + k / 100:.2f} vs 0.80",
+                       "pooling": "max", "val_auroc_own": 0.8, "val_auroc_map": 0.79, "val_auroc_roi": 0.8 + k / 100,
+                       "own_auroc": auroc, "own_f1": 0.6, "own_fpr": 0.3, "map_auroc": auroc - 0.01, "map_f1": 0.58,
+                       "map_fpr": 0.31, "roi_auroc": auroc + 0.02, "roi_auroc_ci": [auroc - 0.05, auroc + 0.04],
+                       "roi_f1": 0.65, "roi_fpr": 0.25, "delong_p": 0.04 + k / 100, "normal_peaks_outside": 0.2,
+                       "n_empty_roi": 0}
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def test_every_table_the_report_writes_matches_its_reviewed_snapshot(tmp_path: Path) -> None:
+    """Each Markdown table of a fixed run and the long breakdown CSV, byte for byte, against the reviewed copy in tests/data/report_tables/
+    (`UPDATE_TABLE_SNAPSHOTS=1` rewrites them; review the diff). Headers, the column each header shows,
+    number formats, order and marks cannot drift unseen; the main table's values are also checked against
+    independent statistics above."""
+    run = _tables_run(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "_DRAWERS", ())
+        write_report(run)
+    tables = run / "tables"
+    written = {p.name: p.read_text(encoding="utf-8") for p in [*sorted(tables.glob("*.md")), tables / "breakdowns.csv"]}
+    assert {"main_smartphone-synth.md", "latency.md", "time.md", "roi_smartphone-synth.md",
+            "operating_point_smartphone-synth.md", "paired_smartphone-synth.md",
+            "cells_without_results.md"} <= set(written)
+    if os.environ.get("UPDATE_TABLE_SNAPSHOTS"):
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        for old in SNAPSHOTS.glob("*.*"):
+            old.unlink()
+        for name, text in written.items():
+            (SNAPSHOTS / name).write_text(text, encoding="utf-8")
+    reviewed = {p.name: p.read_text(encoding="utf-8") for p in sorted(SNAPSHOTS.glob("*.*"))}
+    assert set(written) == set(reviewed)
+    for name, text in written.items():
+        assert text == reviewed[name], name

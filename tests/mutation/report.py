@@ -103,7 +103,7 @@ SCOPES = (
                      "_balanced_designs"), sample=150),
     Scope("embedded set's protocol constants (years, counts, kinds, body width)", 0.80, (), runner="constants"),
     Scope("reporting: statistics across seeds and methods (statistics.py)", 0.90,
-          ("benchmarks.reporting.statistics.*",)),
+          ("benchmarks.reporting.statistics.*",), sample=150),
     Scope("reporting: result tables' columns (result_tables.py)", 0.80, ("benchmarks.reporting.result_tables.*",), sample=100),
     Scope("reporting: figures' confidence intervals (whiskers, bars, known vs unseen)", 0.80,
           _functions("benchmarks.reporting.figures.common", "whiskers", "chance_level")
