@@ -754,3 +754,21 @@ def test_regions_reaching_outside_are_counted_and_clipped_and_the_main_category_
     big, small = ann.Shape("box", "zeta", (0, 0, 10, 10)), ann.Shape("box", "alpha", (0, 0, 2, 2))
     assert ann._main_category([small, big], (H, W)) == "zeta"
     assert ann._main_category([ann.Shape("box", "zeta", (0, 0, 2, 2)), small], (H, W)) == "alpha"  # a tie: by name
+
+
+def test_protocol_edges_numeric_names_the_deepest_group_and_the_folder_list_cut() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "years.csv"
+        table.write_text("model,year\n007,2019\n")
+        assert protocol.read_years_table(table).table == {"007": 2019}  # names stay text, leading zeros and all
+    rule = protocol.YearRule(table={"beta": 2018, "alpha": 2018})
+    assert rule.year_of("beta/Alpha/x.png") == (2018, "Alpha")  # the deepest folder, not the last by name
+    for folders, tail in ((12, ""), (13, " and 1 more folder(s)")):
+        items = [_item(f"f{k:02d}/x.png") for k in range(folders)]
+        with pytest.raises(ValueError) as refused:
+            protocol.assign_years(items, protocol.YearRule(table={}), {}, required=True)
+        assert str(refused.value).split(";")[0].endswith("f11 (1)" + tail)  # twelve listed, the rest counted
+    with pytest.raises(ValueError, match=r"^--test-years is empty$"):
+        protocol.parse_test_years(",")
