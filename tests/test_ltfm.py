@@ -471,3 +471,37 @@ def test_evaluate_reports_mean_loss_and_auroc_of_the_configured_score() -> None:
     one_class = trainer.FeatureSet(data.features[::2], data.labels[::2], data.map_targets[::2], data.has_map[::2],
                                    data.crops, data.sizes[::2])
     assert set(trainer.evaluate(model, one_class, config)) == {"loss"}
+
+
+def test_training_weights_positives_schedules_every_step_and_averages_its_loss(monkeypatch: pytest.MonkeyPatch,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import math
+
+    model = tiny_ltfm()
+    data = _feature_set(model, n=6)
+    data.labels[:] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # 5 normals, 1 anomaly
+    weights_seen, losses, schedules = [], [], []
+    real_loss, real_schedule = trainer.ltfm_loss, trainer.warmup_cosine
+
+    def loss(out, labels, targets, has_map, config, pos_weight=None):  # type: ignore[no-untyped-def]
+        weights_seen.append(None if pos_weight is None else float(pos_weight))
+        value = real_loss(out, labels, targets, has_map, config, pos_weight)
+        losses.append((float(value), len(labels)))
+        return value
+
+    monkeypatch.setattr(trainer, "ltfm_loss", loss)
+    monkeypatch.setattr(trainer, "warmup_cosine", lambda step, steps: (schedules.append(steps), real_schedule(step, steps))[1])
+    result = trainer.train_ltfm(model, data, None, trainer.TrainConfig(epochs=2, patience=2, batch_size=4))
+    assert set(weights_seen) == {5.0}  # (normals) / (anomalies)
+    assert set(schedules) == {2 * math.ceil(6 / 4)}  # every optimiser step of every epoch
+    first_epoch = losses[:2]
+    assert result.history[0]["train_loss"] == pytest.approx(sum(v * n for v, n in first_epoch) / 6)
+    assert 0 <= result.seconds < 600
+    single = _feature_set(model, n=4)
+    single.labels[:] = 0.0
+    weights_seen.clear()
+    with caplog.at_level(logging.WARNING, logger=trainer.log.name):
+        trainer.train_ltfm(tiny_ltfm(), single, None, trainer.TrainConfig(epochs=1, patience=1, batch_size=4))
+    assert "LTFM training data has a single class (4 images); the classifier cannot learn a boundary" in caplog.text
+    assert set(weights_seen) == {None}
