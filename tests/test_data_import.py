@@ -218,6 +218,17 @@ def _assert_sound(out: Path, supervised: bool = False) -> pd.DataFrame:
     return table
 
 
+# layout -> (split.json's layout_detail, dataset.json's class_name)
+LAYOUT_WORDS = {
+    "per-class": ("class folders at depth 0 (no published split)", "phones"),
+    "flat": ("class folders at depth 0 (no published split)", "flat"),
+    "mvtec-ad": ("published train/test (no validation split)", "bottle"),
+    "mvtec-ad2": ("published train/validation/test_public", "can"),
+    "visa": ("published split_csv/1cls.csv (train/test)", "candle"),
+    "visa-raw": ("raw VisA folders (no published split)", "candle"),
+    "btad": ("published train/test (no validation split)", "product 01"),
+    "kolektorsdd2": ("published train/test; labels from the _GT masks", "surface"),
+}
 # layout -> (group, defects, normals, anomalies, published split, train images start with)
 LAYOUT_CONTENT = {
     "per-class": ("phones", {"crack", "scratch"}, 11, 9, False, "images/good/"),
@@ -251,12 +262,18 @@ def test_every_layout_reads_its_fixtures_groups_defects_splits_and_masks(tmp_pat
     """What each layout's scanner reads from its fixture, exactly: the group, the defect names, every
     image once with its label, the published train kept as train, and each anomaly's own mask (the
     fixture's rectangle at the image's displayed size, 0/255 even where the set ships 0/1 masks)."""
-    for name, (source, args) in _layout_sources(tmp_path).items():
+    sources = _layout_sources(tmp_path)
+    (sources["mvtec-ad"][0] / "bottle" / "readme.txt").write_text("a file beside the split folders")
+    for name, (source, args) in sources.items():
         group, defects, normals, anomalies, published, train_prefix = LAYOUT_CONTENT[name]
         out = tmp_path / "imported" / name
         _import(source, out, *args)
         table = _table(out)
         info = json.loads((out / "split.json").read_text())
+        assert (info["layout_detail"], json.loads((out / "dataset.json").read_text())["class_name"]) == \
+            LAYOUT_WORDS[name], name
+        if name not in ("mvtec-ad2", "visa", "visa-raw"):
+            assert info["notes"] == [], (name, info["notes"])  # a stray file is no folder to ignore
         assert set(table.group) == {group}, name
         assert set(table[table.label == 1].defect) == defects and set(table[table.label == 0].defect) == {"none"}, name
         assert ((table.label == 0).sum(), (table.label == 1).sum()) == (normals, anomalies), name
@@ -347,7 +364,9 @@ def test_a_published_val_is_kept_and_nothing_is_carved_from_test(tmp_path: Path)
         if split == "val":
             expected |= {f"images/train/crack/{i}.png" for i in range(5)}
         assert set(table[table.split == split].image) == expected, split
-    assert "and val" in json.loads((out / "split.json").read_text())["layout_detail"]
+    info = json.loads((out / "split.json").read_text())
+    assert info["layout_detail"] == "published train/test and val"
+    assert not any(note.startswith("ignored") for note in info["notes"]), info["notes"]  # val is part of the layout
 
 
 def test_published_duplicates_are_kept_in_the_earliest_split_only(tmp_path: Path) -> None:
