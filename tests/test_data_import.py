@@ -791,3 +791,27 @@ def test_writer_orders_rows_by_split_then_path_and_keeps_same_named_rois_apart(t
     assert written.files == {"copied": 6}  # 4 images and 2 ROI masks, copied as asked
     assert all((out / r.image_id).read_bytes() == items[names.index(r.image_id[7:])].image.read_bytes()
                for r in written.records)
+
+
+def test_supervised_cross_generation_draws_the_train_anomalies_evenly_over_the_years() -> None:
+    items = _items([(5, 0, year, None) for year in range(2017, 2022)] + [(4, 1, year, None) for year in range(2017, 2022)]
+                   + [(3, 0, 2024, None), (2, 1, 2024, None)])
+    for seed in range(5):  # a draw blind to the year would hit one per year by chance 7 % of the time
+        split = _assign(items, test_years=frozenset({2024}), seed=seed, supervised=0.25)
+        trained = sorted(items[i].year for i, s in split.items() if s == "train" and items[i].label == 1)
+        assert trained == list(range(2017, 2022)), seed
+
+
+def test_published_set_without_anomalies_and_identical_images_are_refused_in_words() -> None:
+    with pytest.raises(ValueError, match=r"^too few images: the published test has 0 anomalous image\(s\) left"):
+        _assign(_items([(4, 0, None, "train"), (3, 0, None, "test")]), published=True, supervised=0.0)
+    mixed = [Item(Path("/s/x.png"), "x.png", 1, "scratch", "g"), Item(Path("/s/y.png"), "y.png", 0, "none", "g")]
+    with pytest.raises(ValueError) as refused:
+        split_rule.deduplicate(mixed, [Checked("same", None)] * 2)
+    assert str(refused.value) == ("/s/y.png and /s/x.png are byte-identical but labelled normal and anomalous: fix the "
+                                  "set before importing")
+    generated = [Item(Path("/g/z.png"), "generated/z.png", 0, "none", "g", source="generated"), mixed[1]]
+    with pytest.raises(ValueError) as refused:
+        split_rule.deduplicate(generated, [Checked("same", None)] * 2)
+    assert str(refused.value) == ("generated image /g/z.png is byte-identical to the real image /s/y.png: a generated "
+                                  "image must be new content (a copy would put a real image in train)")
