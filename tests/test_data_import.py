@@ -815,3 +815,22 @@ def test_published_set_without_anomalies_and_identical_images_are_refused_in_wor
         split_rule.deduplicate(generated, [Checked("same", None)] * 2)
     assert str(refused.value) == ("generated image /g/z.png is byte-identical to the real image /s/y.png: a generated "
                                   "image must be new content (a copy would put a real image in train)")
+
+
+def test_out_must_be_new_or_an_empty_folder_and_published_sets_keep_their_own_protocol(tmp_path: Path) -> None:
+    src = make_mvtec(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    import_dataset(src, empty, category="bottle")  # an existing empty folder is fine
+    assert (empty / "manifest.csv").is_file()
+    for taken in (empty, tmp_path / "file.txt"):
+        if not taken.exists():
+            taken.write_text("x")
+        with pytest.raises(ValueError, match=rf"^--out {taken} is not an empty folder: choose a new one"):
+            import_dataset(src, taken, category="bottle")
+    hard = tmp_path / "hard"
+    _image(hard / "smudge" / "a.png")
+    with pytest.raises(ValueError, match=rf"^--hard-negatives needs a set without a published split; {src} \(mvtec-ad\)"):
+        import_dataset(src, tmp_path / "o1", category="bottle", hard_negatives=hard)
+    with pytest.raises(ValueError, match=r"^--test-years needs a set without a published split"):
+        import_dataset(src, tmp_path / "o2", category="bottle", year_from="0", test_years="2024")
