@@ -177,3 +177,46 @@ def test_roi_column_is_checked_for_aspect_ratio_and_readability(tmp_path: Path) 
     assert [(p.row, p.severity) for p in roi] == [(2, "error"), (3, "error")]
     assert roi[0].message == "roi is 16x8, not the image's aspect ratio (16x16)"
     assert roi[1].message.startswith("cannot read the size of the image or roi: ")
+
+
+def test_each_problem_names_its_row_column_and_what_is_wrong_exactly(tmp_path: Path) -> None:
+    """Every kind of bad row once, with the exact problem line the user reads; good rows keep their
+    values (an empty group reads as "all")."""
+    root = tmp_path / "data"
+    for name in ("a", "b", "c", "d", "e", "f", "g", "h"):
+        _png(root / f"{name}.png")
+    _png(root / "m.png", value=255)
+    (root / "x.gif").write_bytes(b"GIF89a")
+    manifest = _write(root, [
+        "a.png,0,train,real,2019,g,none,false,",
+        "b.png,0,train,real,2019,,none,false,m.png",
+        "c.png,1,val,real,2019,g,none,false,m.png",
+        "d.png,0,val,real,2019,g,scratch,false,",
+        "e.png,1,test,real,2024,g,scratch,true,m.png",
+        "f.png,1,test,web,2024,g,scratch,false,m.png",
+        ",0,test,real,2024,g,none,false,",
+        "C:g.png,0,test,real,2024,g,none,false,",
+        "x.gif,0,test,real,2024,g,none,false,",
+        "g.png,yes,test,real,2024,g,none,false,",
+        "h.png,0,train,real,2019,,none,false,",
+        "e.png,1,val,generated,2019,g,scratch,false,nope.png",
+    ])
+    records, problems = validate_table(read_table(manifest), root)
+    assert [str(p) for p in problems] == [
+        "error: row 2 [mask]: normal image with a mask",
+        "error: row 3 [defect]: anomalous image with defect 'none'; name the defect type",
+        "error: row 4 [defect]: normal image with defect 'scratch'; normals use 'none'",
+        "error: row 5 [hard_negative]: hard_negative is true for an anomalous image",
+        "error: row 6 [source]: unknown source 'web'; expected one of real, generated",
+        "error: row 7 [image]: empty path",
+        "error: row 8 [image]: absolute path 'C:g.png' is not allowed; use a path relative to the manifest",
+        "error: row 9 [image]: 'x.gif' is not an allowed image type (PNG, JPEG, BMP, TIFF, WEBP)",
+        "error: row 10 [label]: label must be 0 or 1, got 'yes'",
+        "error: row 12 [source]: generated image in the val split; val and test must be real",
+        "error: row 12 [mask]: file 'nope.png' does not exist",
+        "error: row 12 [image]: duplicate of row 5 (e.png)",
+        "error: table [split]: the test split is empty",
+        "warning: table [split]: the val split is empty: F1 at a validation threshold is undefined",
+    ]
+    assert [(r.row, r.group, r.source, r.label, r.split) for r in records] == [
+        (1, "g", "real", 0, "train"), (11, "all", "real", 0, "train")]

@@ -702,3 +702,16 @@ def test_every_table_the_report_writes_matches_its_reviewed_snapshot(tmp_path: P
     assert set(written) == set(reviewed)
     for name, text in written.items():
         assert text == reviewed[name], name
+
+
+def test_comparisons_name_every_untestable_pair_and_a_missing_file_of_the_best(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", seeds=(0, 1), failed_method="anomalygpt")
+    for seed in (0, 1):
+        (run / "scores" / f"patchcore__default__smartphone-synth__s{seed}.parquet").unlink()
+    (comparison,) = compare_with_best(load_run(run), DATASET)
+    assert (comparison.best_method, comparison.method) == ("patchcore", "winclip")
+    reasons = (comparison.undefined_reason or "").split("; ")
+    assert len(reasons) == 2 and all(r.startswith(f"winclip__default__smartphone-synth__s{s}: ") for r, s in
+                                     zip(reasons, (0, 1), strict=True))
+    assert all(f"cell patchcore__default__smartphone-synth__s{s}: scores_file " in r  # the best's missing file
+               for r, s in zip(reasons, (0, 1), strict=True))
