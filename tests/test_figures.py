@@ -433,3 +433,40 @@ def test_known_vs_unseen_names_the_splits_by_their_years_only_when_test_is_later
     ):
         monkeypatch.setattr(known_unseen, "_split_years", lambda v, years=years: years)
         assert known_unseen._split_names(view) == expected  # type: ignore[arg-type]
+
+
+def test_ci_figures_legends_colours_and_layers(ci_run: tuple[Path, list[Figure]]) -> None:
+    """What a reader uses to read the CIs: the legend entries, black whiskers over the bars, the grey dashed
+    chance line on top, bars in each method's colour, open markers for val and filled ones for test."""
+    from matplotlib.colors import to_rgba
+
+    run, kept = ci_run
+    cells = sorted(load_run(run).for_dataset(SLUG, ok_only=True), key=lambda c: c.metrics.image_auroc)
+    auroc = _figure(kept, "Image AUROC")
+    ax = auroc.axes[0]
+    assert sorted(t.get_text() for t in auroc.legends[0].get_texts()) == ["95 % CI", "chance (0.500)"]
+    (container,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    (whisker_lines,) = container.lines[2]
+    assert to_rgba(whisker_lines.get_colors()[0]) == to_rgba("black") and whisker_lines.get_linewidths()[0] == 0.8
+    assert all(len(cap.get_xdata()) for cap in container.lines[1])  # capped whiskers
+    (chance,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert to_rgba(chance.get_color()) == to_rgba("0.3") and chance.get_zorder() == 4 and chance.get_linewidth() == 0.8
+    (bars,) = [c for c in ax.containers if not isinstance(c, ErrorbarContainer)]
+    methods = [c.method for c in cells]
+    assert len({tuple(b.get_facecolor()) for b in bars}) == len(set(methods))  # one colour per method
+    assert all(b.get_zorder() < whisker_lines.get_zorder() < chance.get_zorder() for b in bars)
+    assert not any(line.get_visible() for line in ax.yaxis.get_gridlines())
+    unseen = _figure(kept, "Known vs unseen")
+    uax = unseen.axes[0]
+    points = [c for c in uax.containers if isinstance(c, ErrorbarContainer)]
+    faces = [to_rgba(p.lines[0].get_markerfacecolor()) for p in points]
+    assert faces[0::2] == [to_rgba("white")] * len(cells) and to_rgba("white") not in faces[1::2]
+    assert all(p.lines[0].get_marker() == "o" for p in points)
+    (half,) = [line for line in uax.get_lines() if line.get_linestyle() == "--"]
+    assert half.get_xdata()[0] == 0.5 and to_rgba(half.get_color()) == to_rgba("0.3")
+    links = [line for line in uax.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) == 2
+             and to_rgba(line.get_color()) == to_rgba("0.6")]
+    assert len(links) == len(cells)  # each cell's val and test joined
+    handles = unseen.legends[0].legend_handles
+    assert [h.get_marker() for h in handles[:2]] == ["o", "o"] and to_rgba(handles[0].get_markerfacecolor()) == to_rgba(
+        "white")

@@ -100,7 +100,7 @@ SCOPES = (
     Scope("manifest validation (manifest.py)", 0.80, ("benchmarks.data.manifest.*",), sample=100),
     Scope("embedded set's split plan (plan_dataset, scaled_counts)", 0.80,
           _functions("benchmarks.data.smartphone.generate", "scaled_counts", "plan_dataset", "_balanced",
-                     "_balanced_designs"), sample=150),
+                     "_balanced_designs"), sample=80),
     Scope("embedded set's protocol constants (years, counts, kinds, body width)", 0.80, (), runner="constants"),
     Scope("reporting: statistics across seeds and methods (statistics.py)", 0.90,
           ("benchmarks.reporting.statistics.*",), sample=150),
@@ -279,15 +279,16 @@ def _git(*args: str) -> str:
 
 def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str], population: int) -> dict[str, Any] | str:
     """The stored entry for a fully measured scope, or why it cannot be stored."""
-    if t.not_checked or not t.measured:
-        return f"{t.not_checked} mutants not run yet"
+    if not t.measured:
+        return "no mutant measured yet"
     functions = {function_of(m) for m in mutants}
     files = sorted({module_path(m) for m, _ in functions})
     if _git("status", "--porcelain", "--", *files):
         return "its files have uncommitted changes: commit, run again, then record"
     return {"killed": t.killed, "measured": t.measured, "equivalent": equivalent, "target": scope.target,
             "commit": _git("rev-parse", "--short=12", "HEAD"), "date": _git("log", "-1", "--format=%cs"),
-            "population": population, "mutmut": "3.8.1", "functions": source_hashes(functions)}
+            "population": population, "not_run": t.not_checked, "mutmut": "3.8.1",
+            "functions": source_hashes(functions)}
 
 
 def load_scores(path: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -309,17 +310,17 @@ def stored_table(scopes: list[Scope], scores: dict[str, dict[str, Any]]) -> tupl
         killed, measured, equivalent = entry["killed"], entry["measured"], entry["equivalent"]
         net = killed / (measured - equivalent) if measured > equivalent else 1.0
         changed = changed_since(entry, scope)
-        failed |= net < scope.target or bool(changed)
+        failed |= net < scope.target or bool(changed) or bool(entry.get("not_run"))
         since = "nothing" if not changed else "**" + ", ".join(f"`{c}`" for c in changed) + "**"
         population = entry.get("population", measured)
         counted = f"{killed} / {measured}"
         net_text = f"{net:.1%}"
-        if entry.get("not_run"):  # an earlier report's partial run
-            counted += f" ({entry['not_run']} not run)"
-        elif population > measured:  # a random sample: the score is an estimate, with its interval
+        if population > measured + entry.get("not_run", 0):  # a random sample: an estimate, with its interval
             lo, hi = wilson(killed, measured - equivalent)
             counted += f" (random sample of {population:,})"
             net_text += f" [{lo:.1%}, {hi:.1%}]"
+        if entry.get("not_run"):  # a partial run: the rest of the scope (or of its sample) was not measured
+            counted += f" ({entry['not_run']} not run)"
         lines.append(f"| {scope.label} | {counted} | {killed / measured:.1%} | {equivalent} | "
                      f"{net_text} | {scope.target:.0%} | {entry['commit']} ({entry['date']}) | {since} |")
     return lines, failed
