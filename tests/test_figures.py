@@ -470,3 +470,36 @@ def test_ci_figures_legends_colours_and_layers(ci_run: tuple[Path, list[Figure]]
     handles = unseen.legends[0].legend_handles
     assert [h.get_marker() for h in handles[:2]] == ["o", "o"] and to_rgba(handles[0].get_markerfacecolor()) == to_rgba(
         "white")
+
+
+def test_known_vs_unseen_reads_the_split_years_from_the_manifest_and_spans_them(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    root = tmp_path / "set"
+    root.mkdir()
+    (root / "manifest.csv").write_text("image,split,year\na,val,2017\nb,val,2019\nc,val,2018\nd,test,2024\n"
+                                       "e,test,2025\nf,train,\n")
+    view = SimpleNamespace(cells=[SimpleNamespace(dataset_root=str(root))], dataset="d")
+    assert known_unseen._split_years(view) == {"val": [2017, 2018, 2019], "test": [2024, 2025], "train": []}
+    assert known_unseen._split_names(view) == ("val: held-out images of known designs (2017-2019)",
+                                                "test: unseen designs (2024-2025)")
+    (root / "manifest.csv").write_text("image,split\na,val\n")
+    assert known_unseen._split_years(view) == {}  # no year column
+    (root / "manifest.csv").unlink()
+    assert known_unseen._split_years(view) == {}  # no manifest
+    assert known_unseen._split_years(SimpleNamespace(cells=[SimpleNamespace(dataset_root=None)], dataset="d")) == {}
+
+
+def test_a_cell_without_a_stored_ci_gets_no_whiskers(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", ("patchcore", "winclip"), failed_method=None)
+    lines = [json.loads(line) for line in (run / "runs.jsonl").read_text().splitlines()]
+    lines[0]["metrics"]["image_auroc_ci"] = None
+    (run / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    kept: list[Figure] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_figure", keeping(kept, write=False))
+        write_figures(run)
+    ax = _figure(kept, "Image AUROC").axes[0]
+    (container,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    widths = sorted(round(right - left, 6) for _, left, right in _segments(container))
+    assert widths[0] == 0.0 and widths[1] > 0.0  # the cell without a CI is drawn without whiskers
