@@ -281,7 +281,7 @@ def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str], populati
     """The stored entry for a fully measured scope, or why it cannot be stored."""
     if not t.measured:
         return "no mutant measured yet"
-    functions = {function_of(m) for m in mutants}
+    functions = {function_of(m) for m in mutants} | scope_functions_now(scope)  # with those without mutants
     files = sorted({module_path(m) for m, _ in functions})
     if _git("status", "--porcelain", "--", *files):
         return "its files have uncommitted changes: commit, run again, then record"
