@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from benchmarks.cli import main
 from benchmarks.data.images import load_mask
 from benchmarks.data.importer import import_dataset
+from benchmarks.data.importer.pipeline import ImportResult, describe
 from benchmarks.data.manifest import load_manifest
 
 H, W = 30, 44  # not square: a polygon filled on the wrong axis lands elsewhere
@@ -362,16 +363,20 @@ def test_study_protocol_refusals(study: Path, tmp_path: Path, capsys: pytest.Cap
     assert not any((tmp_path / f"o{k}").exists() for k in range(1, 5))
 
 
-def test_year_from_a_path_pattern(tmp_path: Path) -> None:
+def _import_model_years(tmp_path: Path) -> ImportResult:
+    """`model_<year>/{good,crack}/` for 2018, 2020 and 2024 (4 + 3 images each), imported with the year read from
+    the folder name and 2024 held out for test."""
     src = tmp_path / "src"
     for year in (2018, 2020, 2024):
         for i in range(4):
             _noise(src / f"model_{year}" / "good" / f"{i}.png")
         for i in range(3):
             _noise(src / f"model_{year}" / "crack" / f"{i}.png")
-    out = tmp_path / "out"
-    import_dataset(src, out, year_from=r"model_(?P<year>\d{4})", test_years="2024")
-    table = _table(out)
+    return import_dataset(src, tmp_path / "out", year_from=r"model_(?P<year>\d{4})", test_years="2024")
+
+
+def test_year_from_a_path_pattern(tmp_path: Path) -> None:
+    table = _table(_import_model_years(tmp_path).manifest.parent)
     assert set(table[table.split == "test"].year) == {2024}
     assert set(table[table.split != "test"].year) == {2018, 2020}
 
@@ -678,16 +683,7 @@ def test_yolo_boxes_and_polygons_scale_to_the_image(tmp_path: Path) -> None:
 
 
 def test_the_printed_summary_gives_each_splits_counts_years_and_notes(tmp_path: Path) -> None:
-    from benchmarks.data.importer.pipeline import describe
-
-    src = tmp_path / "src"
-    for year in (2018, 2020, 2024):
-        for i in range(4):
-            _noise(src / f"model_{year}" / "good" / f"{i}.png")
-        for i in range(3):
-            _noise(src / f"model_{year}" / "crack" / f"{i}.png")
-    out = tmp_path / "out"
-    result = import_dataset(src, out, year_from=r"model_(?P<year>\d{4})", test_years="2024")
+    result = _import_model_years(tmp_path)
     lines = describe(result)
     assert lines[0] == f"imported per-class: 21 images into {result.manifest}"
     assert lines[1].startswith("  train      6 normal      0 anomalous; years 2018-2020")

@@ -268,8 +268,8 @@ def scope_functions_now(scope: Scope, root: Path | None = None) -> set[tuple[str
 def changed_since(entry: dict[str, Any], scope: Scope, root: Path | None = None) -> list[str]:
     """Functions of the scope whose source differs from when its score was measured, or that are new."""
     stored: dict[str, str] = entry.get("functions", {})
-    known = {tuple(key.split(":", 1)) for key in stored}
-    now = source_hashes({(m, n) for m, n in known} | scope_functions_now(scope, root), root)
+    known = {(key.partition(":")[0], key.partition(":")[2]) for key in stored}
+    now = source_hashes(known | scope_functions_now(scope, root), root)
     return sorted(key for key, digest in now.items() if stored.get(key) != digest)
 
 
@@ -278,7 +278,8 @@ def _git(*args: str) -> str:
 
 
 def record(scope: Scope, t: Tally, equivalent: int, mutants: list[str], population: int) -> dict[str, Any] | str:
-    """The stored entry for a fully measured scope, or why it cannot be stored."""
+    """The stored entry for a measured scope (its unmeasured mutants counted as not run), or why it cannot be
+    stored."""
     if not t.measured:
         return "no mutant measured yet"
     functions = {function_of(m) for m in mutants} | scope_functions_now(scope)  # with those without mutants
