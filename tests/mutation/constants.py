@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                          "commit": report._git("rev-parse", "--short=12", "HEAD"),
                          "date": report._git("log", "-1", "--format=%cs"), "mutmut": "tests/mutation/constants.py",
                          "functions": report.source_hashes(constants)}
-        report.SCORES.write_text(report.json.dumps({"scopes": dict(sorted(scores.items()))}, indent=1) + "\n",
-                                 encoding="utf-8")
+        report.save_scores(scores)
         print(f"recorded: {SCOPE}")
     return 1 if unexplained or net < 0.8 else 0
 

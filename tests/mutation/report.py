@@ -297,6 +297,10 @@ def load_scores(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text(encoding="utf-8"))["scopes"] if path.exists() else {}
 
 
+def save_scores(scores: dict[str, dict[str, Any]]) -> None:
+    SCORES.write_text(json.dumps({"scopes": dict(sorted(scores.items()))}, indent=1) + "\n", encoding="utf-8")
+
+
 def stored_table(scopes: list[Scope], scores: dict[str, dict[str, Any]]) -> tuple[list[str], bool]:
     """The stored score of every scope with the commit it was measured at and what changed since."""
     lines = ["| scope | killed / measured | score | equivalent | score without them | target | measured at | "
@@ -413,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:
-        SCORES.write_text(json.dumps({"scopes": dict(sorted(scores.items()))}, indent=1) + "\n", encoding="utf-8")
+        save_scores(scores)
         print("\n".join(recorded))
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
